@@ -1,0 +1,163 @@
+//! The observer's control API: JSON lines over a Unix socket, one request
+//! and one response per line. `lumen endpoint …` and `lumen rules apply`
+//! speak it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+
+use crate::endpoint::EndpointSpec;
+use crate::rules::RuleSet;
+use crate::state::{EndpointView, NodeState};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Request {
+    AddEndpoint {
+        endpoint: EndpointSpec,
+    },
+    DeleteEndpoint {
+        namespace: String,
+        name: String,
+    },
+    ListEndpoints,
+    /// Replaces the rule set with the YAML text (`source` names it in errors).
+    SetRules {
+        yaml: String,
+        source: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum Response {
+    Ok,
+    Endpoint { endpoint: EndpointView },
+    Endpoints { endpoints: Vec<EndpointView> },
+    Error { error: String },
+}
+
+fn handle(state: &Mutex<NodeState>, line: &str) -> Response {
+    let request: Request = match serde_json::from_str(line) {
+        Ok(r) => r,
+        Err(e) => {
+            return Response::Error {
+                error: format!("malformed request: {e}"),
+            }
+        }
+    };
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    let result = match request {
+        Request::AddEndpoint { endpoint } => state
+            .add_endpoint(endpoint)
+            .map(|endpoint| Response::Endpoint { endpoint }),
+        Request::DeleteEndpoint { namespace, name } => state.delete_endpoint(&namespace, &name).map(|_| Response::Ok),
+        Request::ListEndpoints => Ok(Response::Endpoints {
+            endpoints: state.endpoints(),
+        }),
+        Request::SetRules { yaml, source } => match RuleSet::parse(&yaml, Path::new(&source)) {
+            Ok(rules) => state.set_rules(rules).map(|_| Response::Ok),
+            Err(e) => return Response::Error { error: e.to_string() },
+        },
+    };
+    result.unwrap_or_else(|e| Response::Error { error: e.to_string() })
+}
+
+/// Serves the control socket until `shutdown`.
+pub async fn serve(listener: UnixListener, state: Arc<Mutex<NodeState>>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "control socket accept failed");
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut lines = BufReader::new(read).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let state = state.clone();
+                let response = tokio::task::spawn_blocking(move || handle(&state, &line))
+                    .await
+                    .unwrap_or_else(|e| Response::Error {
+                        error: format!("internal error: {e}"),
+                    });
+                let mut bytes = serde_json::to_vec(&response).expect("response serializes");
+                bytes.push(b'\n');
+                if write.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Binds the socket, replacing a stale one left by a dead observer.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    if path.exists() && std::os::unix::net::UnixStream::connect(path).is_err() {
+        std::fs::remove_file(path)?;
+    }
+    UnixListener::bind(path)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the observer at {}: {source} (is lumen-observer running? try --control-socket)", path.display())]
+    Connect { path: PathBuf, source: std::io::Error },
+    #[error("observer connection failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("observer sent an unreadable response: {0}")]
+    Protocol(#[from] serde_json::Error),
+    #[error("observer closed the connection without answering")]
+    Closed,
+}
+
+/// One request, one response.
+pub async fn call(path: &Path, request: &Request) -> Result<Response, ClientError> {
+    let stream = UnixStream::connect(path).await.map_err(|source| ClientError::Connect {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let (read, mut write) = stream.into_split();
+    let mut bytes = serde_json::to_vec(request)?;
+    bytes.push(b'\n');
+    write.write_all(&bytes).await?;
+    let line = BufReader::new(read)
+        .lines()
+        .next_line()
+        .await?
+        .ok_or(ClientError::Closed)?;
+    Ok(serde_json::from_str(&line)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_format_is_stable() {
+        let r = Request::DeleteEndpoint {
+            namespace: "default".into(),
+            name: "a".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"op":"delete-endpoint","namespace":"default","name":"a"}"#
+        );
+        assert_eq!(serde_json::to_string(&Response::Ok).unwrap(), r#"{"result":"ok"}"#);
+        let e: Result<Request, _> = serde_json::from_str(r#"{"op":"reboot"}"#);
+        assert!(e.unwrap_err().to_string().contains("unknown variant `reboot`"));
+    }
+}

@@ -1,0 +1,334 @@
+//! Wiring of the observer's stages: loader → state → reader → output, plus
+//! the control socket and conntrack GC. `run` is what the binary, the demo
+//! and the tests start.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use clap::ValueEnum;
+use lumen_probes::abi;
+use tokio::sync::watch;
+
+use crate::counters::{self, CtTimeouts};
+use crate::datapath::{Datapath, DatapathConfig, DatapathError};
+use crate::endpoint;
+use crate::output::{JsonLines, Names};
+use crate::reader::{Reader, ReaderStats};
+use crate::rules::RuleSet;
+use crate::source::FileError;
+use crate::state::{NodeState, StateError};
+
+/// Event volume, like Cilium's `--monitor-aggregation`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Aggregation {
+    /// Every packet.
+    None,
+    /// New connections, TCP flag changes, closes and every drop.
+    Medium,
+    /// Connection open and close, and every drop.
+    Max,
+}
+
+impl Aggregation {
+    fn abi(self) -> u32 {
+        match self {
+            Aggregation::None => abi::AGG_NONE,
+            Aggregation::Medium => abi::AGG_MEDIUM,
+            Aggregation::Max => abi::AGG_MAX,
+        }
+    }
+}
+
+fn default_node_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(0);
+    if ok && end > 0 {
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "node".to_string()
+    }
+}
+
+/// Everything the observer can be told. Each flag has a `LUMEN_*`
+/// environment variable of the same name.
+#[derive(Clone, Debug, clap::Parser)]
+#[command(
+    name = "lumen-observer",
+    version,
+    about = "Lumen node observer: enforces policy on endpoint interfaces and reports every decision"
+)]
+pub struct ObserverConfig {
+    /// Name of this node; its datapath state is pinned under <bpffs-root>/<node-name>.
+    #[arg(long, env = "LUMEN_NODE_NAME", default_value_t = default_node_name())]
+    pub node_name: String,
+    /// Directory on a BPF filesystem where maps and links are pinned.
+    #[arg(long, env = "LUMEN_BPFFS_ROOT", default_value = "/sys/fs/bpf/lumen")]
+    pub bpffs_root: PathBuf,
+    /// Directory for runtime state (runtime endpoints, reported losses).
+    #[arg(long, env = "LUMEN_STATE_DIR", default_value = "/var/run/lumen")]
+    pub state_dir: PathBuf,
+    /// YAML file of endpoints to guard (see README).
+    #[arg(long, env = "LUMEN_ENDPOINTS")]
+    pub endpoints: Option<PathBuf>,
+    /// YAML file of policy rules (see README).
+    #[arg(long, env = "LUMEN_RULES")]
+    pub rules: Option<PathBuf>,
+    /// Unix socket of the control API (`lumen endpoint …`, `lumen rules apply`).
+    #[arg(long, env = "LUMEN_CONTROL_SOCKET", default_value = "/var/run/lumen/control.sock")]
+    pub control_socket: PathBuf,
+    /// Where events go as JSON lines: `-` for stdout, `none`, or a file path.
+    #[arg(long, env = "LUMEN_EVENTS_OUTPUT", default_value = "-")]
+    pub events_output: String,
+    /// Which packets become events.
+    #[arg(long, env = "LUMEN_MONITOR_AGGREGATION", value_enum, default_value = "medium")]
+    pub monitor_aggregation: Aggregation,
+    /// Bytes of each packet to copy into its event (0 to 128).
+    #[arg(long, env = "LUMEN_CAPTURE_BYTES", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=128))]
+    pub capture_bytes: u32,
+    /// Size of the kernel ring buffer: a power of two, at least 4096.
+    #[arg(long, env = "LUMEN_RING_BUFFER_BYTES", default_value_t = 4 << 20, value_parser = parse_ring_size)]
+    pub ring_buffer_bytes: u32,
+    /// Pending bytes after which the datapath wakes the reader early.
+    #[arg(long, env = "LUMEN_WAKEUP_BYTES", default_value_t = 64 << 10)]
+    pub wakeup_bytes: u64,
+    /// How often expired conntrack entries are removed.
+    #[arg(long, env = "LUMEN_CT_GC_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub ct_gc_interval: Duration,
+    /// Network namespace (under /var/run/netns) to run in.
+    #[arg(long, env = "LUMEN_NETNS")]
+    pub netns: Option<String>,
+    /// Remove this node's pinned datapath (detaching it from every interface) and exit.
+    #[arg(long)]
+    pub uninstall: bool,
+    /// Kernel BTF to require (for tests of the error path).
+    #[arg(long, hide = true, default_value = "/sys/kernel/btf/vmlinux")]
+    pub btf_path: PathBuf,
+}
+
+fn parse_ring_size(s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|_| format!("{s:?} is not a number of bytes"))?;
+    if n < 4096 || !n.is_power_of_two() {
+        return Err(format!("{n} is not a power of two of at least 4096"));
+    }
+    Ok(n)
+}
+
+impl ObserverConfig {
+    /// A configuration with every default, for embedding.
+    pub fn for_node(node_name: &str) -> ObserverConfig {
+        <ObserverConfig as clap::Parser>::parse_from(["lumen-observer", "--node-name", node_name])
+    }
+
+    pub fn pin_dir(&self) -> PathBuf {
+        self.bpffs_root.join(&self.node_name)
+    }
+
+    pub fn node_state_dir(&self) -> PathBuf {
+        self.state_dir.join(&self.node_name)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObserverError {
+    #[error("invalid node name {0:?}: use letters, digits, '-', '_' and '.'")]
+    NodeName(String),
+    #[error("endpoints: {0}")]
+    Endpoints(FileError),
+    #[error("rules: {0}")]
+    Rules(FileError),
+    #[error(transparent)]
+    Datapath(#[from] DatapathError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ObserverError {
+    let context = context.into();
+    move |source| ObserverError::Io { context, source }
+}
+
+/// Removes a node's pins: programs detach, maps are freed.
+pub fn uninstall(pin_dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(pin_dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// Runs the observer until `shutdown` turns true. Input files are checked
+/// before the datapath is touched.
+pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Result<ReaderStats, ObserverError> {
+    if cfg.node_name.is_empty()
+        || !cfg
+            .node_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        || cfg.node_name.starts_with('.')
+    {
+        return Err(ObserverError::NodeName(cfg.node_name.clone()));
+    }
+    let file_endpoints = match &cfg.endpoints {
+        Some(path) => endpoint::load_file(path).map_err(ObserverError::Endpoints)?,
+        None => Vec::new(),
+    };
+    let rules = match &cfg.rules {
+        Some(path) => RuleSet::load_file(path).map_err(ObserverError::Rules)?,
+        None => RuleSet::default(),
+    };
+    // Checked before the datapath is touched, so a bad file changes nothing.
+    for ep in &file_endpoints {
+        if let Some(ifname) = ep
+            .interface
+            .as_deref()
+            .filter(|i| crate::datapath::ifindex(i).is_none())
+        {
+            return Err(DatapathError::NoInterface {
+                ifname: ifname.to_string(),
+            }
+            .into());
+        }
+    }
+    let pin_dir = cfg.pin_dir();
+    let mut datapath = Datapath::load(&DatapathConfig {
+        pin_dir: pin_dir.clone(),
+        btf_path: cfg.btf_path.clone(),
+        ring_buffer_bytes: cfg.ring_buffer_bytes,
+        aggregation: cfg.monitor_aggregation.abi(),
+        capture_bytes: cfg.capture_bytes,
+        wakeup_bytes: cfg.wakeup_bytes,
+    })?;
+    let ring = datapath.take_events()?;
+    let names = Arc::new(RwLock::new(Names::default()));
+    let state_dir = cfg.node_state_dir();
+    std::fs::create_dir_all(&state_dir).map_err(io_err(format!("cannot create {}", state_dir.display())))?;
+    let file_name = cfg
+        .endpoints
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let mut state = NodeState::new(
+        datapath,
+        file_endpoints,
+        file_name,
+        state_dir.join("endpoints.json"),
+        rules,
+        names.clone(),
+    )?;
+    state.apply()?;
+    let state = Arc::new(Mutex::new(state));
+
+    let out: Option<Box<dyn Write + Send>> = match cfg.events_output.as_str() {
+        "-" => Some(Box::new(std::io::stdout())),
+        "none" => None,
+        path => Some(Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(io_err(format!("cannot open events output {path}")))?,
+        )),
+    };
+    let out = out.unwrap_or_else(|| Box::new(std::io::sink()));
+    let reader = Reader::new(
+        ring,
+        pin_dir.clone(),
+        state_dir.join("lost-reported"),
+        JsonLines::new(out, cfg.node_name.clone(), names),
+    )
+    .map_err(io_err("cannot poll the ring buffer"))?;
+    let reader = tokio::spawn(reader.run(shutdown.clone()));
+
+    let listener = crate::control::bind(&cfg.control_socket)
+        .map_err(io_err(format!("cannot listen on {}", cfg.control_socket.display())))?;
+    let control = tokio::spawn(crate::control::serve(listener, state.clone(), shutdown.clone()));
+    tracing::info!(node = %cfg.node_name, pin_dir = %pin_dir.display(), socket = %cfg.control_socket.display(), "observer ready");
+
+    let mut gc = tokio::time::interval(cfg.ct_gc_interval);
+    loop {
+        tokio::select! {
+            _ = gc.tick() => {
+                let pin_dir = pin_dir.clone();
+                match tokio::task::spawn_blocking(move || counters::collect_conntrack(&pin_dir, CtTimeouts::default())).await {
+                    Ok(Ok(n)) if n > 0 => tracing::debug!(removed = n, "conntrack gc"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "conntrack gc failed"),
+                    _ => {}
+                }
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    control.abort();
+    let _ = std::fs::remove_file(&cfg.control_socket);
+    let stats = reader
+        .await
+        .map_err(|e| io_err("reader task")(std::io::Error::other(e)))?;
+    stats.map_err(io_err("writing events"))
+}
+
+/// Enters the network namespace `/var/run/netns/<name>` on this thread.
+/// Threads spawned afterwards inherit it.
+pub fn enter_netns(name: &str) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(Path::new("/var/run/netns").join(name))?;
+    // SAFETY: setns on a valid namespace fd only changes this thread's namespace.
+    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// An observer running on its own thread (inside `cfg.netns` if set).
+pub struct ObserverHandle {
+    shutdown: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<Result<ReaderStats, ObserverError>>>,
+}
+
+impl ObserverHandle {
+    pub fn spawn(cfg: ObserverConfig) -> ObserverHandle {
+        let (tx, rx) = watch::channel(false);
+        let thread = std::thread::spawn(move || {
+            if let Some(ns) = &cfg.netns {
+                enter_netns(ns).map_err(io_err(format!("cannot enter network namespace {ns}")))?;
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(io_err("cannot start the runtime"))?;
+            rt.block_on(run(cfg, rx))
+        });
+        ObserverHandle {
+            shutdown: tx,
+            thread: Some(thread),
+        }
+    }
+
+    /// True once the observer stopped (for example on a startup error).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    pub fn stop(mut self) -> Result<ReaderStats, ObserverError> {
+        let _ = self.shutdown.send(true);
+        self.thread
+            .take()
+            .expect("joined once")
+            .join()
+            .expect("observer thread panicked")
+    }
+}
+
+impl Drop for ObserverHandle {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! The loader stage: loads the datapath object with aya, pins its maps and
+//! links under the node's bpffs directory, attaches programs to endpoint
+//! interfaces, and writes endpoint, ipcache and policy entries.
+//!
+//! Restart safety: maps and TCX links are pinned, so enforcement goes on
+//! while no observer runs. A new observer re-opens the pinned maps and swaps
+//! its freshly loaded programs into the pinned links with `bpf_link_update`
+//! (atomic), so there is no instant without a program or without policy.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::CString;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use aya::maps::lpm_trie::{Key, LpmTrie};
+use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, RingBuf};
+use aya::programs::links::{FdLink, LinkOrder, PinnedLink};
+use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
+use aya::programs::{SchedClassifier, TcAttachType};
+use aya::{Ebpf, EbpfLoader};
+use lumen_probes::abi;
+use lumen_probes::maps as names;
+
+use crate::rules::EndpointPolicy;
+
+/// Why the datapath could not be set up or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    #[error("no BPF filesystem at {path}: mount one with `mount -t bpf bpf /sys/fs/bpf`")]
+    NoBpffs { path: PathBuf },
+    #[error("the kernel has no BTF ({path} is missing): Lumen needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
+    NoBtf { path: PathBuf },
+    #[error("cannot create {path}: {source}")]
+    PinDir { path: PathBuf, source: std::io::Error },
+    #[error("loading the datapath failed (are you root, with CAP_BPF and CAP_NET_ADMIN?): {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("program {name}: {source}")]
+    Program {
+        name: &'static str,
+        source: aya::programs::ProgramError,
+    },
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
+    #[error(
+        "interface {ifname} does not exist in this network namespace; create it or fix the endpoint's `interface`"
+    )]
+    NoInterface { ifname: String },
+    #[error("attaching to {ifname} ({hook}) failed: {reason}")]
+    Attach {
+        ifname: String,
+        hook: &'static str,
+        reason: String,
+    },
+}
+
+/// Knobs of the datapath that user space sets.
+#[derive(Clone, Debug)]
+pub struct DatapathConfig {
+    /// Pins go to `<bpffs_root>/<node>`.
+    pub pin_dir: PathBuf,
+    pub btf_path: PathBuf,
+    pub ring_buffer_bytes: u32,
+    pub aggregation: u32,
+    pub capture_bytes: u32,
+    pub wakeup_bytes: u64,
+}
+
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+fn is_bpffs(path: &Path) -> bool {
+    let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs writes into the zeroed struct we own; the path is a valid C string.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC
+    }
+}
+
+/// The bpffs mount point that `path` lives under must be a real bpffs.
+fn check_bpffs(pin_dir: &Path) -> Result<(), DatapathError> {
+    let mut probe = pin_dir.to_path_buf();
+    while !probe.exists() {
+        if !probe.pop() {
+            break;
+        }
+    }
+    if is_bpffs(&probe) {
+        Ok(())
+    } else {
+        Err(DatapathError::NoBpffs { path: probe })
+    }
+}
+
+pub fn ifindex(ifname: &str) -> Option<u32> {
+    let c = CString::new(ifname).ok()?;
+    // SAFETY: c is a valid NUL-terminated string.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (idx != 0).then_some(idx)
+}
+
+/// `(family, address bytes, prefix bits)` of an IP for the ipcache trie.
+fn ipcache_key(ip: IpAddr) -> Key<[u8; 20]> {
+    let mut data = [0u8; 20];
+    let bits = match ip {
+        IpAddr::V4(v4) => {
+            data[0] = 4;
+            data[4..8].copy_from_slice(&v4.octets());
+            32
+        }
+        IpAddr::V6(v6) => {
+            data[0] = 6;
+            data[4..20].copy_from_slice(&v6.octets());
+            128
+        }
+    };
+    Key::new(32 + bits, data)
+}
+
+fn policy_trie_key(k: &abi::PolicyKey) -> Key<[u8; 16]> {
+    let mut data = [0u8; 16];
+    data[0..4].copy_from_slice(&k.policy_id_be.to_ne_bytes());
+    data[4] = k.direction;
+    data[8..12].copy_from_slice(&k.identity_be.to_ne_bytes());
+    data[12] = k.proto;
+    data[14..16].copy_from_slice(&k.dport_be.to_ne_bytes());
+    Key::new(k.prefixlen, data)
+}
+
+fn policy_id_of(key: &Key<[u8; 16]>) -> u32 {
+    u32::from_be_bytes(key.data()[0..4].try_into().unwrap())
+}
+
+/// Where an endpoint's programs are attached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Attachment {
+    ifindex: u32,
+    policy: EndpointPolicy,
+    policy_id: u32,
+}
+
+pub struct Datapath {
+    ebpf: Ebpf,
+    pin_dir: PathBuf,
+    endpoints: BpfHashMap<MapData, u32, abi::EndpointInfo>,
+    ipcache: LpmTrie<MapData, [u8; 20], abi::IpcacheValue>,
+    policy: LpmTrie<MapData, [u8; 16], abi::PolicyValue>,
+    attached: HashMap<String, Attachment>,
+    next_policy_id: u32,
+}
+
+fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> DatapathError {
+    move |source| DatapathError::Map { name, source }
+}
+
+fn take<T: TryFrom<Map, Error = aya::maps::MapError>>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DatapathError> {
+    let map = ebpf.take_map(name).ok_or(DatapathError::Map {
+        name,
+        source: aya::maps::MapError::InvalidName { name: name.into() },
+    })?;
+    T::try_from(map).map_err(map_err(name))
+}
+
+impl Datapath {
+    /// Loads the programs and opens (or creates and pins) the maps.
+    pub fn load(cfg: &DatapathConfig) -> Result<Datapath, DatapathError> {
+        if !cfg.btf_path.exists() {
+            return Err(DatapathError::NoBtf {
+                path: cfg.btf_path.clone(),
+            });
+        }
+        check_bpffs(&cfg.pin_dir)?;
+        for dir in [cfg.pin_dir.clone(), cfg.pin_dir.join("links")] {
+            std::fs::create_dir_all(&dir).map_err(|source| DatapathError::PinDir { path: dir, source })?;
+        }
+        let mut ebpf = EbpfLoader::new()
+            .map_pin_path(&cfg.pin_dir)
+            .set_max_entries(names::EVENTS, cfg.ring_buffer_bytes)
+            .load(lumen_probes::DATAPATH_OBJECT)?;
+        for name in [lumen_probes::PROG_FROM_ENDPOINT, lumen_probes::PROG_TO_ENDPOINT] {
+            let prog: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .expect("program is in the object")
+                .try_into()
+                .map_err(|source| DatapathError::Program {
+                    name: prog_name(name),
+                    source,
+                })?;
+            prog.load().map_err(|source| DatapathError::Program {
+                name: prog_name(name),
+                source,
+            })?;
+        }
+        let mut config: Array<MapData, abi::Config> = take(&mut ebpf, names::CONFIG)?;
+        config
+            .set(
+                0,
+                abi::Config {
+                    aggregation: cfg.aggregation,
+                    capture_len: cfg.capture_bytes.min(abi::CAPTURE_MAX),
+                    wakeup_bytes: cfg.wakeup_bytes.min(u64::from(cfg.ring_buffer_bytes) / 4),
+                },
+                0,
+            )
+            .map_err(map_err(names::CONFIG))?;
+        let endpoints: BpfHashMap<MapData, u32, abi::EndpointInfo> = take(&mut ebpf, names::ENDPOINTS)?;
+        let next_policy_id = endpoints
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(_, v)| v.policy_id)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        Ok(Datapath {
+            ipcache: take(&mut ebpf, names::IPCACHE)?,
+            policy: take(&mut ebpf, names::POLICY)?,
+            endpoints,
+            ebpf,
+            pin_dir: cfg.pin_dir.clone(),
+            attached: HashMap::new(),
+            next_policy_id,
+        })
+    }
+
+    /// The ring buffer, for the reader stage.
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, DatapathError> {
+        take(&mut self.ebpf, names::EVENTS)
+    }
+
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    /// Makes the ipcache hold exactly `entries` (IP → identity).
+    pub fn sync_ipcache(&mut self, entries: &HashMap<IpAddr, u32>) -> Result<(), DatapathError> {
+        for (ip, identity) in entries {
+            let value = abi::IpcacheValue {
+                identity: *identity,
+                flags: 0,
+            };
+            self.ipcache
+                .insert(&ipcache_key(*ip), value, 0)
+                .map_err(map_err(names::IPCACHE))?;
+        }
+        let wanted: HashSet<[u8; 20]> = entries.keys().map(|ip| ipcache_key(*ip).data()).collect();
+        let stale: Vec<_> = self
+            .ipcache
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !wanted.contains(&k.data()))
+            .collect();
+        for key in stale {
+            self.ipcache.remove(&key).map_err(map_err(names::IPCACHE))?;
+        }
+        Ok(())
+    }
+
+    /// Guards `ifname` as endpoint `info` with `policy`. Idempotent; a change
+    /// of policy is swapped in atomically under a fresh policy id.
+    pub fn upsert_endpoint(
+        &mut self,
+        ifname: &str,
+        endpoint_id: u32,
+        identity: u32,
+        policy: &EndpointPolicy,
+    ) -> Result<(), DatapathError> {
+        let ifindex = ifindex(ifname).ok_or_else(|| DatapathError::NoInterface {
+            ifname: ifname.to_string(),
+        })?;
+        if let Some(a) = self.attached.get(ifname) {
+            if a.ifindex == ifindex && a.policy == *policy {
+                let info = self.endpoints.get(&ifindex, 0).ok();
+                if info.is_some_and(|i| i.identity == identity && i.endpoint_id == endpoint_id) {
+                    return Ok(());
+                }
+            }
+        }
+        let policy_id = self.allocate_policy_id();
+        for entry in &policy.entries {
+            self.policy
+                .insert(&policy_trie_key(&entry.key(policy_id)), entry.value(), 0)
+                .map_err(map_err(names::POLICY))?;
+        }
+        // One map update flips identity, flags and policy together.
+        let info = abi::EndpointInfo {
+            endpoint_id,
+            identity,
+            policy_id,
+            flags: policy.flags,
+        };
+        self.endpoints
+            .insert(ifindex, info, 0)
+            .map_err(map_err(names::ENDPOINTS))?;
+        self.attach(ifname)?;
+        self.attached.insert(
+            ifname.to_string(),
+            Attachment {
+                ifindex,
+                policy: policy.clone(),
+                policy_id,
+            },
+        );
+        self.collect_policy_garbage()
+    }
+
+    /// Stops guarding `ifname`.
+    pub fn remove_endpoint(&mut self, ifname: &str) -> Result<(), DatapathError> {
+        for hook in ["from", "to"] {
+            let _ = std::fs::remove_file(self.link_pin(ifname, hook));
+        }
+        let ifindex = self
+            .attached
+            .remove(ifname)
+            .map(|a| a.ifindex)
+            .or_else(|| ifindex(ifname));
+        if let Some(idx) = ifindex {
+            let _ = self.endpoints.remove(&idx);
+        }
+        self.collect_policy_garbage()
+    }
+
+    /// Interfaces guarded by a previous observer that are not in `keep`.
+    pub fn stale_attachments(&self, keep: &HashSet<String>) -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(self.pin_dir.join("links")) else {
+            return vec![];
+        };
+        let mut out: Vec<String> = dir
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.rsplit_once('-'))
+                    .map(|(i, _)| i.to_string())
+            })
+            .filter(|i| !keep.contains(i))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn allocate_policy_id(&mut self) -> u32 {
+        let in_use: HashSet<u32> = self
+            .endpoints
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(_, v)| v.policy_id)
+            .collect();
+        loop {
+            let id = self.next_policy_id;
+            self.next_policy_id = self.next_policy_id.wrapping_add(1).max(1);
+            if !in_use.contains(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Removes policy entries no endpoint refers to any more.
+    fn collect_policy_garbage(&mut self) -> Result<(), DatapathError> {
+        let live: HashSet<u32> = self
+            .endpoints
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(_, v)| v.policy_id)
+            .collect();
+        let dead: Vec<_> = self
+            .policy
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !live.contains(&policy_id_of(k)))
+            .collect();
+        for key in dead {
+            self.policy.remove(&key).map_err(map_err(names::POLICY))?;
+        }
+        Ok(())
+    }
+
+    fn link_pin(&self, ifname: &str, hook: &str) -> PathBuf {
+        self.pin_dir.join("links").join(format!("{ifname}-{hook}"))
+    }
+
+    fn attach(&mut self, ifname: &str) -> Result<(), DatapathError> {
+        for (prog_name, attach_type, hook) in [
+            (lumen_probes::PROG_FROM_ENDPOINT, TcAttachType::Ingress, "from"),
+            (lumen_probes::PROG_TO_ENDPOINT, TcAttachType::Egress, "to"),
+        ] {
+            let pin = self.link_pin(ifname, hook);
+            let prog: &mut SchedClassifier = self
+                .ebpf
+                .program_mut(prog_name)
+                .expect("program is in the object")
+                .try_into()
+                .expect("a classifier");
+            let attach_err = |reason: String| DatapathError::Attach {
+                ifname: ifname.to_string(),
+                hook,
+                reason,
+            };
+            if pin.exists() {
+                // A previous observer's link: swap our program in atomically.
+                let swapped = PinnedLink::from_pin(&pin)
+                    .map_err(|e| e.to_string())
+                    .and_then(|p| SchedClassifierLink::try_from(FdLink::from(p)).map_err(|e| e.to_string()))
+                    .and_then(|link| prog.attach_to_link(link).map_err(|e| e.to_string()));
+                // A link whose interface went away answers ENOLINK: re-attach.
+                match swapped {
+                    Ok(id) => {
+                        drop(prog.take_link(id));
+                        continue;
+                    }
+                    Err(reason) => tracing::info!(ifname, hook, reason, "pinned link unusable; re-attaching"),
+                }
+                std::fs::remove_file(&pin).map_err(|e| attach_err(e.to_string()))?;
+            }
+            let id = prog
+                .attach_with_options(ifname, attach_type, TcAttachOptions::TcxOrder(LinkOrder::default()))
+                .map_err(|e| attach_err(e.to_string()))?;
+            let link = prog.take_link(id).map_err(|e| attach_err(e.to_string()))?;
+            let fd_link = FdLink::try_from(link).map_err(|e| attach_err(e.to_string()))?;
+            fd_link.pin(&pin).map_err(|e| attach_err(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+fn prog_name(name: &str) -> &'static str {
+    if name == lumen_probes::PROG_FROM_ENDPOINT {
+        lumen_probes::PROG_FROM_ENDPOINT
+    } else {
+        lumen_probes::PROG_TO_ENDPOINT
+    }
+}

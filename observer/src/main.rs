@@ -1,0 +1,37 @@
+use clap::Parser;
+use lumen_observer::daemon::{self, ObserverConfig};
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LUMEN_LOG").unwrap_or_else(|_| "info".into()))
+        .init();
+    let cfg = ObserverConfig::parse();
+    if cfg.uninstall {
+        daemon::uninstall(&cfg.pin_dir())?;
+        eprintln!("removed {}", cfg.pin_dir().display());
+        return Ok(());
+    }
+    // Before the runtime starts, so every worker thread inherits the namespace.
+    if let Some(ns) = &cfg.netns {
+        daemon::enter_netns(ns).map_err(|e| anyhow::anyhow!("cannot enter network namespace {ns}: {e}"))?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            let _ = tx.send(true);
+        });
+        daemon::run(cfg, rx).await?;
+        Ok(())
+    })
+}

@@ -1,0 +1,488 @@
+//! End to end: the real datapath in the kernel, real namespaces and traffic,
+//! the real `lumen-observer` binary. Needs root: run `scripts/test.sh`.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lumen_observer::control::{Request, Response};
+use lumen_observer::counters;
+use lumen_observer::endpoint::EndpointSpec;
+use lumen_observer::rules::rule_id;
+use support::*;
+
+const ROOT: &str = "needs root and a BPF-capable kernel: run scripts/test.sh";
+
+const FRONTEND: &[(&str, &str)] = &[("app", "frontend")];
+const BACKEND: &[(&str, &str)] = &[("app", "backend")];
+const OTHER: &[(&str, &str)] = &[("app", "other")];
+
+const ALLOW_HTTP: &str = "rules:
+  - name: allow-http
+    endpoints: {app: backend}
+    direction: ingress
+    action: allow
+    peers: {app: frontend}
+    ports: [80/tcp]
+";
+
+fn three_pods() -> Cluster {
+    cluster(&[("frontend", FRONTEND), ("backend", BACKEND), ("other", OTHER)])
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn without_policy_ping_tcp_and_udp_pass_and_are_reported() {
+    let _ = ROOT;
+    let mut c = three_pods();
+    c.start_observer("rules: []\n", &[]);
+    let fe = c.pod("frontend").clone();
+    let be = c.pod("backend").clone();
+    let _tcp = be.tcp_echo_server(80).unwrap();
+    let _udp = be.udp_echo_server(53).unwrap();
+
+    for v6 in [false, true] {
+        let src = c.addr("frontend", v6, 0).ip();
+        let dst = c.addr("backend", v6, 0).ip();
+        assert_eq!(fe.ping(dst, 2, LONG).unwrap().received, 2, "ping {dst}");
+        assert_eq!(
+            fe.tcp_request(c.addr("backend", v6, 80), b"hello", LONG).unwrap(),
+            b"hello"
+        );
+        assert_eq!(
+            fe.udp_request(c.addr("backend", v6, 53), b"query", LONG).unwrap(),
+            b"query"
+        );
+
+        let icmp = if v6 { 58 } else { 1 };
+        let ping = c.wait_flow(|e| flow_is(e, "INGRESS", src, dst, icmp, 0) && e["ct_state"] == "new");
+        assert_eq!(ping["verdict"], "FORWARDED");
+        assert_eq!(ping["icmp_type"], if v6 { 128 } else { 8 });
+
+        for (dir, point) in [("EGRESS", "FROM_ENDPOINT"), ("INGRESS", "TO_ENDPOINT")] {
+            let syn = c.wait_flow(|e| flow_is(e, dir, src, dst, 6, 80) && e["ct_state"] == "new");
+            assert_eq!(syn["verdict"], "FORWARDED");
+            assert_eq!(syn["observation_point"], point);
+            assert_eq!(syn["tcp_flag_names"], serde_json::json!(["SYN"]));
+            assert_eq!(syn["source_identity"], c.identity("frontend"));
+            assert_eq!(syn["destination_identity"], c.identity("backend"));
+            assert_eq!(syn["source_endpoint"], "default/frontend");
+            assert_eq!(syn["destination_endpoint"], "default/backend");
+            assert_eq!(syn["ip_version"], if v6 { 6 } else { 4 });
+            assert_eq!(syn["rule_id"], 0);
+
+            let udp = c.wait_flow(|e| flow_is(e, dir, src, dst, 17, 53));
+            assert_eq!(udp["verdict"], "FORWARDED");
+            assert_eq!(udp["ct_state"], "new");
+            assert_eq!(udp["is_reply"], false);
+        }
+        let synack = c.wait_flow(|e| {
+            flow_is(e, "EGRESS", dst, src, 6, e["destination_port"].as_u64().unwrap()) && e["source_port"] == 80
+        });
+        assert_eq!(synack["is_reply"], true);
+        assert_eq!(synack["ct_state"], "reply");
+        assert_eq!(synack["tcp_flag_names"], serde_json::json!(["SYN", "ACK"]));
+        let udp_reply =
+            c.wait_flow(|e| e["source_port"] == 53 && e["source"] == dst.to_string() && e["direction"] == "EGRESS");
+        assert_eq!(udp_reply["is_reply"], true);
+        assert_eq!(udp_reply["verdict"], "FORWARDED");
+    }
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn allow_only_tcp_80_from_frontend_to_backend() {
+    let mut c = three_pods();
+    c.start_observer(ALLOW_HTTP, &[]);
+    let be = c.pod("backend").clone();
+    let _s80 = be.tcp_echo_server(80).unwrap();
+    let _s8080 = be.tcp_echo_server(8080).unwrap();
+
+    for v6 in [false, true] {
+        let (fe, other) = (c.pod("frontend").clone(), c.pod("other").clone());
+        assert_eq!(fe.tcp_request(c.addr("backend", v6, 80), b"ok", LONG).unwrap(), b"ok");
+        assert!(fe.tcp_request(c.addr("backend", v6, 8080), b"no", SHORT).is_err());
+        assert!(other.tcp_request(c.addr("backend", v6, 80), b"no", SHORT).is_err());
+
+        let (fe_ip, be_ip) = (c.addr("frontend", v6, 0).ip(), c.addr("backend", v6, 0).ip());
+        let other_ip = c.addr("other", v6, 0).ip();
+        let allowed = c.wait_flow(|e| flow_is(e, "INGRESS", fe_ip, be_ip, 6, 80) && e["ct_state"] == "new");
+        assert_eq!(allowed["verdict"], "FORWARDED");
+        assert_eq!(allowed["rule"], "allow-http");
+        assert_eq!(allowed["rule_id"], rule_id("allow-http"));
+        // The reply of the allowed connection passes without a policy lookup.
+        let reply =
+            c.wait_flow(|e| e["direction"] == "EGRESS" && e["source"] == be_ip.to_string() && e["source_port"] == 80);
+        assert_eq!(reply["verdict"], "FORWARDED");
+        assert_eq!(reply["ct_state"], "reply");
+
+        let wrong_port = c.wait_flow(|e| flow_is(e, "INGRESS", fe_ip, be_ip, 6, 8080));
+        assert_eq!(wrong_port["verdict"], "DROPPED");
+        assert_eq!(wrong_port["drop_reason"], 133);
+        assert_eq!(wrong_port["drop_reason_desc"], "POLICY_DENIED");
+        assert_eq!(wrong_port["observation_point"], "TO_ENDPOINT");
+        assert_eq!(wrong_port["source_identity"], c.identity("frontend"));
+
+        let wrong_peer = c.wait_flow(|e| flow_is(e, "INGRESS", other_ip, be_ip, 6, 80));
+        assert_eq!(wrong_peer["verdict"], "DROPPED");
+        assert_eq!(wrong_peer["drop_reason"], 133);
+        assert_eq!(wrong_peer["source_identity"], c.identity("other"));
+        // The sender's side is not enforced: its egress event says FORWARDED.
+        let sent = c.wait_flow(|e| flow_is(e, "EGRESS", other_ip, be_ip, 6, 80));
+        assert_eq!(sent["verdict"], "FORWARDED");
+    }
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn explicit_deny_beats_allow() {
+    let mut c = three_pods();
+    c.start_observer(
+        "rules:
+  - name: allow-frontend
+    endpoints: {app: backend}
+    direction: ingress
+    action: allow
+    peers: {app: frontend}
+  - name: deny-http
+    endpoints: {app: backend}
+    direction: ingress
+    action: deny
+    peers: {app: frontend}
+    ports: [80/tcp]
+",
+        &[],
+    );
+    let be = c.pod("backend").clone();
+    let _s80 = be.tcp_echo_server(80).unwrap();
+    let _s81 = be.tcp_echo_server(81).unwrap();
+    let fe = c.pod("frontend").clone();
+    for v6 in [false, true] {
+        assert_eq!(fe.tcp_request(c.addr("backend", v6, 81), b"ok", LONG).unwrap(), b"ok");
+        assert!(fe.tcp_request(c.addr("backend", v6, 80), b"no", SHORT).is_err());
+        let (fe_ip, be_ip) = (c.addr("frontend", v6, 0).ip(), c.addr("backend", v6, 0).ip());
+        let denied = c.wait_flow(|e| flow_is(e, "INGRESS", fe_ip, be_ip, 6, 80));
+        assert_eq!(denied["verdict"], "DROPPED");
+        assert_eq!(denied["drop_reason"], 181);
+        assert_eq!(denied["drop_reason_desc"], "POLICY_DENY");
+        assert_eq!(denied["rule"], "deny-http");
+        let allowed = c.wait_flow(|e| flow_is(e, "INGRESS", fe_ip, be_ip, 6, 81) && e["ct_state"] == "new");
+        assert_eq!(allowed["verdict"], "FORWARDED");
+        assert_eq!(allowed["rule"], "allow-frontend");
+    }
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn restart_keeps_connections_and_never_lets_denied_traffic_through() {
+    let mut c = three_pods();
+    let rules = format!(
+        "{ALLOW_HTTP}  - name: deny-other
+    endpoints: {{app: backend}}
+    direction: ingress
+    action: deny
+    peers: {{app: other}}
+"
+    );
+    c.start_observer(&rules, &[]);
+    let be = c.pod("backend").clone();
+    let _http = be.tcp_echo_server(80).unwrap();
+    let probe_sink = be.udp_echo_server(5353).unwrap();
+    let fe = c.pod("frontend").clone();
+    let mut conn = fe.tcp_connect(c.addr("backend", false, 80), LONG).unwrap();
+    conn.set_read_timeout(Some(LONG)).unwrap();
+    let mut echo = |msg: &[u8]| {
+        conn.write_all(msg).unwrap();
+        let mut buf = vec![0; msg.len()];
+        conn.read_exact(&mut buf).unwrap();
+        assert_eq!(buf, msg);
+    };
+    echo(b"before");
+
+    // Probe the deny continuously, over both families, through the restart.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let other = c.pod("other").clone();
+    let targets = [c.addr("backend", false, 5353), c.addr("backend", true, 5353)];
+    let prober = std::thread::spawn({
+        let (stop, sent) = (stop.clone(), sent.clone());
+        move || {
+            while !stop.load(Ordering::Relaxed) {
+                for t in targets {
+                    sent.fetch_add(other.udp_send(t, b"probe", 20).unwrap(), Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    c.kill_observer();
+    std::thread::sleep(Duration::from_millis(300));
+    echo(b"while the observer is down");
+    c.start_observer(&rules, &[]);
+    echo(b"after restart");
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    prober.join().unwrap();
+
+    assert!(sent.load(Ordering::Relaxed) > 1000, "the probe ran");
+    assert_eq!(probe_sink.accepted(), 0, "denied datagrams reached the backend");
+    // The new observer names the deciding rule of what it drops.
+    let other_ip = c.addr("other", false, 0).ip();
+    let be_ip = c.addr("backend", false, 0).ip();
+    let dropped = c.wait_flow(|e| flow_is(e, "INGRESS", other_ip, be_ip, 17, 5353));
+    assert_eq!(dropped["drop_reason"], 181);
+    assert_eq!(dropped["rule"], "deny-other");
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn ring_buffer_overflow_is_counted_exactly() {
+    let mut c = cluster(&[("frontend", FRONTEND), ("backend", BACKEND)]);
+    c.start_observer(
+        "rules: []\n",
+        &["--ring-buffer-bytes", "4096", "--monitor-aggregation", "none"],
+    );
+    let fe = c.pod("frontend").clone();
+    let sent = fe.udp_send(c.addr("backend", false, 9), b"x", 20_000).unwrap();
+    assert_eq!(sent, 20_000);
+
+    // Wait until the reader has caught up with the kernel's counters.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (received, lost_reported, kernel) = loop {
+        let kernel = counters::event_counters(&c.pin_dir()).unwrap();
+        let events = c.events();
+        let received = events.iter().filter(|e| e["kind"] == "flow").count() as u64;
+        let lost: u64 = events
+            .iter()
+            .filter(|e| e["kind"] == "lost")
+            .map(|e| e["count"].as_u64().unwrap())
+            .sum();
+        if (received + kernel.lost == kernel.emitted && lost == kernel.lost) || Instant::now() > deadline {
+            break (received, lost, kernel);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        kernel.emitted >= 40_000,
+        "two events per datagram at aggregation none: {kernel:?}"
+    );
+    assert!(kernel.lost > 0, "a 4 KiB ring buffer must overflow: {kernel:?}");
+    assert_eq!(received, kernel.emitted - kernel.lost, "{kernel:?}");
+    assert_eq!(lost_reported, kernel.lost);
+    let lost_event = c.events().into_iter().find(|e| e["kind"] == "lost").unwrap();
+    assert_eq!(lost_event["source"], "PERF_EVENT_RING_BUFFER");
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn endpoints_can_be_added_and_removed_at_runtime() {
+    let mut c = cluster(&[("frontend", FRONTEND), ("backend", BACKEND)]);
+    let late =
+        c.tb.add_pod(
+            &c.node,
+            lumen_testbed::PodSpec::new("late", "prod", "10.0.0.9".parse().unwrap()).label("app", "late"),
+        )
+        .unwrap();
+    c.start_observer(ALLOW_HTTP, &[]);
+    let be = c.pod("backend").clone();
+    let _s = be.tcp_echo_server(80).unwrap();
+    // Not an endpoint yet: unknown to the ipcache, so the backend sees world.
+    assert!(late.tcp_request(c.addr("backend", false, 80), b"x", SHORT).is_err());
+    let world = c.wait_flow(|e| e["source"] == "10.0.0.9" && e["direction"] == "INGRESS");
+    assert_eq!(world["source_identity"], 2);
+    assert_eq!(world["drop_reason"], 133);
+
+    let spec = EndpointSpec {
+        name: "late".into(),
+        namespace: "prod".into(),
+        labels: [("app".to_string(), "frontend".to_string())].into(),
+        interface: Some(late.host_ifname.clone()),
+        ips: vec!["10.0.0.9".parse().unwrap()],
+    };
+    let Response::Endpoint { endpoint } = c.call(Request::AddEndpoint { endpoint: spec.clone() }).unwrap() else {
+        panic!("add failed")
+    };
+    assert_eq!(endpoint.spec, spec);
+    assert_eq!(endpoint.origin, "runtime");
+    // Labelled app=frontend now: allowed, and seen from its own interface too.
+    assert_eq!(
+        late.tcp_request(c.addr("backend", false, 80), b"x", LONG).unwrap(),
+        b"x"
+    );
+    let own = c.wait_flow(|e| e["source"] == "10.0.0.9" && e["direction"] == "EGRESS");
+    assert_eq!(own["source_endpoint"], "prod/late");
+    assert_eq!(own["endpoint_id"], spec.endpoint_id());
+
+    // A duplicate IP is refused and changes nothing.
+    let mut dup = spec.clone();
+    dup.name = "dup".into();
+    dup.interface = None;
+    let Response::Error { error } = c.call(Request::AddEndpoint { endpoint: dup }).unwrap() else {
+        panic!()
+    };
+    assert_eq!(error, "ip 10.0.0.9 of prod/dup is already used by another endpoint");
+    let Response::Endpoints { endpoints } = c.call(Request::ListEndpoints).unwrap() else {
+        panic!()
+    };
+    let names: Vec<String> = endpoints.iter().map(|e| e.spec.key()).collect();
+    assert_eq!(names, vec!["default/backend", "default/frontend", "prod/late"]);
+
+    let ok = c
+        .call(Request::DeleteEndpoint {
+            namespace: "prod".into(),
+            name: "late".into(),
+        })
+        .unwrap();
+    assert_eq!(ok, Response::Ok);
+    assert!(late.tcp_request(c.addr("backend", false, 80), b"x", SHORT).is_err());
+    let Response::Error { error } = c
+        .call(Request::DeleteEndpoint {
+            namespace: "default".into(),
+            name: "backend".into(),
+        })
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(error.starts_with("endpoint default/backend comes from "), "{error}");
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn malformed_rules_are_rejected_and_the_old_policy_stays() {
+    let mut c = three_pods();
+    c.start_observer(ALLOW_HTTP, &[]);
+    let be = c.pod("backend").clone();
+    let _s80 = be.tcp_echo_server(80).unwrap();
+    let _s8080 = be.tcp_echo_server(8080).unwrap();
+    let bad = [
+        (
+            "rules:\n  - name: x\n    endpoints: {}\n    direction: ingress\n    action: allow\n    ports: [80/gre]\n",
+            "bad.yaml:2: rule \"x\": unknown protocol \"gre\" in port \"80/gre\" (tcp, udp, sctp, icmp, icmpv6, any)",
+        ),
+        (
+            "rules:\n  - name: x\n    endpoints: {}\n    direction: up\n    action: allow\n",
+            "bad.yaml:4:16: rules[0].direction: unknown variant `up`, expected `ingress` or `egress`",
+        ),
+        ("rules: [\n", "bad.yaml:2:1: did not find expected node content"),
+    ];
+    for (yaml, expected) in bad {
+        let r = c
+            .call(Request::SetRules {
+                yaml: yaml.into(),
+                source: "bad.yaml".into(),
+            })
+            .unwrap();
+        assert_eq!(r, Response::Error { error: expected.into() });
+    }
+    let fe = c.pod("frontend").clone();
+    assert_eq!(
+        fe.tcp_request(c.addr("backend", false, 80), b"ok", LONG).unwrap(),
+        b"ok"
+    );
+    assert!(fe.tcp_request(c.addr("backend", false, 8080), b"no", SHORT).is_err());
+}
+
+fn observer_error(c: &Cluster, rules: &str, extra: &[&str]) -> String {
+    let out = c.observer_command(rules, extra).output().unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn bad_input_and_missing_prerequisites_are_named() {
+    let c = cluster(&[("frontend", FRONTEND)]);
+    let rules = c.rules_file().display().to_string();
+    let err = observer_error(
+        &c,
+        "rules:\n  - name: a\n    endpoints: {}\n    direction: ingress\n    action: allow\n    ports: [0]\n",
+        &[],
+    );
+    assert!(
+        err.contains(&format!(
+            "rules: {rules}:2: rule \"a\": port \"0\" in \"0\" is not a number from 1 to 65535"
+        )),
+        "{err}"
+    );
+
+    std::fs::write(
+        c.endpoints_file(),
+        "endpoints:\n  - name: ghost\n    interface: nosuchif0\n    ips: [10.0.0.50]\n",
+    )
+    .unwrap();
+    let err = observer_error(&c, "rules: []\n", &[]);
+    assert!(
+        err.contains("interface nosuchif0 does not exist in this network namespace"),
+        "{err}"
+    );
+    std::fs::write(
+        c.endpoints_file(),
+        "endpoints:\n  - name: a\n    ips: [10.0.0.1]\n    bogus: 1\n",
+    )
+    .unwrap();
+    let err = observer_error(&c, "rules: []\n", &[]);
+    assert!(
+        err.contains(&format!(
+            "{}:4:5: endpoints[0]: unknown field `bogus`",
+            c.endpoints_file().display()
+        )),
+        "{err}"
+    );
+
+    c.write_endpoints();
+    let not_bpffs = c.dir.join("not-bpffs");
+    let err = observer_error(&c, "rules: []\n", &["--bpffs-root", not_bpffs.to_str().unwrap()]);
+    assert!(
+        err.contains(&format!(
+            "no BPF filesystem at {}: mount one with `mount -t bpf bpf /sys/fs/bpf`",
+            c.dir.display()
+        )),
+        "{err}"
+    );
+    let err = observer_error(&c, "rules: []\n", &["--btf-path", "/nonexistent/vmlinux"]);
+    assert!(
+        err.contains("the kernel has no BTF (/nonexistent/vmlinux is missing)"),
+        "{err}"
+    );
+    let err = observer_error(&c, "rules: []\n", &["--ring-buffer-bytes", "5000"]);
+    assert!(err.contains("5000 is not a power of two of at least 4096"), "{err}");
+    assert!(!c.pin_dir().exists(), "nothing was pinned by failed starts");
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn non_first_fragments_borrow_ports_from_the_first() {
+    let mut c = three_pods();
+    c.start_observer(ALLOW_HTTP.replace("80/tcp", "5000/udp").as_str(), &[]);
+    let be = c.pod("backend").clone();
+    let sink = be.udp_echo_server(5000).unwrap();
+    let fe = c.pod("frontend").clone();
+    // 3000 bytes over a 1500-byte MTU: one datagram in three fragments.
+    let big = vec![7u8; 3000];
+    assert_eq!(fe.udp_request(c.addr("backend", false, 5000), &big, LONG).unwrap(), big);
+    assert_eq!(sink.accepted(), 1);
+    let is_frag =
+        |e: &serde_json::Value| e["fragment"] == true && e["direction"] == "INGRESS" && e["destination_port"] == 5000;
+    c.wait_flow(is_frag);
+    assert!(
+        c.flows(is_frag).iter().all(|e| e["verdict"] == "FORWARDED"),
+        "{}",
+        c.dump()
+    );
+    let other = c.pod("other").clone();
+    assert!(other.udp_request(c.addr("backend", false, 5000), &big, SHORT).is_err());
+    assert_eq!(sink.accepted(), 1);
+    let other_ip = IpAddr::V4(c.pod("other").ipv4);
+    let dropped = c.wait_flow(|e| e["source"] == other_ip.to_string() && e["direction"] == "INGRESS");
+    assert_eq!(
+        (dropped["verdict"].as_str(), dropped["destination_port"].as_u64()),
+        (Some("DROPPED"), Some(5000))
+    );
+    assert_eq!(dropped["fragment"], true);
+}

@@ -1,0 +1,230 @@
+//! A node with pods on the testbed and a real `lumen-observer` process
+//! guarding them. Everything is removed on drop, also when a test fails.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lumen_observer::control::{self, Request, Response};
+use lumen_observer::identity::{IdentityAllocator, Labels};
+use lumen_testbed::{Node, Pod, PodSpec, Process, Testbed};
+use serde_json::Value;
+
+pub const BPFFS_ROOT: &str = "/sys/fs/bpf/lumen";
+
+pub struct Cluster {
+    pub tb: Testbed,
+    pub node: Node,
+    pub pods: BTreeMap<String, Pod>,
+    pub dir: PathBuf,
+    pub node_name: String,
+    observer: Option<Process>,
+}
+
+/// `(name, labels)` of each pod; pod i gets 10.0.0.(i+1) and fd00::(i+1).
+pub fn cluster(pods: &[(&str, &[(&str, &str)])]) -> Cluster {
+    let mut tb = Testbed::new().expect("testbed (run the tests as root: scripts/test.sh)");
+    let node = tb.add_node("node").expect("node");
+    let mut map = BTreeMap::new();
+    for (i, (name, labels)) in pods.iter().enumerate() {
+        let n = i as u8 + 1;
+        let mut spec = PodSpec::new(name, "default", Ipv4Addr::new(10, 0, 0, n)).ipv6(Ipv6Addr::new(
+            0xfd00,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            n.into(),
+        ));
+        for (k, v) in *labels {
+            spec = spec.label(k, v);
+        }
+        map.insert(name.to_string(), tb.add_pod(&node, spec).expect("pod"));
+    }
+    let node_name = format!("{}-node", tb.prefix());
+    let dir = std::env::temp_dir().join(format!("lumen-e2e-{node_name}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let c = Cluster {
+        tb,
+        node,
+        pods: map,
+        dir,
+        node_name,
+        observer: None,
+    };
+    c.write_endpoints();
+    c
+}
+
+impl Cluster {
+    pub fn pod(&self, name: &str) -> &Pod {
+        &self.pods[name]
+    }
+
+    pub fn addr(&self, pod: &str, v6: bool, port: u16) -> SocketAddr {
+        let p = self.pod(pod);
+        let ip = if v6 {
+            IpAddr::V6(p.ipv6.unwrap())
+        } else {
+            IpAddr::V4(p.ipv4)
+        };
+        SocketAddr::new(ip, port)
+    }
+
+    pub fn endpoints_file(&self) -> PathBuf {
+        self.dir.join("endpoints.yaml")
+    }
+
+    pub fn rules_file(&self) -> PathBuf {
+        self.dir.join("rules.yaml")
+    }
+
+    pub fn events_file(&self) -> PathBuf {
+        self.dir.join("events.jsonl")
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("control.sock")
+    }
+
+    pub fn pin_dir(&self) -> PathBuf {
+        Path::new(BPFFS_ROOT).join(&self.node_name)
+    }
+
+    pub fn write_endpoints(&self) {
+        let mut text = String::from("endpoints:\n");
+        for pod in self.pods.values() {
+            text.push_str(&format!(
+                "  - name: {}\n    namespace: {}\n    labels: {{",
+                pod.name, pod.namespace
+            ));
+            let labels: Vec<String> = pod.labels.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            text.push_str(&labels.join(", "));
+            text.push_str(&format!(
+                "}}\n    interface: {}\n    ips: [{}, \"{}\"]\n",
+                pod.host_ifname,
+                pod.ipv4,
+                pod.ipv6.unwrap()
+            ));
+        }
+        std::fs::write(self.endpoints_file(), text).unwrap();
+    }
+
+    /// The identity every node computes for a pod's labels.
+    pub fn identity(&self, pod: &str) -> u64 {
+        let p = self.pod(pod);
+        u64::from(IdentityAllocator::default().allocate(&Labels::for_endpoint(&p.labels, &p.namespace)))
+    }
+
+    pub fn observer_command(&self, rules: &str, extra: &[&str]) -> Command {
+        std::fs::write(self.rules_file(), rules).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lumen-observer"));
+        cmd.args(["--node-name", &self.node_name, "--netns", &self.node.netns]);
+        if !extra.contains(&"--bpffs-root") {
+            cmd.arg("--bpffs-root").arg(BPFFS_ROOT);
+        }
+        cmd.arg("--state-dir").arg(self.dir.join("state"));
+        cmd.arg("--endpoints").arg(self.endpoints_file());
+        cmd.arg("--rules").arg(self.rules_file());
+        cmd.arg("--control-socket").arg(self.socket());
+        cmd.arg("--events-output").arg(self.events_file());
+        cmd.args(extra);
+        cmd.env("LUMEN_LOG", "warn");
+        cmd
+    }
+
+    /// Starts the observer and waits until its control socket answers.
+    pub fn start_observer(&mut self, rules: &str, extra: &[&str]) {
+        let mut cmd = self.observer_command(rules, extra);
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut process = self.node.spawn(cmd).expect("spawn lumen-observer");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Response::Endpoints { .. }) = self.call(Request::ListEndpoints) {
+                break;
+            }
+            if let Ok(Some(status)) = process.try_wait() {
+                let mut err = String::new();
+                use std::io::Read;
+                process.take_stderr().unwrap().read_to_string(&mut err).unwrap();
+                panic!("lumen-observer exited with {status}: {err}");
+            }
+            assert!(Instant::now() < deadline, "lumen-observer did not become ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.observer = Some(process);
+    }
+
+    /// Kills the observer outright (SIGKILL), as a crash would.
+    pub fn kill_observer(&mut self) {
+        if let Some(mut p) = self.observer.take() {
+            p.kill().unwrap();
+        }
+        let _ = std::fs::remove_file(self.socket());
+    }
+
+    pub fn call(&self, request: Request) -> Result<Response, control::ClientError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(control::call(&self.socket(), &request))
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.events_file()).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.ends_with('}'))
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect()
+    }
+
+    /// Flow events, waiting up to 5 s for one that matches `pred`.
+    pub fn wait_flow(&self, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(v) = self.events().into_iter().find(|e| e["kind"] == "flow" && pred(e)) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "no matching flow among:\n{}", self.dump());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn flows(&self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["kind"] == "flow" && pred(e))
+            .collect()
+    }
+
+    pub fn dump(&self) -> String {
+        std::fs::read_to_string(self.events_file()).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.kill_observer();
+        let _ = lumen_observer::daemon::uninstall(&self.pin_dir());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Matches a flow by its 5-tuple-ish fields.
+pub fn flow_is(e: &Value, dir: &str, src: IpAddr, dst: IpAddr, proto: u64, dport: u64) -> bool {
+    e["direction"] == dir
+        && e["source"] == src.to_string()
+        && e["destination"] == dst.to_string()
+        && e["protocol"] == proto
+        && e["destination_port"] == dport
+}
+
+pub const SHORT: Duration = Duration::from_millis(700);
+pub const LONG: Duration = Duration::from_secs(3);

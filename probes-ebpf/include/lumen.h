@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
+/*
+ * The kernel ABI of Lumen's datapath: every struct and constant shared
+ * between the eBPF programs and user space is defined here and only here.
+ * The Rust mirror (probes-ebpf/src/abi.rs) is checked against this file at
+ * build time; see probes-ebpf/build.rs.
+ *
+ * Rules: fixed-width types only, padding spelled out, no bool.
+ * Multi-byte fields are host byte order unless the name ends in _be.
+ */
+#ifndef LUMEN_H
+#define LUMEN_H
+
+#include <linux/types.h>
+
+/* Hubble's TrafficDirection numbering. */
+#define LUMEN_DIR_INGRESS 1 /* traffic to the endpoint */
+#define LUMEN_DIR_EGRESS 2  /* traffic from the endpoint */
+
+/* Hubble's TraceObservationPoint numbering. */
+#define LUMEN_OBS_FROM_ENDPOINT 5
+#define LUMEN_OBS_TO_ENDPOINT 101
+
+/* Hubble's Verdict numbering. */
+#define LUMEN_VERDICT_FORWARDED 1
+#define LUMEN_VERDICT_DROPPED 2
+#define LUMEN_VERDICT_AUDIT 4
+#define LUMEN_VERDICT_MAX 8
+
+/* Hubble's DropReason numbering. */
+#define LUMEN_DROP_POLICY_DENIED 133
+#define LUMEN_DROP_INVALID_PACKET 134
+#define LUMEN_DROP_CT_INVALID_HEADER 135
+#define LUMEN_DROP_INVALID_IPV6_EXT_HEADER 156
+#define LUMEN_DROP_FRAG_NOT_FOUND 175
+#define LUMEN_DROP_POLICY_DENY 181
+
+/* Conntrack state of the packet that produced an event. */
+#define LUMEN_CT_NEW 1
+#define LUMEN_CT_ESTABLISHED 2
+#define LUMEN_CT_REPLY 3
+#define LUMEN_CT_RELATED 4
+
+/* Event volume, like Cilium's monitor aggregation. */
+#define LUMEN_AGG_NONE 0   /* every packet */
+#define LUMEN_AGG_MEDIUM 1 /* new, TCP flag change, close, drops */
+#define LUMEN_AGG_MAX 2    /* open, close, drops */
+
+/* Policy map value actions. */
+#define LUMEN_ACTION_ALLOW 1
+#define LUMEN_ACTION_DENY 2
+#define LUMEN_ACTION_AUDIT 3 /* a deny in audit mode: forwarded, reported AUDIT */
+
+/* endpoint_info.flags */
+#define LUMEN_EP_ENFORCE_INGRESS (1U << 0)
+#define LUMEN_EP_ENFORCE_EGRESS (1U << 1)
+#define LUMEN_EP_AUDIT_INGRESS (1U << 2)
+#define LUMEN_EP_AUDIT_EGRESS (1U << 3)
+
+/* event.flags */
+#define LUMEN_EVF_IS_REPLY (1U << 0)
+#define LUMEN_EVF_FRAGMENT (1U << 1)  /* an IP fragment (first or later) */
+#define LUMEN_EVF_TRUNCATED (1U << 2) /* L4 header missing or cut short */
+
+/* Reserved identities (Cilium's numbering). */
+#define LUMEN_ID_WORLD 2
+
+/* Indexes into the per-CPU event counters. */
+#define LUMEN_EVC_EMITTED 0 /* events the program tried to write */
+#define LUMEN_EVC_LOST 1    /* of which the ring buffer could not take */
+#define LUMEN_EVC_MAX 2
+
+#define LUMEN_CAPTURE_MAX 128
+
+/* Byte order of the LPM-trie keys must be big endian for prefix matching. */
+struct lumen_ipcache_key {
+	__u32 prefixlen; /* 32 (family + pad) + address bits */
+	__u8 family;     /* 4 or 6 */
+	__u8 pad[3];
+	__u8 addr[16];
+};
+
+struct lumen_ipcache_value {
+	__u32 identity;
+	__u32 flags;
+};
+
+struct lumen_endpoint_info {
+	__u32 endpoint_id;
+	__u32 identity;
+	__u32 policy_id; /* selects the endpoint's entries in the policy map */
+	__u32 flags;     /* LUMEN_EP_* */
+};
+
+/*
+ * Policy: an LPM trie so that protocol and port can be wildcarded and port
+ * ranges expressed as prefixes. policy_id, direction and identity are always
+ * matched in full (prefixlen >= 72); identity 0 is the "any identity" entry.
+ */
+struct lumen_policy_key {
+	__u32 prefixlen;
+	__u32 policy_id_be;
+	__u8 direction;
+	__u8 pad[3];
+	__u32 identity_be;
+	__u8 proto; /* 0 = any */
+	__u8 pad2;
+	__u16 dport_be;
+};
+
+#define LUMEN_POLICY_PREFIX_FIXED 96 /* policy_id + direction + pad + identity */
+#define LUMEN_POLICY_PREFIX_FULL 128
+
+struct lumen_policy_value {
+	__u8 action; /* LUMEN_ACTION_* */
+	__u8 pad[3];
+	__u32 rule_id;
+};
+
+struct lumen_ct_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport; /* for ICMP echo: the echo id */
+	__u16 dport;
+	__u32 endpoint_id;
+	__u8 proto;
+	__u8 family;
+	__u8 direction; /* direction of the original packet at this endpoint */
+	__u8 pad;
+};
+
+struct lumen_ct_entry {
+	__u64 created_ns;
+	__u64 last_seen_ns;
+	__u64 packets_fwd;
+	__u64 packets_rev;
+	__u32 rule_id;   /* rule that allowed the connection */
+	__u8 tcp_flags_fwd; /* union of TCP flags seen in each direction */
+	__u8 tcp_flags_rev;
+	__u8 closing; /* FIN or RST seen */
+	__u8 verdict; /* LUMEN_VERDICT_FORWARDED or LUMEN_VERDICT_AUDIT */
+};
+
+/* Tracks the L4 ports of a fragmented datagram, keyed by its first fragment. */
+struct lumen_frag_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u32 id;
+	__u8 proto;
+	__u8 family;
+	__u8 pad[2];
+};
+
+struct lumen_frag_value {
+	__u16 sport;
+	__u16 dport;
+	__u32 pad;
+};
+
+struct lumen_config {
+	__u32 aggregation;     /* LUMEN_AGG_* */
+	__u32 capture_len;     /* packet bytes copied into each event, <= LUMEN_CAPTURE_MAX */
+	__u64 wakeup_bytes;    /* force a reader wakeup once this much is pending */
+};
+
+/* Per-CPU packet and byte counters, indexed by direction * VERDICT_MAX + verdict. */
+struct lumen_traffic_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct lumen_event {
+	__u64 timestamp_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+	__u32 ifindex;
+	__u32 endpoint_id;
+	__u32 src_identity;
+	__u32 dst_identity;
+	__u32 rule_id;
+	__u32 pkt_len;
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;
+	__u16 dport;
+	__u8 family;
+	__u8 proto;
+	__u8 direction;
+	__u8 obs_point;
+	__u8 verdict;
+	__u8 drop_reason;
+	__u8 tcp_flags;
+	__u8 ct_state;
+	__u8 flags; /* LUMEN_EVF_* */
+	__u8 icmp_type;
+	__u8 icmp_code;
+	__u8 pad;
+	__u16 cap_len; /* bytes of the packet that follow this header */
+	__u16 pad2;
+	__u32 pad3;
+};
+
+#endif /* LUMEN_H */

@@ -1,0 +1,40 @@
+//! Lumen's eBPF datapath: the compiled object and the Rust view of its ABI.
+//!
+//! The programs are written in C (`src/bpf/lumen.bpf.c`, `include/lumen.h`)
+//! and compiled by `build.rs` with clang for the BPF target.
+
+pub mod abi;
+
+/// The compiled datapath object, aligned as aya's loader requires.
+pub static DATAPATH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lumen.bpf.o"));
+
+/// Program attached at TC ingress of an endpoint's host-side veth.
+pub const PROG_FROM_ENDPOINT: &str = "lumen_from_endpoint";
+/// Program attached at TC egress of an endpoint's host-side veth.
+pub const PROG_TO_ENDPOINT: &str = "lumen_to_endpoint";
+
+/// Names of the maps, as pinned under the node's bpffs directory.
+pub mod maps {
+    pub const ENDPOINTS: &str = "endpoints";
+    pub const IPCACHE: &str = "ipcache";
+    pub const POLICY: &str = "policy";
+    pub const CONNTRACK: &str = "conntrack";
+    pub const FRAGS: &str = "frags";
+    pub const CONFIG: &str = "config";
+    pub const EVENTS: &str = "events";
+    pub const TRAFFIC_COUNTERS: &str = "traffic_ctrs";
+    pub const EVENT_COUNTERS: &str = "event_ctrs";
+
+    /// Every pinned map, for cleanup and inspection.
+    pub const ALL: [&str; 9] = [
+        ENDPOINTS,
+        IPCACHE,
+        POLICY,
+        CONNTRACK,
+        FRAGS,
+        CONFIG,
+        EVENTS,
+        TRAFFIC_COUNTERS,
+        EVENT_COUNTERS,
+    ];
+}

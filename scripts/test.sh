@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests, and the end-to-end tests that need root and a
+# BPF-capable kernel (real eBPF, real network namespaces). Run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+"$(dirname "$0")/setup.sh"
+# Network namespaces left by test processes that were killed outright.
+cargo run -q -p lumen-testbed --bin lumen-testbed-sweep
+cargo test --workspace --locked -- --include-ignored "$@"
