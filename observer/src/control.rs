@@ -10,6 +10,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
+use crate::daemon::Aggregation;
 use crate::endpoint::EndpointSpec;
 use crate::rules::RuleSet;
 use crate::state::{EndpointView, NodeState};
@@ -29,6 +30,10 @@ pub enum Request {
     SetRules {
         yaml: String,
         source: String,
+    },
+    /// Changes which packets become events, at once.
+    SetAggregation {
+        level: Aggregation,
     },
 }
 
@@ -61,10 +66,17 @@ fn handle(state: &Mutex<NodeState>, line: &str) -> Response {
         }),
         Request::SetRules { yaml, source } => match RuleSet::parse(&yaml, Path::new(&source)) {
             Ok(rules) => state.set_rules(rules).map(|_| Response::Ok),
-            Err(e) => return Response::Error { error: e.to_string() },
+            Err(e) => {
+                return Response::Error {
+                    error: crate::error_chain(&e),
+                }
+            }
         },
+        Request::SetAggregation { level } => state.set_aggregation(level.abi()).map(|_| Response::Ok),
     };
-    result.unwrap_or_else(|e| Response::Error { error: e.to_string() })
+    result.unwrap_or_else(|e| Response::Error {
+        error: crate::error_chain(&e),
+    })
 }
 
 /// Serves the control socket until `shutdown`.
@@ -114,7 +126,7 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach the observer at {}: {source} (is lumen-observer running? try --control-socket)", path.display())]
+    #[error("cannot reach the observer at {} (is lumen-observer running? try --control-socket)", path.display())]
     Connect { path: PathBuf, source: std::io::Error },
     #[error("observer connection failed: {0}")]
     Io(#[from] std::io::Error),

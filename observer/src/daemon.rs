@@ -21,7 +21,8 @@ use crate::source::FileError;
 use crate::state::{NodeState, StateError};
 
 /// Event volume, like Cilium's `--monitor-aggregation`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Aggregation {
     /// Every packet.
     None,
@@ -32,7 +33,7 @@ pub enum Aggregation {
 }
 
 impl Aggregation {
-    fn abi(self) -> u32 {
+    pub fn abi(self) -> u32 {
         match self {
             Aggregation::None => abi::AGG_NONE,
             Aggregation::Medium => abi::AGG_MEDIUM,
@@ -136,15 +137,15 @@ impl ObserverConfig {
 pub enum ObserverError {
     #[error("invalid node name {0:?}: use letters, digits, '-', '_' and '.'")]
     NodeName(String),
-    #[error("endpoints: {0}")]
+    #[error(transparent)]
     Endpoints(FileError),
-    #[error("rules: {0}")]
+    #[error(transparent)]
     Rules(FileError),
     #[error(transparent)]
     Datapath(#[from] DatapathError),
     #[error(transparent)]
     State(#[from] StateError),
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io { context: String, source: std::io::Error },
 }
 

@@ -30,16 +30,16 @@ pub enum DatapathError {
     NoBpffs { path: PathBuf },
     #[error("the kernel has no BTF ({path} is missing): Lumen needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
     NoBtf { path: PathBuf },
-    #[error("cannot create {path}: {source}")]
+    #[error("cannot create {path}")]
     PinDir { path: PathBuf, source: std::io::Error },
-    #[error("loading the datapath failed (are you root, with CAP_BPF and CAP_NET_ADMIN?): {0}")]
+    #[error("loading the datapath failed (are you root, with CAP_BPF and CAP_NET_ADMIN?)")]
     Load(#[from] aya::EbpfError),
-    #[error("program {name}: {source}")]
+    #[error("program {name}")]
     Program {
         name: &'static str,
         source: aya::programs::ProgramError,
     },
-    #[error("map {name}: {source}")]
+    #[error("map {name}")]
     Map {
         name: &'static str,
         source: aya::maps::MapError,
@@ -149,6 +149,7 @@ pub struct Datapath {
     endpoints: BpfHashMap<MapData, u32, abi::EndpointInfo>,
     ipcache: LpmTrie<MapData, [u8; 20], abi::IpcacheValue>,
     policy: LpmTrie<MapData, [u8; 16], abi::PolicyValue>,
+    config: Array<MapData, abi::Config>,
     attached: HashMap<String, Attachment>,
     next_policy_id: u32,
 }
@@ -219,11 +220,19 @@ impl Datapath {
             ipcache: take(&mut ebpf, names::IPCACHE)?,
             policy: take(&mut ebpf, names::POLICY)?,
             endpoints,
+            config,
             ebpf,
             pin_dir: cfg.pin_dir.clone(),
             attached: HashMap::new(),
             next_policy_id,
         })
+    }
+
+    /// Changes the aggregation level; the datapath uses it from the next packet.
+    pub fn set_aggregation(&mut self, level: u32) -> Result<(), DatapathError> {
+        let mut cfg = self.config.get(&0, 0).map_err(map_err(names::CONFIG))?;
+        cfg.aggregation = level;
+        self.config.set(0, cfg, 0).map_err(map_err(names::CONFIG))
     }
 
     /// The ring buffer, for the reader stage.
@@ -403,9 +412,9 @@ impl Datapath {
             if pin.exists() {
                 // A previous observer's link: swap our program in atomically.
                 let swapped = PinnedLink::from_pin(&pin)
-                    .map_err(|e| e.to_string())
-                    .and_then(|p| SchedClassifierLink::try_from(FdLink::from(p)).map_err(|e| e.to_string()))
-                    .and_then(|link| prog.attach_to_link(link).map_err(|e| e.to_string()));
+                    .map_err(|e| crate::error_chain(&e))
+                    .and_then(|p| SchedClassifierLink::try_from(FdLink::from(p)).map_err(|e| crate::error_chain(&e)))
+                    .and_then(|link| prog.attach_to_link(link).map_err(|e| crate::error_chain(&e)));
                 // A link whose interface went away answers ENOLINK: re-attach.
                 match swapped {
                     Ok(id) => {
@@ -414,14 +423,14 @@ impl Datapath {
                     }
                     Err(reason) => tracing::info!(ifname, hook, reason, "pinned link unusable; re-attaching"),
                 }
-                std::fs::remove_file(&pin).map_err(|e| attach_err(e.to_string()))?;
+                std::fs::remove_file(&pin).map_err(|e| attach_err(crate::error_chain(&e)))?;
             }
             let id = prog
                 .attach_with_options(ifname, attach_type, TcAttachOptions::TcxOrder(LinkOrder::default()))
-                .map_err(|e| attach_err(e.to_string()))?;
-            let link = prog.take_link(id).map_err(|e| attach_err(e.to_string()))?;
-            let fd_link = FdLink::try_from(link).map_err(|e| attach_err(e.to_string()))?;
-            fd_link.pin(&pin).map_err(|e| attach_err(e.to_string()))?;
+                .map_err(|e| attach_err(crate::error_chain(&e)))?;
+            let link = prog.take_link(id).map_err(|e| attach_err(crate::error_chain(&e)))?;
+            let fd_link = FdLink::try_from(link).map_err(|e| attach_err(crate::error_chain(&e)))?;
+            fd_link.pin(&pin).map_err(|e| attach_err(crate::error_chain(&e)))?;
         }
         Ok(())
     }

@@ -231,7 +231,7 @@ mod tests {
 
     #[test]
     fn missing_file_is_reported() {
-        let err = load_file(Path::new("/nonexistent/eps.yaml")).unwrap_err().to_string();
+        let err = crate::error_chain(&load_file(Path::new("/nonexistent/eps.yaml")).unwrap_err());
         assert_eq!(
             err,
             "/nonexistent/eps.yaml: cannot read: No such file or directory (os error 2)"

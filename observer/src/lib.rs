@@ -18,4 +18,16 @@ pub mod rules;
 pub mod source;
 pub mod state;
 
+/// An error and its causes, `outer: inner: …`, for one-line reports.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 pub use daemon::{run, Aggregation, ObserverConfig, ObserverError, ObserverHandle};

@@ -1,7 +1,14 @@
 use clap::Parser;
 use lumen_observer::daemon::{self, ObserverConfig};
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LUMEN_LOG").unwrap_or_else(|_| "info".into()))

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 /// An input file could not be used. Nothing from it was applied.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
-    #[error("{}: cannot read: {source}", file.display())]
+    #[error("{}: cannot read", file.display())]
     Read { file: PathBuf, source: std::io::Error },
     #[error("{}:{line}:{column}: {reason}", file.display())]
     Syntax {

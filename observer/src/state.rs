@@ -24,7 +24,7 @@ pub enum StateError {
     FromFile { key: String, file: String },
     #[error(transparent)]
     Datapath(#[from] DatapathError),
-    #[error("cannot save runtime endpoints to {}: {source}", path.display())]
+    #[error("cannot save runtime endpoints to {}", path.display())]
     Persist { path: PathBuf, source: std::io::Error },
 }
 
@@ -183,6 +183,10 @@ impl NodeState {
             return Err(e);
         }
         Ok(())
+    }
+
+    pub fn set_aggregation(&mut self, level: u32) -> Result<(), StateError> {
+        Ok(self.datapath.set_aggregation(level)?)
     }
 
     pub fn endpoints(&mut self) -> Vec<EndpointView> {

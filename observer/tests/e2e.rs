@@ -406,7 +406,7 @@ fn bad_input_and_missing_prerequisites_are_named() {
     );
     assert!(
         err.contains(&format!(
-            "rules: {rules}:2: rule \"a\": port \"0\" in \"0\" is not a number from 1 to 65535"
+            "error: {rules}:2: rule \"a\": port \"0\" in \"0\" is not a number from 1 to 65535"
         )),
         "{err}"
     );
@@ -485,4 +485,56 @@ fn non_first_fragments_borrow_ports_from_the_first() {
         (Some("DROPPED"), Some(5000))
     );
     assert_eq!(dropped["fragment"], true);
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn aggregation_level_switches_at_runtime() {
+    use lumen_observer::Aggregation;
+    let mut c = cluster(&[("frontend", FRONTEND), ("backend", BACKEND)]);
+    c.start_observer("rules: []\n", &["--monitor-aggregation", "max"]);
+    let be = c.pod("backend").clone();
+    let _s = be.tcp_echo_server(80).unwrap();
+    let fe = c.pod("frontend").clone();
+    let (fe_ip, be_ip) = (IpAddr::V4(fe.ipv4), IpAddr::V4(be.ipv4));
+    let established =
+        |e: &serde_json::Value| flow_is(e, "EGRESS", fe_ip, be_ip, 6, 80) && e["ct_state"] == "established";
+    let round = |port_hint: &[u8]| {
+        assert_eq!(
+            fe.tcp_request(c.addr("backend", false, 80), port_hint, LONG).unwrap(),
+            port_hint
+        )
+    };
+
+    round(b"max");
+    let first = c.wait_flow(|e| flow_is(e, "EGRESS", fe_ip, be_ip, 6, 80) && e["ct_state"] == "new");
+    let port = first["source_port"].clone();
+    // At max only open and close are reported: the FIN, not the ACKs or data.
+    c.wait_flow(|e| established(e) && e["source_port"] == port);
+    std::thread::sleep(Duration::from_millis(100));
+    let flags: Vec<_> = c
+        .flows(|e| established(e) && e["source_port"] == port)
+        .iter()
+        .map(|e| e["tcp_flag_names"].clone())
+        .collect();
+    assert_eq!(flags, vec![serde_json::json!(["FIN", "ACK"])]);
+
+    assert_eq!(
+        c.call(Request::SetAggregation {
+            level: Aggregation::None
+        })
+        .unwrap(),
+        Response::Ok
+    );
+    round(b"none");
+    let second = c
+        .wait_flow(|e| flow_is(e, "EGRESS", fe_ip, be_ip, 6, 80) && e["ct_state"] == "new" && e["source_port"] != port);
+    let port = second["source_port"].clone();
+    // Every packet now: the handshake ACK, the data and the FIN at least.
+    c.wait_flow(|e| {
+        established(e) && e["source_port"] == port && e["tcp_flag_names"] == serde_json::json!(["FIN", "ACK"])
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let n = c.flows(|e| established(e) && e["source_port"] == port).len();
+    assert!(n >= 3, "aggregation none reports every packet, got {n}:\n{}", c.dump());
 }

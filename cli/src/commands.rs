@@ -1,0 +1,176 @@
+//! Command-line surface of `lumen` and the commands that talk to a running
+//! observer over its control socket.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use lumen_observer::control::{self, Request, Response};
+use lumen_observer::endpoint::EndpointSpec;
+use lumen_observer::rules::RuleSet;
+use lumen_observer::Aggregation;
+
+#[derive(Debug, Parser)]
+#[command(name = "lumen", version, about = "Lumen: eBPF network-flow observability and policy")]
+pub struct Cli {
+    /// Control socket of the observer to talk to.
+    #[arg(
+        long,
+        global = true,
+        env = "LUMEN_CONTROL_SOCKET",
+        default_value = "/var/run/lumen/control.sock"
+    )]
+    pub control_socket: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build a small cluster on this machine, guard it, send traffic and show what happens (root).
+    Demo(crate::demo::DemoArgs),
+    /// Endpoints the observer guards.
+    #[command(subcommand)]
+    Endpoint(EndpointCommand),
+    /// Policy rules.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// Set which packets become events: none (every packet), medium, max.
+    Aggregation {
+        #[arg(value_enum)]
+        level: Aggregation,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EndpointCommand {
+    /// List endpoints with their identity and enforcement.
+    List {
+        /// Output format.
+        #[arg(short, long, value_parser = ["table", "json"], default_value = "table")]
+        output: String,
+    },
+    /// Add an endpoint at runtime.
+    Add {
+        name: String,
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// A label `key=value`; repeat for more.
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+        /// Host-side interface to guard; omit for an endpoint known only by IP.
+        #[arg(long)]
+        interface: Option<String>,
+        /// An IP of the endpoint; repeat for more.
+        #[arg(long = "ip", required = true)]
+        ips: Vec<IpAddr>,
+    },
+    /// Remove an endpoint added at runtime.
+    Delete {
+        name: String,
+        #[arg(long, default_value = "default")]
+        namespace: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Check a rule file without applying it.
+    Validate { file: PathBuf },
+    /// Replace the observer's rules with those of a file.
+    Apply { file: PathBuf },
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not a label: use key=value")),
+    }
+}
+
+fn call(cli: &Cli, request: Request) -> anyhow::Result<Response> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    match rt.block_on(control::call(&cli.control_socket, &request))? {
+        Response::Error { error } => bail!("{error}"),
+        other => Ok(other),
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Demo(args) => crate::demo::run(args, &cli.control_socket),
+        Command::Endpoint(EndpointCommand::List { output }) => {
+            let Response::Endpoints { endpoints } = call(&cli, Request::ListEndpoints)? else {
+                bail!("unexpected response from the observer")
+            };
+            if output == "json" {
+                println!("{}", serde_json::to_string_pretty(&endpoints)?);
+            } else {
+                print!("{}", crate::format::endpoint_table(&endpoints));
+            }
+            Ok(())
+        }
+        Command::Endpoint(EndpointCommand::Add {
+            name,
+            namespace,
+            labels,
+            interface,
+            ips,
+        }) => {
+            let endpoint = EndpointSpec {
+                name: name.clone(),
+                namespace: namespace.clone(),
+                labels: labels.iter().cloned().collect::<BTreeMap<_, _>>(),
+                interface: interface.clone(),
+                ips: ips.clone(),
+            };
+            let Response::Endpoint { endpoint } = call(&cli, Request::AddEndpoint { endpoint })? else {
+                bail!("unexpected response from the observer")
+            };
+            println!(
+                "added {} (endpoint {}, identity {})",
+                endpoint.spec.key(),
+                endpoint.endpoint_id,
+                endpoint.identity
+            );
+            Ok(())
+        }
+        Command::Endpoint(EndpointCommand::Delete { name, namespace }) => {
+            call(
+                &cli,
+                Request::DeleteEndpoint {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                },
+            )?;
+            println!("deleted {namespace}/{name}");
+            Ok(())
+        }
+        Command::Rules(RulesCommand::Validate { file }) => {
+            let rules = RuleSet::load_file(file)?;
+            println!("{}: {} rules, valid", file.display(), rules.len());
+            Ok(())
+        }
+        Command::Rules(RulesCommand::Apply { file }) => {
+            // Checked here first so the error names the operator's file.
+            let rules = RuleSet::load_file(file)?;
+            let yaml = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+            call(
+                &cli,
+                Request::SetRules {
+                    yaml,
+                    source: file.display().to_string(),
+                },
+            )?;
+            println!("applied {} rules from {}", rules.len(), file.display());
+            Ok(())
+        }
+        Command::Aggregation { level } => {
+            call(&cli, Request::SetAggregation { level: *level })?;
+            println!("monitor aggregation is now {level:?}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,13 @@
+use clap::Parser;
+
+mod commands;
+mod demo;
+mod format;
+
+fn main() {
+    let cli = commands::Cli::parse();
+    if let Err(e) = commands::run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

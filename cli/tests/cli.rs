@@ -1,0 +1,283 @@
+//! The `lumen` binary as a user runs it.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lumen_observer::control::{self, Request, Response};
+use lumen_observer::identity::{IdentityAllocator, Labels};
+use lumen_observer::{ObserverConfig, ObserverHandle};
+use lumen_testbed::{PodSpec, Testbed};
+
+fn lumen(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lumen")).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn temp(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("lumen-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn rules_validate_names_file_line_and_reason() {
+    let dir = temp("validate");
+    let bad = dir.join("rules.yaml");
+    std::fs::write(
+        &bad,
+        "rules:\n  - name: a\n    endpoints: {app: x}\n    direction: inbound\n    action: allow\n",
+    )
+    .unwrap();
+    let (code, out, err) = lumen(&["rules", "validate", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert_eq!(out, "");
+    assert_eq!(
+        err,
+        format!(
+            "error: {}:4:16: rules[0].direction: unknown variant `inbound`, expected `ingress` or `egress`\n",
+            bad.display()
+        )
+    );
+    let good = dir.join("good.yaml");
+    std::fs::write(
+        &good,
+        "rules:\n  - name: a\n    endpoints: {app: x}\n    direction: ingress\n    action: allow\n",
+    )
+    .unwrap();
+    let (code, out, _) = lumen(&["rules", "validate", good.to_str().unwrap()]);
+    assert_eq!((code, out), (0, format!("{}: 1 rules, valid\n", good.display())));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn unreachable_observer_and_bad_flags_are_explained() {
+    let (code, _, err) = lumen(&["endpoint", "list", "--control-socket", "/nonexistent/lumen.sock"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "error: cannot reach the observer at /nonexistent/lumen.sock (is lumen-observer running? try --control-socket): No such file or directory (os error 2)\n"
+    );
+    let (code, _, err) = lumen(&["endpoint", "add", "web", "--ip", "10.0.0.1", "--label", "novalue"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("invalid value 'novalue' for '--label <LABELS>': \"novalue\" is not a label: use key=value"),
+        "{err}"
+    );
+    let (code, _, err) = lumen(&["aggregation", "lots"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("invalid value 'lots' for '<LEVEL>'"), "{err}");
+    let (code, _, err) = lumen(&["observe-everything"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unrecognized subcommand 'observe-everything'"), "{err}");
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn endpoint_commands_against_a_running_observer() {
+    let mut tb = Testbed::new().unwrap();
+    let node = tb.add_node("n").unwrap();
+    let web = tb
+        .add_pod(
+            &node,
+            PodSpec::new("web", "shop", Ipv4Addr::new(10, 0, 0, 1)).label("app", "web"),
+        )
+        .unwrap();
+    let dir = temp("endpoints");
+    let socket = dir.join("control.sock");
+    let endpoints = dir.join("endpoints.yaml");
+    std::fs::write(
+        &endpoints,
+        format!("endpoints:\n  - name: web\n    namespace: shop\n    labels: {{app: web}}\n    interface: {}\n    ips: [10.0.0.1]\n", web.host_ifname),
+    )
+    .unwrap();
+    let rules = dir.join("rules.yaml");
+    std::fs::write(&rules, "rules:\n  - name: web-in\n    endpoints: {app: web}\n    direction: ingress\n    action: allow\n    ports: [80/tcp]\n").unwrap();
+    let node_name = format!("{}-cli", tb.prefix());
+    let mut cfg = ObserverConfig::for_node(&node_name);
+    cfg.netns = Some(node.netns.clone());
+    cfg.endpoints = Some(endpoints);
+    cfg.control_socket = socket.clone();
+    cfg.state_dir = dir.join("state");
+    cfg.events_output = "none".into();
+    let observer = ObserverHandle::spawn(cfg.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !matches!(
+        rt.block_on(control::call(&socket, &Request::ListEndpoints)),
+        Ok(Response::Endpoints { .. })
+    ) {
+        assert!(
+            Instant::now() < deadline && !observer.is_finished(),
+            "observer did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sock = socket.to_str().unwrap();
+
+    let (code, out, err) = lumen(&[
+        "endpoint",
+        "add",
+        "db",
+        "--namespace",
+        "shop",
+        "--label",
+        "app=db",
+        "--ip",
+        "10.0.0.7",
+        "--control-socket",
+        sock,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let db_id = IdentityAllocator::default().allocate(&Labels::for_endpoint(
+        &BTreeMap::from([("app".into(), "db".into())]),
+        "shop",
+    ));
+    let web_id = IdentityAllocator::default().allocate(&Labels::for_endpoint(&web.labels, "shop"));
+    let db_ep = lumen_observer::endpoint::EndpointSpec {
+        name: "db".into(),
+        namespace: "shop".into(),
+        labels: BTreeMap::new(),
+        interface: None,
+        ips: vec![],
+    }
+    .endpoint_id();
+    assert_eq!(out, format!("added shop/db (endpoint {db_ep}, identity {db_id})\n"));
+
+    let (code, _, err) = lumen(&["rules", "apply", rules.to_str().unwrap(), "--control-socket", sock]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = lumen(&["endpoint", "list", "--control-socket", sock]);
+    assert_eq!(code, 0);
+    let web_ep = lumen_observer::endpoint::EndpointSpec {
+        name: "web".into(),
+        namespace: "shop".into(),
+        labels: BTreeMap::new(),
+        interface: None,
+        ips: vec![],
+    }
+    .endpoint_id();
+    let expected = [
+        [
+            "ENDPOINT",
+            "ID",
+            "IDENTITY",
+            "INTERFACE",
+            "IPS",
+            "INGRESS",
+            "EGRESS",
+            "LABELS",
+        ]
+        .map(String::from),
+        [
+            "shop/web".into(),
+            web_ep.to_string(),
+            web_id.to_string(),
+            web.host_ifname.clone(),
+            "10.0.0.1".into(),
+            "enforced".into(),
+            "open".into(),
+            "app=web".into(),
+        ],
+        [
+            "shop/db".into(),
+            db_ep.to_string(),
+            db_id.to_string(),
+            "-".into(),
+            "10.0.0.7".into(),
+            "open".into(),
+            "open".into(),
+            "app=db".into(),
+        ],
+    ];
+    let widths: Vec<usize> = (0..8)
+        .map(|i| expected.iter().map(|r| r[i].len()).max().unwrap())
+        .collect();
+    let table: String = expected
+        .iter()
+        .map(|r| {
+            r.iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_string()
+                + "\n"
+        })
+        .collect();
+    assert_eq!(out, table);
+
+    let (code, out, _) = lumen(&[
+        "endpoint",
+        "delete",
+        "db",
+        "--namespace",
+        "shop",
+        "--control-socket",
+        sock,
+    ]);
+    assert_eq!((code, out.as_str()), (0, "deleted shop/db\n"));
+    let (code, _, err) = lumen(&[
+        "endpoint",
+        "delete",
+        "db",
+        "--namespace",
+        "shop",
+        "--control-socket",
+        sock,
+    ]);
+    assert_eq!((code, err.as_str()), (1, "error: no endpoint shop/db\n"));
+
+    observer.stop().unwrap();
+    lumen_observer::daemon::uninstall(&cfg.pin_dir()).unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn demo_shows_allowed_and_dropped_traffic_and_cleans_up() {
+    let dir = temp("demo");
+    let socket = dir.join("demo.sock");
+    let node = format!("clidemo{}", std::process::id());
+    let (code, out, err) = lumen(&[
+        "demo",
+        "--duration",
+        "6s",
+        "--policy-after",
+        "2s",
+        "--node-name",
+        &node,
+        "--control-socket",
+        socket.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let after_policy = out
+        .split(">>> policy applied")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no policy banner:\n{out}"));
+    for expected in [
+        "-> default/backend:8080 (ID:",
+        "to-endpoint DROPPED (TCP Flags: SYN) POLICY_DENIED",
+        "to-endpoint DROPPED (UDP) POLICY_DENY [rule backend-deny-other]",
+        "to-endpoint FORWARDED (TCP Flags: SYN) [rule backend-allow-http-from-frontend]",
+        "to-endpoint FORWARDED (UDP) [rule backend-allow-dns]",
+    ] {
+        assert!(after_policy.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    let before = out.split(">>> policy applied").next().unwrap();
+    assert!(
+        !before.contains("DROPPED"),
+        "nothing is dropped before the policy:\n{before}"
+    );
+    assert!(out.contains("\ndemo finished: "), "{out}");
+    assert!(!std::path::Path::new("/sys/fs/bpf/lumen").join(&node).exists());
+    std::fs::remove_dir_all(dir).unwrap();
+}
