@@ -16,7 +16,12 @@ fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     let include = manifest.join("include");
     let source = manifest.join("src/bpf/lumen.bpf.c");
-    for path in ["include/lumen.h", "src/bpf/lumen.bpf.c", "src/abi.rs"] {
+    for path in [
+        "include/lumen.h",
+        "src/bpf/lumen.bpf.c",
+        "src/bpf/pass.bpf.c",
+        "src/abi.rs",
+    ] {
         println!("cargo:rerun-if-changed={path}");
     }
     println!("cargo:rerun-if-env-changed=LUMEN_CLANG");
@@ -25,15 +30,19 @@ fn main() {
     if !Path::new("/usr/include/bpf/bpf_helpers.h").exists() {
         fail(&format!("libbpf headers (bpf/bpf_helpers.h) are missing: {SETUP_HINT}"));
     }
-    let object = out.join("lumen.bpf.o");
-    run(Command::new(&clang)
-        .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Werror"])
-        .arg(format!("-I{}", include.display()))
-        .arg("-I/usr/include/x86_64-linux-gnu")
-        .arg("-c")
-        .arg(&source)
-        .arg("-o")
-        .arg(&object));
+    for (src, obj) in [
+        (source, "lumen.bpf.o"),
+        (manifest.join("src/bpf/pass.bpf.c"), "pass.bpf.o"),
+    ] {
+        run(Command::new(&clang)
+            .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Werror"])
+            .arg(format!("-I{}", include.display()))
+            .arg("-I/usr/include/x86_64-linux-gnu")
+            .arg("-c")
+            .arg(&src)
+            .arg("-o")
+            .arg(out.join(obj)));
+    }
 
     let abi = fs::read_to_string(manifest.join("src/abi.rs")).expect("read src/abi.rs");
     let checks = layout_checks(&clang, &include, &out, &abi);

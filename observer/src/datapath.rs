@@ -143,10 +143,68 @@ struct Attachment {
     policy_id: u32,
 }
 
+/// The endpoint maps (an array indexed by ifindex, a hash for the rare
+/// large ifindex) and a mirror of their contents, so that user space never
+/// has to scan the array.
+struct EndpointTable {
+    array: Array<MapData, abi::EndpointInfo>,
+    ext: BpfHashMap<MapData, u32, abi::EndpointInfo>,
+    mirror: HashMap<u32, abi::EndpointInfo>,
+}
+
+impl EndpointTable {
+    fn open(ebpf: &mut Ebpf) -> Result<EndpointTable, DatapathError> {
+        let array: Array<MapData, abi::EndpointInfo> = take(ebpf, names::ENDPOINTS)?;
+        let ext: BpfHashMap<MapData, u32, abi::EndpointInfo> = take(ebpf, names::ENDPOINTS_EXT)?;
+        let mut mirror: HashMap<u32, abi::EndpointInfo> = ext.iter().filter_map(Result::ok).collect();
+        // Once per start: pick up what a previous observer left.
+        for (idx, info) in array.iter().enumerate() {
+            if let Ok(info) = info {
+                if info.endpoint_id != 0 {
+                    mirror.insert(idx as u32, info);
+                }
+            }
+        }
+        Ok(EndpointTable { array, ext, mirror })
+    }
+
+    fn get(&self, ifindex: u32) -> Option<abi::EndpointInfo> {
+        self.mirror.get(&ifindex).copied()
+    }
+
+    fn set(&mut self, ifindex: u32, info: abi::EndpointInfo) -> Result<(), DatapathError> {
+        if ifindex < abi::ENDPOINTS_ARRAY {
+            self.array.set(ifindex, info, 0).map_err(map_err(names::ENDPOINTS))?;
+        } else {
+            self.ext
+                .insert(ifindex, info, 0)
+                .map_err(map_err(names::ENDPOINTS_EXT))?;
+        }
+        self.mirror.insert(ifindex, info);
+        Ok(())
+    }
+
+    fn remove(&mut self, ifindex: u32) -> Result<(), DatapathError> {
+        if ifindex < abi::ENDPOINTS_ARRAY {
+            self.array
+                .set(ifindex, abi::EndpointInfo::default(), 0)
+                .map_err(map_err(names::ENDPOINTS))?;
+        } else {
+            let _ = self.ext.remove(&ifindex);
+        }
+        self.mirror.remove(&ifindex);
+        Ok(())
+    }
+
+    fn policy_ids(&self) -> HashSet<u32> {
+        self.mirror.values().map(|v| v.policy_id).collect()
+    }
+}
+
 pub struct Datapath {
     ebpf: Ebpf,
     pin_dir: PathBuf,
-    endpoints: BpfHashMap<MapData, u32, abi::EndpointInfo>,
+    endpoints: EndpointTable,
     ipcache: LpmTrie<MapData, [u8; 20], abi::IpcacheValue>,
     policy: LpmTrie<MapData, [u8; 16], abi::PolicyValue>,
     config: Array<MapData, abi::Config>,
@@ -208,14 +266,8 @@ impl Datapath {
                 0,
             )
             .map_err(map_err(names::CONFIG))?;
-        let endpoints: BpfHashMap<MapData, u32, abi::EndpointInfo> = take(&mut ebpf, names::ENDPOINTS)?;
-        let next_policy_id = endpoints
-            .iter()
-            .filter_map(Result::ok)
-            .map(|(_, v)| v.policy_id)
-            .max()
-            .unwrap_or(0)
-            + 1;
+        let endpoints = EndpointTable::open(&mut ebpf)?;
+        let next_policy_id = endpoints.policy_ids().into_iter().max().unwrap_or(0) + 1;
         Ok(Datapath {
             ipcache: take(&mut ebpf, names::IPCACHE)?,
             policy: take(&mut ebpf, names::POLICY)?,
@@ -282,7 +334,7 @@ impl Datapath {
         })?;
         if let Some(a) = self.attached.get(ifname) {
             if a.ifindex == ifindex && a.policy == *policy {
-                let info = self.endpoints.get(&ifindex, 0).ok();
+                let info = self.endpoints.get(ifindex);
                 if info.is_some_and(|i| i.identity == identity && i.endpoint_id == endpoint_id) {
                     return Ok(());
                 }
@@ -301,9 +353,7 @@ impl Datapath {
             policy_id,
             flags: policy.flags,
         };
-        self.endpoints
-            .insert(ifindex, info, 0)
-            .map_err(map_err(names::ENDPOINTS))?;
+        self.endpoints.set(ifindex, info)?;
         self.attach(ifname)?;
         self.attached.insert(
             ifname.to_string(),
@@ -327,7 +377,7 @@ impl Datapath {
             .map(|a| a.ifindex)
             .or_else(|| ifindex(ifname));
         if let Some(idx) = ifindex {
-            let _ = self.endpoints.remove(&idx);
+            self.endpoints.remove(idx)?;
         }
         self.collect_policy_garbage()
     }
@@ -353,12 +403,7 @@ impl Datapath {
     }
 
     fn allocate_policy_id(&mut self) -> u32 {
-        let in_use: HashSet<u32> = self
-            .endpoints
-            .iter()
-            .filter_map(Result::ok)
-            .map(|(_, v)| v.policy_id)
-            .collect();
+        let in_use = self.endpoints.policy_ids();
         loop {
             let id = self.next_policy_id;
             self.next_policy_id = self.next_policy_id.wrapping_add(1).max(1);
@@ -370,12 +415,7 @@ impl Datapath {
 
     /// Removes policy entries no endpoint refers to any more.
     fn collect_policy_garbage(&mut self) -> Result<(), DatapathError> {
-        let live: HashSet<u32> = self
-            .endpoints
-            .iter()
-            .filter_map(Result::ok)
-            .map(|(_, v)| v.policy_id)
-            .collect();
+        let live = self.endpoints.policy_ids();
         let dead: Vec<_> = self
             .policy
             .keys()

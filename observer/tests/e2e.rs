@@ -538,3 +538,33 @@ fn aggregation_level_switches_at_runtime() {
     let n = c.flows(|e| established(e) && e["source_port"] == port).len();
     assert!(n >= 3, "aggregation none reports every packet, got {n}:\n{}", c.dump());
 }
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn events_carry_the_first_bytes_of_the_packet_when_asked() {
+    let mut c = cluster(&[("frontend", FRONTEND), ("backend", BACKEND)]);
+    c.start_observer("rules: []\n", &["--capture-bytes", "64"]);
+    let be = c.pod("backend").clone();
+    let _udp = be.udp_echo_server(53).unwrap();
+    let fe = c.pod("frontend").clone();
+    assert_eq!(
+        fe.udp_request(c.addr("backend", false, 53), b"capture-me", LONG)
+            .unwrap(),
+        b"capture-me"
+    );
+    let (fe_ip, be_ip) = (IpAddr::V4(fe.ipv4), IpAddr::V4(be.ipv4));
+    let ev = c.wait_flow(|e| flow_is(e, "EGRESS", fe_ip, be_ip, 17, 53));
+    let bytes: Vec<u8> = ev["capture"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_u64().unwrap() as u8)
+        .collect();
+    // 14 (Ethernet) + 20 (IPv4) + 8 (UDP) + 10 bytes of payload: shorter than 64.
+    assert_eq!(bytes.len(), 52);
+    assert_eq!(&bytes[12..14], &[0x08, 0x00], "EtherType IPv4");
+    assert_eq!(&bytes[26..30], &fe.ipv4.octets());
+    assert_eq!(&bytes[30..34], &be.ipv4.octets());
+    assert_eq!(&bytes[36..38], &53u16.to_be_bytes());
+    assert_eq!(&bytes[42..], b"capture-me");
+}

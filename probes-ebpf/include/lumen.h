@@ -62,6 +62,12 @@
 #define LUMEN_EVF_FRAGMENT (1U << 1)  /* an IP fragment (first or later) */
 #define LUMEN_EVF_TRUNCATED (1U << 2) /* L4 header missing or cut short */
 
+/*
+ * Endpoints are found by the ifindex of their host-side interface: in an
+ * array below this bound (no hashing on the hot path), in a hash above it.
+ */
+#define LUMEN_ENDPOINTS_ARRAY 65536
+
 /* Reserved identities (Cilium's numbering). */
 #define LUMEN_ID_WORLD 2
 
@@ -86,7 +92,7 @@ struct lumen_ipcache_value {
 };
 
 struct lumen_endpoint_info {
-	__u32 endpoint_id;
+	__u32 endpoint_id; /* 0: not an endpoint (an empty array slot) */
 	__u32 identity;
 	__u32 policy_id; /* selects the endpoint's entries in the policy map */
 	__u32 flags;     /* LUMEN_EP_* */
@@ -117,16 +123,20 @@ struct lumen_policy_value {
 	__u32 rule_id;
 };
 
+/*
+ * Conntrack is keyed by the endpoint and the tuple in canonical order (the
+ * lower address/port pair first), so both directions of a connection find
+ * the same entry with a single lookup.
+ */
 struct lumen_ct_key {
-	__u8 saddr[16];
-	__u8 daddr[16];
-	__u16 sport; /* for ICMP echo: the echo id */
-	__u16 dport;
+	__u8 addr_a[16];
+	__u8 addr_b[16];
+	__u16 port_a; /* for ICMP echo: the echo id on the requester's side */
+	__u16 port_b;
 	__u32 endpoint_id;
 	__u8 proto;
 	__u8 family;
-	__u8 direction; /* direction of the original packet at this endpoint */
-	__u8 pad;
+	__u8 pad[2];
 };
 
 struct lumen_ct_entry {
@@ -134,11 +144,14 @@ struct lumen_ct_entry {
 	__u64 last_seen_ns;
 	__u64 packets_fwd;
 	__u64 packets_rev;
-	__u32 rule_id;   /* rule that allowed the connection */
+	__u32 rule_id;      /* rule that allowed the connection */
 	__u8 tcp_flags_fwd; /* union of TCP flags seen in each direction */
 	__u8 tcp_flags_rev;
-	__u8 closing; /* FIN or RST seen */
-	__u8 verdict; /* LUMEN_VERDICT_FORWARDED or LUMEN_VERDICT_AUDIT */
+	__u8 closing;       /* bit 0: FIN or RST seen forward, bit 1: in reply */
+	__u8 verdict;       /* LUMEN_VERDICT_FORWARDED or LUMEN_VERDICT_AUDIT */
+	__u8 orig_src_is_a; /* the first packet came from side a of the key */
+	__u8 orig_dir;      /* and was seen in this direction */
+	__u8 pad[6];
 };
 
 /* Tracks the L4 ports of a fragmented datagram, keyed by its first fragment. */

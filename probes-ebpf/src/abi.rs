@@ -46,6 +46,8 @@ pub const EVF_TRUNCATED: u8 = 1 << 2;
 
 pub const ID_WORLD: u32 = 2;
 
+pub const ENDPOINTS_ARRAY: u32 = 65536;
+
 pub const EVC_EMITTED: u32 = 0;
 pub const EVC_LOST: u32 = 1;
 pub const EVC_MAX: u32 = 2;
@@ -110,15 +112,14 @@ pub struct PolicyValue {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CtKey {
-    pub saddr: [u8; 16],
-    pub daddr: [u8; 16],
-    pub sport: u16,
-    pub dport: u16,
+    pub addr_a: [u8; 16],
+    pub addr_b: [u8; 16],
+    pub port_a: u16,
+    pub port_b: u16,
     pub endpoint_id: u32,
     pub proto: u8,
     pub family: u8,
-    pub direction: u8,
-    pub pad: u8,
+    pub pad: [u8; 2],
 }
 
 /// C: struct lumen_ct_entry
@@ -134,6 +135,9 @@ pub struct CtEntry {
     pub tcp_flags_rev: u8,
     pub closing: u8,
     pub verdict: u8,
+    pub orig_src_is_a: u8,
+    pub orig_dir: u8,
+    pub pad: [u8; 6],
 }
 
 /// C: struct lumen_frag_key

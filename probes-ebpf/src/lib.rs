@@ -8,6 +8,10 @@ pub mod abi;
 /// The compiled datapath object, aligned as aya's loader requires.
 pub static DATAPATH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lumen.bpf.o"));
 
+/// A program that passes every packet: the hook's own cost, for benchmarks.
+pub static PASS_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pass.bpf.o"));
+pub const PROG_PASS: &str = "lumen_pass";
+
 /// Program attached at TC ingress of an endpoint's host-side veth.
 pub const PROG_FROM_ENDPOINT: &str = "lumen_from_endpoint";
 /// Program attached at TC egress of an endpoint's host-side veth.
@@ -16,6 +20,7 @@ pub const PROG_TO_ENDPOINT: &str = "lumen_to_endpoint";
 /// Names of the maps, as pinned under the node's bpffs directory.
 pub mod maps {
     pub const ENDPOINTS: &str = "endpoints";
+    pub const ENDPOINTS_EXT: &str = "endpoints_ext";
     pub const IPCACHE: &str = "ipcache";
     pub const POLICY: &str = "policy";
     pub const CONNTRACK: &str = "conntrack";
@@ -26,8 +31,9 @@ pub mod maps {
     pub const EVENT_COUNTERS: &str = "event_ctrs";
 
     /// Every pinned map, for cleanup and inspection.
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 10] = [
         ENDPOINTS,
+        ENDPOINTS_EXT,
         IPCACHE,
         POLICY,
         CONNTRACK,

@@ -19,15 +19,11 @@ pub(crate) fn display(cmd: &Command) -> String {
 /// A non-zero exit becomes [`Error::Command`] carrying stderr.
 pub(crate) fn run(cmd: &mut Command, stdin: Option<&str>) -> Result<String, Error> {
     let shown = display(cmd);
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    // Error messages and ping summaries are parsed or shown; keep them English.
-    .env("LC_ALL", "C");
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Error messages and ping summaries are parsed or shown; keep them English.
+        .env("LC_ALL", "C");
     let mut child = cmd.spawn().map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
             Error::MissingTool {
@@ -71,9 +67,5 @@ pub(crate) fn ip(args: &[&str]) -> Result<String, Error> {
 pub(crate) fn ip_batch(netns: &str, lines: &[String]) -> Result<(), Error> {
     let mut script = lines.join("\n");
     script.push('\n');
-    run(
-        Command::new("ip").args(["-n", netns, "-batch", "-"]),
-        Some(&script),
-    )
-    .map(drop)
+    run(Command::new("ip").args(["-n", netns, "-batch", "-"]), Some(&script)).map(drop)
 }

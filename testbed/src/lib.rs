@@ -17,6 +17,14 @@
 //! forwarding on and a host route per pod. Nodes are not connected to each
 //! other.
 //!
+//! Spontaneous traffic is kept minimal: no RA/autoconf/router solicitations,
+//! no automatic link-local addresses, and IPv4-only pods have IPv6 disabled on
+//! both veth ends, so they send nothing unprompted. Dual-stack pods still emit
+//! a few MLDv2 reports (ICMPv6 type 143) right after setup: the pod joins the
+//! solicited-node group of its address (reported from `::`, as it has no
+//! link-local address) and the host side, being a router, the all-routers
+//! groups. Flow assertions should ignore those.
+//!
 //! # Naming scheme
 //!
 //! Every testbed has a prefix `lt{pid}s{seq}`, where `lt` is [`TAG`], `{pid}`
@@ -60,9 +68,7 @@ pub use traffic::{PingResult, ServerGuard};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The testbed manipulates network namespaces, which needs root.
-    #[error(
-        "the testbed needs root (effective uid is {euid}); run as root, e.g. via scripts/test.sh"
-    )]
+    #[error("the testbed needs root (effective uid is {euid}); run as root, e.g. via scripts/test.sh")]
     NotRoot {
         /// Effective user id of this process.
         euid: u32,

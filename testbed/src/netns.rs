@@ -58,10 +58,7 @@ impl fmt::Display for OwnerPrefix {
 /// Lowercase hex only, as [`OwnerPrefix`]'s `Display` writes it, so that
 /// names like `ltABCsX` from other tools are never mistaken for ours.
 fn parse_hex(s: &str) -> Option<u32> {
-    let ok = !s.is_empty()
-        && s.len() <= 8
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let ok = !s.is_empty() && s.len() <= 8 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if ok {
         u32::from_str_radix(s, 16).ok()
     } else {
@@ -77,10 +74,7 @@ pub(crate) fn next_prefix() -> Result<OwnerPrefix, Error> {
     for _ in 0..=SEQ_MASK {
         let seq = SEQ.fetch_add(1, Ordering::Relaxed) & SEQ_MASK;
         let prefix = OwnerPrefix { pid, seq };
-        if !existing
-            .iter()
-            .any(|n| OwnerPrefix::parse(n) == Some(prefix))
-        {
+        if !existing.iter().any(|n| OwnerPrefix::parse(n) == Some(prefix)) {
             return Ok(prefix);
         }
     }
@@ -187,9 +181,8 @@ pub(crate) fn write_sysctls(netns: &str, values: &[(&str, &str)]) -> Result<(), 
     in_netns(netns, || {
         for (key, value) in values {
             let path = format!("/proc/sys/{key}");
-            fs::write(&path, value).map_err(|e| {
-                Error::sys(format!("writing {value} to {path} in netns {netns}"), e)
-            })?;
+            fs::write(&path, value)
+                .map_err(|e| Error::sys(format!("writing {value} to {path} in netns {netns}"), e))?;
         }
         Ok(())
     })?
@@ -217,9 +210,7 @@ static CREATE: Mutex<()> = Mutex::new(());
 
 /// Creates the named netns.
 pub(crate) fn create_netns(netns: &str) -> Result<(), Error> {
-    let _guard = CREATE
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _guard = CREATE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     cmd::ip(&["netns", "add", netns]).map(drop)
 }
 
@@ -242,11 +233,7 @@ pub(crate) fn kill_pids_in(names: &[String]) -> Result<usize, Error> {
     let procs = fs::read_dir("/proc").map_err(|e| Error::sys("listing /proc", e))?;
     let mut killed = 0;
     for entry in procs.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
         if pid == me {
@@ -313,10 +300,7 @@ mod tests {
 
     #[test]
     fn prefix_round_trips() {
-        let p = OwnerPrefix {
-            pid: 0x1f3a,
-            seq: 0,
-        };
+        let p = OwnerPrefix { pid: 0x1f3a, seq: 0 };
         assert_eq!(p.to_string(), "lt1f3as0");
         assert_eq!(OwnerPrefix::parse("lt1f3as0"), Some(p));
         assert_eq!(OwnerPrefix::parse("lt1f3as0-node1"), Some(p));

@@ -182,6 +182,7 @@ impl Testbed {
                 reason: "a node with this name already exists".into(),
             });
         }
+        self.check_netns_free(&format!("node name {name:?}"), &node.netns)?;
         self.create_netns(&node.netns)?;
         netns::write_sysctls(
             &node.netns,
@@ -222,12 +223,7 @@ impl Testbed {
             ipv4: spec.ipv4,
             ipv6: spec.ipv6,
         };
-        if self.netns.contains(&pod.netns) {
-            return Err(Error::Invalid {
-                what: format!("pod name {:?}", pod.name),
-                reason: format!("node {} already has a pod with this name", node.name),
-            });
-        }
+        self.check_netns_free(&format!("pod name {:?}", pod.name), &pod.netns)?;
         self.create_netns(&pod.netns)?;
         // RA/autoconf/RS off and no automatic link-local address, so the pod
         // sends as little spontaneous IPv6 traffic as possible. `default`
@@ -255,10 +251,7 @@ impl Testbed {
         let host = &pod.host_ifname;
         cmd::ip_batch(
             &node.netns,
-            &[format!(
-                "link add {host} type veth peer name eth0 netns {}",
-                pod.netns
-            )],
+            &[format!("link add {host} type veth peer name eth0 netns {}", pod.netns)],
         )?;
         let mut node_cmds = vec![
             format!("link set {host} addrgenmode none"),
@@ -283,10 +276,7 @@ impl Testbed {
             }
             // The node has forwarding on, so an IPv6-enabled host side would
             // join (and report) the all-routers groups.
-            None => netns::write_sysctls(
-                &node.netns,
-                &[(&format!("net/ipv6/conf/{host}/disable_ipv6"), "1")],
-            )?,
+            None => netns::write_sysctls(&node.netns, &[(&format!("net/ipv6/conf/{host}/disable_ipv6"), "1")])?,
         }
         cmd::ip_batch(&node.netns, &node_cmds)?;
         cmd::ip_batch(&pod.netns, &pod_cmds)?;
@@ -321,6 +311,18 @@ impl Testbed {
         Ok(())
     }
 
+    /// Names are joined with `-`, which names may contain too, so e.g. node
+    /// `a` + pod `b-c` and node `a-b` + pod `c` would share a netns name.
+    fn check_netns_free(&self, what: &str, netns: &str) -> Result<(), Error> {
+        if self.netns.iter().any(|n| n == netns) {
+            return Err(Error::Invalid {
+                what: what.into(),
+                reason: format!("netns {netns} already exists in this testbed"),
+            });
+        }
+        Ok(())
+    }
+
     /// Creates a netns and records it for cleanup before anything else can fail.
     fn create_netns(&mut self, name: &str) -> Result<(), Error> {
         netns::create_netns(name)?;
@@ -334,10 +336,7 @@ impl Drop for Testbed {
         // Kill everything first so no process keeps a namespace alive, then
         // delete pods before nodes (the reverse of creation).
         if let Err(e) = netns::kill_pids_in(&self.netns) {
-            log(format_args!(
-                "lumen-testbed: killing processes of {}: {e}",
-                self.prefix
-            ));
+            log(format_args!("lumen-testbed: killing processes of {}: {e}", self.prefix));
         }
         for name in self.netns.drain(..).rev() {
             if let Err(e) = netns::delete_netns(&name) {

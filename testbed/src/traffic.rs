@@ -94,12 +94,8 @@ fn wildcard(port: u16) -> [SocketAddr; 2] {
 }
 
 fn bind_tcp(pod: &Pod, port: u16) -> Result<TcpListener, Error> {
-    in_netns(&pod.netns, || TcpListener::bind(&wildcard(port)[..]))?.map_err(|e| {
-        Error::sys(
-            format!("listening on TCP port {port} in pod {}", pod.name),
-            e,
-        )
-    })
+    in_netns(&pod.netns, || TcpListener::bind(&wildcard(port)[..]))?
+        .map_err(|e| Error::sys(format!("listening on TCP port {port} in pod {}", pod.name), e))
 }
 
 fn bind_udp(pod: &Pod, port: u16) -> Result<UdpSocket, Error> {
@@ -198,13 +194,8 @@ fn udp_echo_loop(socket: UdpSocket, stats: &Stats, stop: &AtomicBool) {
 
 /// Connects from inside `netns`; the returned stream may be used anywhere.
 fn connect(pod: &Pod, dst: SocketAddr, timeout: Duration) -> Result<TcpStream, Error> {
-    in_netns(&pod.netns, || TcpStream::connect_timeout(&dst, timeout))?.map_err(|e| {
-        Error::io(
-            format!("TCP connect from pod {} to {dst}", pod.name),
-            e,
-            timeout,
-        )
-    })
+    in_netns(&pod.netns, || TcpStream::connect_timeout(&dst, timeout))?
+        .map_err(|e| Error::io(format!("TCP connect from pod {} to {dst}", pod.name), e, timeout))
 }
 
 /// The unspecified address of `dst`'s family, for a client socket.
@@ -321,12 +312,7 @@ impl Pod {
 
     /// Connects to `dst`, sends `payload`, reads back as many bytes (the
     /// echo) and closes. Every step is bounded by `timeout`.
-    pub fn tcp_request(
-        &self,
-        dst: SocketAddr,
-        payload: &[u8],
-        timeout: Duration,
-    ) -> Result<Vec<u8>, Error> {
+    pub fn tcp_request(&self, dst: SocketAddr, payload: &[u8], timeout: Duration) -> Result<Vec<u8>, Error> {
         let mut stream = connect(self, dst, timeout)?;
         let what = format!("TCP request from pod {} to {dst}", self.name);
         let err = |e| Error::io(what.clone(), e, timeout);
@@ -341,27 +327,17 @@ impl Pod {
 
     /// Sends one datagram to `dst` and returns the first reply from `dst`;
     /// [`Error::Timeout`] if none arrives within `timeout`.
-    pub fn udp_request(
-        &self,
-        dst: SocketAddr,
-        payload: &[u8],
-        timeout: Duration,
-    ) -> Result<Vec<u8>, Error> {
+    pub fn udp_request(&self, dst: SocketAddr, payload: &[u8], timeout: Duration) -> Result<Vec<u8>, Error> {
         let what = format!("UDP request from pod {} to {dst}", self.name);
-        let socket = in_netns(&self.netns, || UdpSocket::bind(any_for(dst)))?
-            .map_err(|e| Error::sys(what.clone(), e))?;
-        socket
-            .send_to(payload, dst)
-            .map_err(|e| Error::sys(what.clone(), e))?;
+        let socket =
+            in_netns(&self.netns, || UdpSocket::bind(any_for(dst)))?.map_err(|e| Error::sys(what.clone(), e))?;
+        socket.send_to(payload, dst).map_err(|e| Error::sys(what.clone(), e))?;
         let deadline = Instant::now() + timeout;
         let mut buf = vec![0u8; 65536];
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(Error::Timeout {
-                    what,
-                    after: timeout,
-                });
+                return Err(Error::Timeout { what, after: timeout });
             }
             socket
                 .set_read_timeout(Some(left))
@@ -379,9 +355,7 @@ impl Pod {
     pub fn udp_send(&self, dst: SocketAddr, payload: &[u8], count: u64) -> Result<u64, Error> {
         let socket = in_netns(&self.netns, || UdpSocket::bind(any_for(dst)))?
             .map_err(|e| Error::sys(format!("UDP socket in pod {}", self.name), e))?;
-        Ok((0..count)
-            .filter(|_| socket.send_to(payload, dst).is_ok())
-            .count() as u64)
+        Ok((0..count).filter(|_| socket.send_to(payload, dst).is_ok()).count() as u64)
     }
 
     /// TCP request/response benchmark against an echo server: one
@@ -419,9 +393,7 @@ impl Pod {
         let mut written = 0u64;
         let start = Instant::now();
         while start.elapsed() < duration {
-            written += stream
-                .write(&chunk)
-                .map_err(|e| Error::io(what.clone(), e, timeout))? as u64;
+            written += stream.write(&chunk).map_err(|e| Error::io(what.clone(), e, timeout))? as u64;
         }
         let elapsed = start.elapsed().as_secs_f64();
         let _ = stream.shutdown(Shutdown::Write);
@@ -436,24 +408,9 @@ mod tests {
     #[test]
     fn parses_ping_summaries() {
         let out = "PING 10.0.0.2 (10.0.0.2) 56(84) bytes of data.\n\n--- 10.0.0.2 ping statistics ---\n3 packets transmitted, 2 received, 33.3333% packet loss, time 404ms\nrtt min/avg/max/mdev = 0.030/0.040/0.050/0.010 ms\n";
-        assert_eq!(
-            parse_ping("ping", out).unwrap(),
-            PingResult {
-                sent: 3,
-                received: 2
-            }
-        );
+        assert_eq!(parse_ping("ping", out).unwrap(), PingResult { sent: 3, received: 2 });
         let errors = "3 packets transmitted, 0 received, +3 errors, 100% packet loss, time 2ms\n";
-        assert_eq!(
-            parse_ping("ping", errors).unwrap(),
-            PingResult {
-                sent: 3,
-                received: 0
-            }
-        );
-        assert!(matches!(
-            parse_ping("ping", "garbage"),
-            Err(Error::Parse { .. })
-        ));
+        assert_eq!(parse_ping("ping", errors).unwrap(), PingResult { sent: 3, received: 0 });
+        assert!(matches!(parse_ping("ping", "garbage"), Err(Error::Parse { .. })));
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lumen_testbed::{in_netns, list_netns, sweep_stale, Error, Pod, PodSpec, Testbed};
 
@@ -22,12 +22,7 @@ fn two_pods() -> (Testbed, Pod, Pod) {
     let mut tb = Testbed::new().expect("testbed");
     let node = tb.add_node("node1").expect("node");
     let a = tb
-        .add_pod(
-            &node,
-            PodSpec::new("a", "default", v4(1))
-                .ipv6(v6(1))
-                .label("app", "a"),
-        )
+        .add_pod(&node, PodSpec::new("a", "default", v4(1)).ipv6(v6(1)).label("app", "a"))
         .expect("pod a");
     let b = tb
         .add_pod(&node, PodSpec::new("b", "default", v4(2)).ipv6(v6(2)))
@@ -47,11 +42,14 @@ fn ip_netns_list() -> Vec<String> {
         .collect()
 }
 
+/// Identity (device, inode) of a netns file or `/proc/PID/ns/net`.
+fn netns_id(path: &str) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
 fn assert_gone(prefix: &str) {
-    let left: Vec<_> = ip_netns_list()
-        .into_iter()
-        .filter(|n| n.starts_with(prefix))
-        .collect();
+    let left: Vec<_> = ip_netns_list().into_iter().filter(|n| n.starts_with(prefix)).collect();
     assert!(left.is_empty(), "netns left behind: {left:?}");
 }
 
@@ -59,10 +57,7 @@ fn assert_gone(prefix: &str) {
 #[ignore = "needs root: run scripts/test.sh"]
 fn pods_on_one_node_ping_over_ipv4_and_ipv6() {
     let (_tb, a, b) = two_pods();
-    let expected = lumen_testbed::PingResult {
-        sent: 3,
-        received: 3,
-    };
+    let expected = lumen_testbed::PingResult { sent: 3, received: 3 };
     assert_eq!(a.ping(IpAddr::V4(b.ipv4), 3, TIMEOUT).unwrap(), expected);
     assert_eq!(b.ping(IpAddr::V4(a.ipv4), 3, TIMEOUT).unwrap(), expected);
     assert_eq!(a.ping(IpAddr::V6(v6(2)), 3, TIMEOUT).unwrap(), expected);
@@ -73,9 +68,7 @@ fn pods_on_one_node_ping_over_ipv4_and_ipv6() {
 #[ignore = "needs root: run scripts/test.sh"]
 fn ping_to_missing_address_reports_loss() {
     let (_tb, a, _b) = two_pods();
-    let result = a
-        .ping(IpAddr::V4(v4(99)), 2, Duration::from_millis(300))
-        .unwrap();
+    let result = a.ping(IpAddr::V4(v4(99)), 2, Duration::from_millis(300)).unwrap();
     assert_eq!(result.sent, 2);
     assert_eq!(result.received, 0);
 }
@@ -87,9 +80,7 @@ fn tcp_request_echoes_exact_bytes() {
     let server = b.tcp_echo_server(8080).unwrap();
     let payload: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
     for ip in b.ips() {
-        let reply = a
-            .tcp_request(SocketAddr::new(ip, 8080), &payload, TIMEOUT)
-            .unwrap();
+        let reply = a.tcp_request(SocketAddr::new(ip, 8080), &payload, TIMEOUT).unwrap();
         assert_eq!(reply, payload, "echo over {ip}");
     }
     assert_eq!(server.accepted(), 2);
@@ -115,11 +106,7 @@ fn udp_request_echoes() {
 fn udp_request_without_server_times_out() {
     let (_tb, a, b) = two_pods();
     let err = a
-        .udp_request(
-            SocketAddr::new(IpAddr::V4(b.ipv4), 9),
-            b"x",
-            Duration::from_millis(200),
-        )
+        .udp_request(SocketAddr::new(IpAddr::V4(b.ipv4), 9), b"x", Duration::from_millis(200))
         .unwrap_err();
     // The port-unreachable ICMP may surface as ECONNREFUSED on some paths;
     // an unconnected socket must just time out.
@@ -180,35 +167,22 @@ fn pod_and_node_are_configured_as_specified() {
     assert_eq!(read(&node.netns, "net/ipv4/conf/all/rp_filter"), "0");
     assert_eq!(read(&a.netns, "net/ipv6/conf/eth0/accept_ra"), "0");
     assert_eq!(read(&a.netns, "net/ipv6/conf/eth0/autoconf"), "0");
-    assert_eq!(
-        read(&a.netns, "net/ipv6/conf/eth0/router_solicitations"),
-        "0"
-    );
+    assert_eq!(read(&a.netns, "net/ipv6/conf/eth0/router_solicitations"), "0");
     assert!(a.host_ifname.len() <= 15);
     assert!(a.host_ifname.starts_with(tb.prefix()));
     assert_eq!(a.labels, BTreeMap::from([("app".into(), "a".into())]));
 
     // The host side of the veth is in the node netns, not in ours.
     let show = |ns: &str, args: &[&str]| {
-        let out = Command::new("ip")
-            .args(["-n", ns])
-            .args(args)
-            .output()
-            .unwrap();
+        let out = Command::new("ip").args(["-n", ns]).args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
         String::from_utf8(out.stdout).unwrap()
     };
     assert!(show(&node.netns, &["link", "show", &a.host_ifname]).contains("UP"));
     let routes = show(&a.netns, &["route", "show"]);
-    assert!(
-        routes.contains("default via 169.254.1.1 dev eth0"),
-        "{routes}"
-    );
+    assert!(routes.contains("default via 169.254.1.1 dev eth0"), "{routes}");
     let routes6 = show(&a.netns, &["-6", "route", "show"]);
-    assert!(
-        routes6.contains("default via fe80::1 dev eth0"),
-        "{routes6}"
-    );
+    assert!(routes6.contains("default via fe80::1 dev eth0"), "{routes6}");
     // addrgenmode none: no automatic link-local address on the pod side.
     let addrs6 = show(&a.netns, &["-6", "addr", "show", "dev", "eth0"]);
     assert!(!addrs6.contains("fe80"), "{addrs6}");
@@ -220,9 +194,7 @@ fn ipv4_only_pod_has_no_ipv6_on_eth0_but_serves_dual_stack() {
     let mut tb = Testbed::new().unwrap();
     let node = tb.add_node("n").unwrap();
     let a = tb.add_pod(&node, PodSpec::new("a", "ns", v4(1))).unwrap();
-    let b = tb
-        .add_pod(&node, PodSpec::new("b", "ns", v4(2)).ipv6(v6(2)))
-        .unwrap();
+    let b = tb.add_pod(&node, PodSpec::new("b", "ns", v4(2)).ipv6(v6(2))).unwrap();
     let disabled = in_netns(&a.netns, || {
         std::fs::read_to_string("/proc/sys/net/ipv6/conf/eth0/disable_ipv6")
     })
@@ -305,16 +277,9 @@ fn spawned_processes_run_inside_and_die_with_the_testbed() {
     let mut cmd = Command::new("sleep");
     cmd.arg("600").stdout(Stdio::null());
     let mut sleeper = a.spawn(cmd).unwrap();
-    let ns_of = |path: String| {
-        std::fs::metadata(path).map(|m| {
-            use std::os::unix::fs::MetadataExt;
-            (m.dev(), m.ino())
-        })
-    };
-    assert_eq!(
-        ns_of(format!("/proc/{}/ns/net", sleeper.pid())).unwrap(),
-        ns_of(format!("/var/run/netns/{}", a.netns)).unwrap()
-    );
+    let pod_ns = netns_id(&format!("/var/run/netns/{}", a.netns));
+    assert!(pod_ns.is_some());
+    assert_eq!(netns_id(&format!("/proc/{}/ns/net", sleeper.pid())), pod_ns);
 
     let mut ip = Command::new("ip");
     ip.args(["-o", "link", "show"]).stdout(Stdio::piped());
@@ -354,25 +319,41 @@ fn sweep_stale_removes_netns_of_dead_processes_only() {
     // Our own pid with a sequence number no testbed here will reach.
     let live = format!("lt{:x}sffe-sweepnode", std::process::id());
     for name in [&stale, &live] {
-        let status = Command::new("ip")
-            .args(["netns", "add", name])
-            .status()
-            .unwrap();
+        let status = Command::new("ip").args(["netns", "add", name]).status().unwrap();
         assert!(status.success());
     }
     // A leftover process inside the stale netns must not survive the sweep.
     let mut leftover = Command::new("ip")
-        .args(["netns", "exec", &stale, "sleep", "600"])
+        .args(["netns", "exec", &stale, "sleep", "30"])
         .spawn()
         .unwrap();
+    // `ip netns exec` joins the netns only after starting; sweeping earlier
+    // would miss it.
+    let stale_ns = netns_id(&format!("/var/run/netns/{stale}"));
+    let deadline = Instant::now() + TIMEOUT;
+    while netns_id(&format!("/proc/{}/ns/net", leftover.id())) != stale_ns {
+        assert!(Instant::now() < deadline, "leftover never entered the netns");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let deleted = sweep_stale().unwrap();
-    let leftover_status = leftover.wait().unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    let leftover_status = loop {
+        if let Some(status) = leftover.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = leftover.kill();
+            let _ = leftover.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
     let listed = list_netns().unwrap();
     let live_survived = listed.contains(&live);
     let _ = Command::new("ip").args(["netns", "delete", &live]).status();
     assert!(deleted >= 1);
     assert!(
-        !leftover_status.success(),
+        leftover_status.is_some_and(|s| !s.success()),
         "leftover process was not killed"
     );
     assert!(!listed.contains(&stale), "stale netns survived");
@@ -391,13 +372,7 @@ fn invalid_input_is_rejected() {
     assert!(matches!(dup_name, Err(Error::Invalid { .. })));
     let dup_ip = tb.add_pod(&node, PodSpec::new("q", "ns", v4(1)));
     assert!(matches!(dup_ip, Err(Error::Invalid { .. })));
-    let gw = tb.add_pod(
-        &node,
-        PodSpec::new("r", "ns", Ipv4Addr::new(169, 254, 1, 1)),
-    );
+    let gw = tb.add_pod(&node, PodSpec::new("r", "ns", Ipv4Addr::new(169, 254, 1, 1)));
     assert!(matches!(gw, Err(Error::Invalid { .. })));
-    assert!(matches!(
-        in_netns("lt-does-not-exist", || ()),
-        Err(Error::Io { .. })
-    ));
+    assert!(matches!(in_netns("lt-does-not-exist", || ()), Err(Error::Io { .. })));
 }

@@ -22,12 +22,20 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define PIN_BY_NAME __uint(pinning, LIBBPF_PIN_BY_NAME)
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LUMEN_ENDPOINTS_ARRAY);
 	__type(key, __u32); /* ifindex */
 	__type(value, struct lumen_endpoint_info);
 	PIN_BY_NAME;
 } endpoints SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32); /* ifindex >= LUMEN_ENDPOINTS_ARRAY */
+	__type(value, struct lumen_endpoint_info);
+	PIN_BY_NAME;
+} endpoints_ext SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -112,6 +120,15 @@ struct {
 #define NEXTHDR_NONE 59
 #define IPV6_MAX_EXT_HEADERS 8
 
+struct tuple {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;
+	__u16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
 /* What parsing learnt about a packet. */
 struct packet {
 	__u8 saddr[16];
@@ -132,7 +149,7 @@ struct packet {
 	__u8 later_fragment;
 	__u8 pad[2];
 	__u32 frag_id;
-	struct lumen_ct_key inner; /* tuple quoted by an ICMP error */
+	struct tuple inner; /* quoted by an ICMP error */
 };
 
 struct ipv4_hdr {
@@ -156,6 +173,27 @@ struct ipv6_hdr {
 	__u8 saddr[16];
 	__u8 daddr[16];
 };
+
+/*
+ * Copies len bytes at off: straight from the linear packet data when it is
+ * there (the common case, no helper call), else through the helper, which
+ * also copes with paged data.
+ */
+static __always_inline int load(struct __sk_buff *skb, __u32 off, void *dst, __u32 len)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	void *at;
+
+	if (off > 512)
+		return bpf_skb_load_bytes(skb, off, dst, len);
+	at = data + off;
+	if (at + len <= end) {
+		__builtin_memcpy(dst, at, len);
+		return 0;
+	}
+	return bpf_skb_load_bytes(skb, off, dst, len);
+}
 
 static __always_inline void zero16(__u8 *a)
 {
@@ -186,7 +224,7 @@ static __always_inline void parse_l4(struct __sk_buff *skb, struct packet *p, __
 
 	switch (p->proto) {
 	case IPPROTO_TCP:
-		if (bpf_skb_load_bytes(skb, l4_off, l4, 14) < 0) {
+		if (load(skb, l4_off, l4, 14) < 0) {
 			p->flags |= LUMEN_EVF_TRUNCATED;
 			return;
 		}
@@ -194,14 +232,14 @@ static __always_inline void parse_l4(struct __sk_buff *skb, struct packet *p, __
 		break;
 	case IPPROTO_UDP:
 	case IPPROTO_SCTP:
-		if (bpf_skb_load_bytes(skb, l4_off, l4, 4) < 0) {
+		if (load(skb, l4_off, l4, 4) < 0) {
 			p->flags |= LUMEN_EVF_TRUNCATED;
 			return;
 		}
 		break;
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6:
-		if (bpf_skb_load_bytes(skb, l4_off, l4, 8) < 0) {
+		if (load(skb, l4_off, l4, 8) < 0) {
 			p->flags |= LUMEN_EVF_TRUNCATED;
 			return;
 		}
@@ -258,7 +296,6 @@ static __always_inline void parse_icmp_inner(struct __sk_buff *skb, struct packe
 	p->inner.sport = ((__u16)ports[0] << 8) | ports[1];
 	p->inner.dport = ((__u16)ports[2] << 8) | ports[3];
 	p->inner.proto = proto;
-	p->inner.family = p->family;
 	p->has_inner = 1;
 }
 
@@ -268,7 +305,7 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct packet *p)
 	__u32 l4_off;
 	__u16 frag;
 
-	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)) < 0 || (ip.ver_ihl >> 4) != 4 ||
+	if (load(skb, ETH_HLEN, &ip, sizeof(ip)) < 0 || (ip.ver_ihl >> 4) != 4 ||
 	    (ip.ver_ihl & 0x0f) < 5) {
 		p->drop_reason = LUMEN_DROP_INVALID_PACKET;
 		return 0;
@@ -300,7 +337,7 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct packet *p)
 	__u32 off = ETH_HLEN + sizeof(ip6);
 	__u8 nexthdr;
 
-	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip6, sizeof(ip6)) < 0 ||
+	if (load(skb, ETH_HLEN, &ip6, sizeof(ip6)) < 0 ||
 	    (bpf_ntohl(ip6.vtc_flow) >> 28) != 6) {
 		p->drop_reason = LUMEN_DROP_INVALID_PACKET;
 		return 0;
@@ -511,28 +548,55 @@ static __always_inline void emit(struct __sk_buff *skb, const struct lumen_confi
 	else
 		cap = 0;
 
-	/* Batch wakeups: the reader also polls on a short timer. */
+	/*
+	 * Batch wakeups: wake the reader once, when pending data crosses the
+	 * threshold. A reader that is behind is awake anyway, and it also
+	 * polls on a short timer, so nothing waits for long.
+	 */
 	pending = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	flags = cfg && pending + sizeof(buf->ev) + cap < cfg->wakeup_bytes ? BPF_RB_NO_WAKEUP
-									 : BPF_RB_FORCE_WAKEUP;
+	flags = BPF_RB_NO_WAKEUP;
+	if (!cfg || (pending < cfg->wakeup_bytes && pending + sizeof(buf->ev) + cap >= cfg->wakeup_bytes))
+		flags = BPF_RB_FORCE_WAKEUP;
 	count_event(LUMEN_EVC_EMITTED);
 	if (bpf_ringbuf_output(&events, buf, sizeof(buf->ev) + cap, flags) < 0)
 		count_event(LUMEN_EVC_LOST);
 }
 
-static __always_inline void fill_ct_key(struct lumen_ct_key *k, const __u8 *saddr,
-					const __u8 *daddr, __u16 sport, __u16 dport, __u8 proto,
-					__u8 family, __u32 ep_id, __u8 dir)
+/*
+ * Fills the canonical conntrack key of a tuple seen at an endpoint and
+ * returns 1 when the tuple's source is side a of the key.
+ */
+static __always_inline __u8 ct_key(struct lumen_ct_key *k, const __u8 *saddr, const __u8 *daddr,
+				   __u16 sport, __u16 dport, __u8 proto, __u8 family, __u32 ep_id)
 {
-	__builtin_memcpy(k->saddr, saddr, 16);
-	__builtin_memcpy(k->daddr, daddr, 16);
-	k->sport = sport;
-	k->dport = dport;
+	const __u32 *s = (const __u32 *)saddr, *d = (const __u32 *)daddr;
+	int cmp = 0;
+	__u8 src_is_a;
+
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		if (cmp == 0 && s[i] != d[i])
+			cmp = s[i] < d[i] ? -1 : 1;
+	if (cmp == 0)
+		cmp = sport < dport ? -1 : (sport > dport ? 1 : 0);
+	src_is_a = cmp <= 0;
+	if (src_is_a) {
+		__builtin_memcpy(k->addr_a, saddr, 16);
+		__builtin_memcpy(k->addr_b, daddr, 16);
+		k->port_a = sport;
+		k->port_b = dport;
+	} else {
+		__builtin_memcpy(k->addr_a, daddr, 16);
+		__builtin_memcpy(k->addr_b, saddr, 16);
+		k->port_a = dport;
+		k->port_b = sport;
+	}
+	k->endpoint_id = ep_id;
 	k->proto = proto;
 	k->family = family;
-	k->endpoint_id = ep_id;
-	k->direction = dir;
-	k->pad = 0;
+	k->pad[0] = 0;
+	k->pad[1] = 0;
+	return src_is_a;
 }
 
 static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
@@ -544,13 +608,15 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	struct lumen_ct_key key = {};
 	struct packet p = {};
 	struct decision d = {.verdict = LUMEN_VERDICT_FORWARDED};
-	__u8 opposite = dir == LUMEN_DIR_INGRESS ? LUMEN_DIR_EGRESS : LUMEN_DIR_INGRESS;
-	__u8 ct_state = 0, report = 0, agg;
-	__u32 peer;
+	__u8 ct_state = 0, report = 0, agg, src_is_a;
+	__u32 peer = 0; /* looked up only when a decision or an event needs it */
 	__u64 now;
 
+	/* The array answers NULL past its end; only then is the hash consulted. */
 	ep = bpf_map_lookup_elem(&endpoints, &ifindex);
 	if (!ep)
+		ep = bpf_map_lookup_elem(&endpoints_ext, &ifindex);
+	if (!ep || !ep->endpoint_id)
 		return TC_ACT_OK;
 
 	if (skb->protocol == bpf_htons(ETH_P_IP))
@@ -567,11 +633,11 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 
 	cfg = bpf_map_lookup_elem(&config, &zero);
 	agg = cfg ? cfg->aggregation : LUMEN_AGG_MEDIUM;
-	now = bpf_ktime_get_ns();
-
-	peer = ipcache_identity(p.family, dir == LUMEN_DIR_INGRESS ? p.saddr : p.daddr);
+	/* Conntrack ages in coarse time (no clock read); events get the precise time. */
+	now = bpf_ktime_get_coarse_ns();
 
 	if (p.drop_reason) {
+		peer = ipcache_identity(p.family, dir == LUMEN_DIR_INGRESS ? p.saddr : p.daddr);
 		/* Unparseable packets are dropped only where policy is enforced. */
 		__u32 enforce = dir == LUMEN_DIR_INGRESS ? LUMEN_EP_ENFORCE_INGRESS
 							 : LUMEN_EP_ENFORCE_EGRESS;
@@ -583,10 +649,10 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		goto out;
 	}
 
-	fill_ct_key(&key, p.saddr, p.daddr, p.ct_sport, p.ct_dport, p.proto, p.family,
-		    ep->endpoint_id, dir);
+	src_is_a = ct_key(&key, p.saddr, p.daddr, p.ct_sport, p.ct_dport, p.proto, p.family,
+			  ep->endpoint_id);
 	ct = bpf_map_lookup_elem(&conntrack, &key);
-	if (ct) {
+	if (ct && src_is_a == ct->orig_src_is_a) {
 		__u8 seen = ct->tcp_flags_fwd;
 		ct_state = LUMEN_CT_ESTABLISHED;
 		ct->last_seen_ns = now;
@@ -603,10 +669,6 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		d.rule_id = ct->rule_id;
 		goto out;
 	}
-
-	fill_ct_key(&key, p.daddr, p.saddr, p.ct_dport, p.ct_sport, p.proto, p.family,
-		    ep->endpoint_id, opposite);
-	ct = bpf_map_lookup_elem(&conntrack, &key);
 	if (ct) {
 		__u8 seen = ct->tcp_flags_rev;
 		ct_state = LUMEN_CT_REPLY;
@@ -629,9 +691,11 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	}
 
 	if (p.has_inner) {
-		p.inner.endpoint_id = ep->endpoint_id;
-		p.inner.direction = opposite;
-		ct = bpf_map_lookup_elem(&conntrack, &p.inner);
+		struct lumen_ct_key inner = {};
+
+		ct_key(&inner, p.inner.saddr, p.inner.daddr, p.inner.sport, p.inner.dport,
+		       p.inner.proto, p.family, ep->endpoint_id);
+		ct = bpf_map_lookup_elem(&conntrack, &inner);
 		if (ct) {
 			ct_state = LUMEN_CT_RELATED;
 			ct->last_seen_ns = now;
@@ -644,6 +708,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 
 	ct_state = LUMEN_CT_NEW;
 	report = 1;
+	peer = ipcache_identity(p.family, dir == LUMEN_DIR_INGRESS ? p.saddr : p.daddr);
 	d = decide(ep, dir, peer, &p);
 	if (d.verdict != LUMEN_VERDICT_DROPPED) {
 		struct lumen_ct_entry entry = {
@@ -654,9 +719,9 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 			.tcp_flags_fwd = p.tcp_flags,
 			.closing = (p.tcp_flags & (TCP_FIN | TCP_RST)) ? 1 : 0,
 			.verdict = d.verdict,
+			.orig_src_is_a = src_is_a,
+			.orig_dir = dir,
 		};
-		fill_ct_key(&key, p.saddr, p.daddr, p.ct_sport, p.ct_dport, p.proto, p.family,
-			    ep->endpoint_id, dir);
 		bpf_map_update_elem(&conntrack, &key, &entry, BPF_ANY);
 	}
 
@@ -674,7 +739,9 @@ out:
 			goto verdict;
 		}
 		ev = &buf->ev;
-		ev->timestamp_ns = now;
+		if (ct_state != LUMEN_CT_NEW && !p.drop_reason)
+			peer = ipcache_identity(p.family, dir == LUMEN_DIR_INGRESS ? p.saddr : p.daddr);
+		ev->timestamp_ns = bpf_ktime_get_ns();
 		ev->ifindex = ifindex;
 		ev->endpoint_id = ep->endpoint_id;
 		ev->src_identity = dir == LUMEN_DIR_INGRESS ? peer : ep->identity;
