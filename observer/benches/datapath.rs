@@ -282,6 +282,9 @@ fn main() {
             if *setup == Setup::Lumen10k {
                 startup = t.elapsed();
             }
+            // Let deferred kernel work (freeing the previous setup's maps,
+            // RCU callbacks) finish before measuring.
+            std::thread::sleep(Duration::from_secs(2));
             let before = running
                 .as_ref()
                 .map(|r| lumen_observer::counters::traffic_counters(&r.pin_dir).unwrap());

@@ -2,6 +2,7 @@
 //! the pinned maps so that anyone (tests, `lumen status`) can use them
 //! without the observer's loader.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -100,31 +101,112 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Deletes expired conntrack entries; returns how many.
-pub fn collect_conntrack(pin_dir: &Path, timeouts: CtTimeouts) -> Result<usize, DatapathError> {
-    let err = |source| DatapathError::Map {
-        name: names::CONNTRACK,
-        source,
-    };
-    let mut map: BpfHashMap<MapData, abi::CtKey, abi::CtEntry> =
-        BpfHashMap::try_from(Map::LruHashMap(open(pin_dir, names::CONNTRACK)?)).map_err(err)?;
-    let now = monotonic_ns();
-    let expired: Vec<abi::CtKey> = map
-        .iter()
-        .filter_map(Result::ok)
-        .filter(|(k, v)| {
-            let ttl = match (k.proto, v.closing) {
-                (6, 0) => timeouts.tcp,
-                (6, _) => timeouts.closing,
-                _ => timeouts.other,
-            };
-            now.saturating_sub(v.last_seen_ns) > ttl.as_nanos() as u64
-        })
-        .map(|(k, _)| k)
-        .collect();
-    for key in &expired {
-        // Already gone (LRU eviction, a racing GC) is fine.
-        let _ = map.remove(key);
+/// Ages conntrack entries. The datapath reads no clock per packet, so an
+/// entry's age is how long its packet counters have stood still, as seen
+/// by successive passes of this collector.
+#[derive(Debug, Default)]
+pub struct ConntrackGc {
+    timeouts: CtTimeouts,
+    /// Per entry: packets seen at the last pass, and since when unchanged.
+    idle_since: HashMap<abi::CtKey, (u64, u64)>,
+}
+
+impl ConntrackGc {
+    pub fn new(timeouts: CtTimeouts) -> Self {
+        ConntrackGc {
+            timeouts,
+            idle_since: HashMap::new(),
+        }
     }
-    Ok(expired.len())
+
+    /// One pass at time `now_ns` over the current entries: the keys to delete.
+    pub fn pass(
+        &mut self,
+        entries: impl IntoIterator<Item = (abi::CtKey, abi::CtEntry)>,
+        now_ns: u64,
+    ) -> Vec<abi::CtKey> {
+        let mut next = HashMap::new();
+        let mut expired = Vec::new();
+        for (key, entry) in entries {
+            let packets = entry.packets_fwd + entry.packets_rev;
+            let since = match self.idle_since.get(&key) {
+                Some(&(seen, since)) if seen == packets => since,
+                _ => now_ns,
+            };
+            let ttl = match (key.proto, entry.closing) {
+                (6, 0) => self.timeouts.tcp,
+                (6, _) => self.timeouts.closing,
+                _ => self.timeouts.other,
+            };
+            if now_ns.saturating_sub(since) >= ttl.as_nanos() as u64 {
+                expired.push(key);
+            } else {
+                next.insert(key, (packets, since));
+            }
+        }
+        self.idle_since = next;
+        expired
+    }
+
+    /// Runs a pass over the pinned conntrack map; returns how many entries went.
+    pub fn collect(&mut self, pin_dir: &Path) -> Result<usize, DatapathError> {
+        let err = |source| DatapathError::Map {
+            name: names::CONNTRACK,
+            source,
+        };
+        let mut map: BpfHashMap<MapData, abi::CtKey, abi::CtEntry> =
+            BpfHashMap::try_from(Map::LruHashMap(open(pin_dir, names::CONNTRACK)?)).map_err(err)?;
+        let entries: Vec<_> = map.iter().filter_map(Result::ok).collect();
+        let expired = self.pass(entries, monotonic_ns());
+        for key in &expired {
+            // Already gone (LRU eviction) is fine.
+            let _ = map.remove(key);
+        }
+        Ok(expired.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    fn entry(packets: u64, closing: u8) -> abi::CtEntry {
+        abi::CtEntry {
+            packets_fwd: packets,
+            closing,
+            ..Default::default()
+        }
+    }
+
+    fn key(proto: u8, port: u16) -> abi::CtKey {
+        abi::CtKey {
+            proto,
+            port_a: port,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn idle_entries_expire_after_their_timeout_and_busy_ones_stay() {
+        let mut gc = ConntrackGc::new(CtTimeouts::default());
+        let (udp, tcp, closing) = (key(17, 1), key(6, 2), key(6, 3));
+        let at = |gc: &mut ConntrackGc, t: u64, udp_packets: u64| {
+            gc.pass(
+                [(udp, entry(udp_packets, 0)), (tcp, entry(5, 0)), (closing, entry(9, 1))],
+                t * S,
+            )
+        };
+        assert_eq!(at(&mut gc, 100, 1), vec![]);
+        assert_eq!(at(&mut gc, 109, 1), vec![]);
+        assert_eq!(at(&mut gc, 110, 2), vec![closing], "closing TCP goes after 10 s idle");
+        assert_eq!(at(&mut gc, 169, 2), vec![], "UDP moved at 110: 59 s idle");
+        assert_eq!(at(&mut gc, 170, 2), vec![udp], "60 s idle");
+        assert_eq!(
+            gc.pass([(tcp, entry(5, 0))], (100 + 21_600) * S),
+            vec![tcp],
+            "6 h for established TCP"
+        );
+    }
 }

@@ -11,7 +11,7 @@ use clap::ValueEnum;
 use lumen_probes::abi;
 use tokio::sync::watch;
 
-use crate::counters::{self, CtTimeouts};
+use crate::counters::{ConntrackGc, CtTimeouts};
 use crate::datapath::{Datapath, DatapathConfig, DatapathError};
 use crate::endpoint;
 use crate::output::{JsonLines, Names};
@@ -250,12 +250,14 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
     let control = tokio::spawn(crate::control::serve(listener, state.clone(), shutdown.clone()));
     tracing::info!(node = %cfg.node_name, pin_dir = %pin_dir.display(), socket = %cfg.control_socket.display(), "observer ready");
 
-    let mut gc = tokio::time::interval(cfg.ct_gc_interval);
+    let mut gc_tick = tokio::time::interval(cfg.ct_gc_interval);
+    let gc = Arc::new(Mutex::new(ConntrackGc::new(CtTimeouts::default())));
     loop {
         tokio::select! {
-            _ = gc.tick() => {
-                let pin_dir = pin_dir.clone();
-                match tokio::task::spawn_blocking(move || counters::collect_conntrack(&pin_dir, CtTimeouts::default())).await {
+            _ = gc_tick.tick() => {
+                let (pin_dir, gc) = (pin_dir.clone(), gc.clone());
+                let pass = move || gc.lock().unwrap_or_else(|e| e.into_inner()).collect(&pin_dir);
+                match tokio::task::spawn_blocking(pass).await {
                     Ok(Ok(n)) if n > 0 => tracing::debug!(removed = n, "conntrack gc"),
                     Ok(Err(e)) => tracing::warn!(error = %e, "conntrack gc failed"),
                     _ => {}

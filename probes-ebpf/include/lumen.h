@@ -139,9 +139,12 @@ struct lumen_ct_key {
 	__u8 pad[2];
 };
 
+/*
+ * The fast path reads no clock: the observer's GC ages an entry by watching
+ * its packet counters stand still (see observer/src/counters.rs).
+ */
 struct lumen_ct_entry {
-	__u64 created_ns;
-	__u64 last_seen_ns;
+	__u64 created_ns; /* CLOCK_MONOTONIC, coarse */
 	__u64 packets_fwd;
 	__u64 packets_rev;
 	__u32 rule_id;      /* rule that allowed the connection */
@@ -151,7 +154,7 @@ struct lumen_ct_entry {
 	__u8 verdict;       /* LUMEN_VERDICT_FORWARDED or LUMEN_VERDICT_AUDIT */
 	__u8 orig_src_is_a; /* the first packet came from side a of the key */
 	__u8 orig_dir;      /* and was seen in this direction */
-	__u8 pad[6];
+	__u8 pad[2];
 };
 
 /* Tracks the L4 ports of a fragmented datagram, keyed by its first fragment. */

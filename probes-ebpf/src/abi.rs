@@ -127,7 +127,6 @@ pub struct CtKey {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CtEntry {
     pub created_ns: u64,
-    pub last_seen_ns: u64,
     pub packets_fwd: u64,
     pub packets_rev: u64,
     pub rule_id: u32,
@@ -137,7 +136,7 @@ pub struct CtEntry {
     pub verdict: u8,
     pub orig_src_is_a: u8,
     pub orig_dir: u8,
-    pub pad: [u8; 6],
+    pub pad: [u8; 2],
 }
 
 /// C: struct lumen_frag_key

@@ -25,20 +25,21 @@ pub mod maps {
     pub const POLICY: &str = "policy";
     pub const CONNTRACK: &str = "conntrack";
     pub const FRAGS: &str = "frags";
-    pub const CONFIG: &str = "config";
+    /// The datapath's global variables (`struct lumen_config`); not pinned:
+    /// each loaded program has its own, set by the observer.
+    pub const CONFIG: &str = ".data";
     pub const EVENTS: &str = "events";
     pub const TRAFFIC_COUNTERS: &str = "traffic_ctrs";
     pub const EVENT_COUNTERS: &str = "event_ctrs";
 
-    /// Every pinned map, for cleanup and inspection.
-    pub const ALL: [&str; 10] = [
+    /// Every pinned map.
+    pub const ALL: [&str; 9] = [
         ENDPOINTS,
         ENDPOINTS_EXT,
         IPCACHE,
         POLICY,
         CONNTRACK,
         FRAGS,
-        CONFIG,
         EVENTS,
         TRAFFIC_COUNTERS,
         EVENT_COUNTERS,

@@ -71,13 +71,15 @@ struct {
 	PIN_BY_NAME;
 } frags SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct lumen_config);
-	PIN_BY_NAME;
-} config SEC(".maps");
+/*
+ * Knobs the observer sets at load and changes at runtime through the .data
+ * map. A global rather than a map lookup: the hot path reads it directly.
+ */
+volatile struct lumen_config lumen_config = {
+	.aggregation = LUMEN_AGG_MEDIUM,
+	.capture_len = 0,
+	.wakeup_bytes = 64 << 10,
+};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -532,10 +534,11 @@ struct {
 	__type(value, struct event_buf);
 } scratch SEC(".maps");
 
-static __always_inline void emit(struct __sk_buff *skb, const struct lumen_config *cfg,
+static __always_inline void emit(struct __sk_buff *skb,
 				 struct event_buf *buf)
 {
-	__u32 cap = cfg ? cfg->capture_len : 0;
+	__u32 cap = lumen_config.capture_len;
+	__u64 wakeup = lumen_config.wakeup_bytes;
 	__u64 pending, flags;
 
 	if (cap > skb->len)
@@ -555,7 +558,7 @@ static __always_inline void emit(struct __sk_buff *skb, const struct lumen_confi
 	 */
 	pending = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
 	flags = BPF_RB_NO_WAKEUP;
-	if (!cfg || (pending < cfg->wakeup_bytes && pending + sizeof(buf->ev) + cap >= cfg->wakeup_bytes))
+	if (pending < wakeup && pending + sizeof(buf->ev) + cap >= wakeup)
 		flags = BPF_RB_FORCE_WAKEUP;
 	count_event(LUMEN_EVC_EMITTED);
 	if (bpf_ringbuf_output(&events, buf, sizeof(buf->ev) + cap, flags) < 0)
@@ -603,14 +606,12 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 {
 	__u32 ifindex = skb->ifindex, zero = 0;
 	struct lumen_endpoint_info *ep;
-	struct lumen_config *cfg;
 	struct lumen_ct_entry *ct;
 	struct lumen_ct_key key = {};
 	struct packet p = {};
 	struct decision d = {.verdict = LUMEN_VERDICT_FORWARDED};
 	__u8 ct_state = 0, report = 0, agg, src_is_a;
 	__u32 peer = 0; /* looked up only when a decision or an event needs it */
-	__u64 now;
 
 	/* The array answers NULL past its end; only then is the hash consulted. */
 	ep = bpf_map_lookup_elem(&endpoints, &ifindex);
@@ -631,10 +632,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	if (!p.drop_reason)
 		track_fragments(&p);
 
-	cfg = bpf_map_lookup_elem(&config, &zero);
-	agg = cfg ? cfg->aggregation : LUMEN_AGG_MEDIUM;
-	/* Conntrack ages in coarse time (no clock read); events get the precise time. */
-	now = bpf_ktime_get_coarse_ns();
+	agg = lumen_config.aggregation;
 
 	if (p.drop_reason) {
 		peer = ipcache_identity(p.family, dir == LUMEN_DIR_INGRESS ? p.saddr : p.daddr);
@@ -655,7 +653,6 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	if (ct && src_is_a == ct->orig_src_is_a) {
 		__u8 seen = ct->tcp_flags_fwd;
 		ct_state = LUMEN_CT_ESTABLISHED;
-		ct->last_seen_ns = now;
 		ct->packets_fwd++;
 		if ((seen | p.tcp_flags) != seen) {
 			ct->tcp_flags_fwd = seen | p.tcp_flags;
@@ -672,7 +669,6 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	if (ct) {
 		__u8 seen = ct->tcp_flags_rev;
 		ct_state = LUMEN_CT_REPLY;
-		ct->last_seen_ns = now;
 		/* The first answer tells that the peer responded at all. */
 		if (ct->packets_rev == 0)
 			report = agg == LUMEN_AGG_MEDIUM;
@@ -698,8 +694,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		ct = bpf_map_lookup_elem(&conntrack, &inner);
 		if (ct) {
 			ct_state = LUMEN_CT_RELATED;
-			ct->last_seen_ns = now;
-			d.verdict = ct->verdict;
+				d.verdict = ct->verdict;
 			d.rule_id = ct->rule_id;
 			report = agg == LUMEN_AGG_MEDIUM;
 			goto out;
@@ -712,8 +707,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	d = decide(ep, dir, peer, &p);
 	if (d.verdict != LUMEN_VERDICT_DROPPED) {
 		struct lumen_ct_entry entry = {
-			.created_ns = now,
-			.last_seen_ns = now,
+			.created_ns = bpf_ktime_get_coarse_ns(),
 			.packets_fwd = 1,
 			.rule_id = d.rule_id,
 			.tcp_flags_fwd = p.tcp_flags,
@@ -767,7 +761,7 @@ out:
 		ev->pad = 0;
 		ev->pad2 = 0;
 		ev->pad3 = 0;
-		emit(skb, cfg, buf);
+		emit(skb, buf);
 	}
 verdict:
 	return d.verdict == LUMEN_VERDICT_DROPPED ? TC_ACT_SHOT : TC_ACT_OK;
