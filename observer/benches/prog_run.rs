@@ -140,6 +140,8 @@ fn main() {
                     aggregation: abi::AGG_MEDIUM,
                     capture_len: 0,
                     wakeup_bytes: 64 << 10,
+                    local_redirect: 1,
+                    pad: 0,
                 },
                 0,
             )
@@ -149,6 +151,7 @@ fn main() {
             identity: 300,
             policy_id: 1,
             flags: abi::EP_ENFORCE_EGRESS,
+            ..Default::default()
         };
         endpoints.set(ENDPOINT_IFINDEX, info, 0).unwrap();
         // Rules for other identities and ports; port 80 is allowed for any

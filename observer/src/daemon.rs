@@ -96,6 +96,10 @@ pub struct ObserverConfig {
     /// Pending bytes after which the datapath wakes the reader early.
     #[arg(long, env = "LUMEN_WAKEUP_BYTES", default_value_t = 64 << 10)]
     pub wakeup_bytes: u64,
+    /// Hand traffic between endpoints on this node straight to the receiving
+    /// pod (both sides' policy still applies), skipping the host stack.
+    #[arg(long, env = "LUMEN_LOCAL_REDIRECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub local_redirect: bool,
     /// How often expired conntrack entries are removed.
     #[arg(long, env = "LUMEN_CT_GC_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub ct_gc_interval: Duration,
@@ -203,6 +207,7 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
         aggregation: cfg.monitor_aggregation.abi(),
         capture_bytes: cfg.capture_bytes,
         wakeup_bytes: cfg.wakeup_bytes,
+        local_redirect: cfg.local_redirect,
     })?;
     let ring = datapath.take_events()?;
     let names = Arc::new(RwLock::new(Names::default()));

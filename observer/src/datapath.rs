@@ -66,6 +66,8 @@ pub struct DatapathConfig {
     pub aggregation: u32,
     pub capture_bytes: u32,
     pub wakeup_bytes: u64,
+    /// Hand traffic between local endpoints straight to the receiver.
+    pub local_redirect: bool,
 }
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
@@ -101,6 +103,40 @@ pub fn ifindex(ifname: &str) -> Option<u32> {
     // SAFETY: c is a valid NUL-terminated string.
     let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
     (idx != 0).then_some(idx)
+}
+
+/// The hardware address of an interface in this network namespace.
+pub fn mac_address(ifname: &str) -> Option<[u8; 6]> {
+    let name = CString::new(ifname).ok()?;
+    if name.as_bytes_with_nul().len() > libc::IFNAMSIZ {
+        return None;
+    }
+    // SAFETY: a plain ioctl on a socket we own, with an ifreq we zeroed and
+    // whose name fits; the fd is closed before returning.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return None;
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
+            *dst = *src as libc::c_char;
+        }
+        let rc = libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut req);
+        libc::close(fd);
+        if rc != 0 {
+            return None;
+        }
+        let data = req.ifr_ifru.ifru_hwaddr.sa_data;
+        Some([
+            data[0] as u8,
+            data[1] as u8,
+            data[2] as u8,
+            data[3] as u8,
+            data[4] as u8,
+            data[5] as u8,
+        ])
+    }
 }
 
 /// `(family, address bytes, prefix bits)` of an IP for the ipcache trie.
@@ -172,7 +208,16 @@ impl EndpointTable {
         self.mirror.get(&ifindex).copied()
     }
 
-    fn set(&mut self, ifindex: u32, info: abi::EndpointInfo) -> Result<(), DatapathError> {
+    fn set(&mut self, ifindex: u32, mut info: abi::EndpointInfo) -> Result<(), DatapathError> {
+        // Keep the pod MAC the datapath learnt for this same endpoint.
+        let current = if ifindex < abi::ENDPOINTS_ARRAY {
+            self.array.get(&ifindex, 0).ok()
+        } else {
+            self.ext.get(&ifindex, 0).ok()
+        };
+        if let Some(c) = current.filter(|c| c.endpoint_id == info.endpoint_id) {
+            info.pod_mac = c.pod_mac;
+        }
         if ifindex < abi::ENDPOINTS_ARRAY {
             self.array.set(ifindex, info, 0).map_err(map_err(names::ENDPOINTS))?;
         } else {
@@ -262,6 +307,8 @@ impl Datapath {
                     aggregation: cfg.aggregation,
                     capture_len: cfg.capture_bytes.min(abi::CAPTURE_MAX),
                     wakeup_bytes: cfg.wakeup_bytes.min(u64::from(cfg.ring_buffer_bytes) / 4),
+                    local_redirect: u32::from(cfg.local_redirect),
+                    pad: 0,
                 },
                 0,
             )
@@ -296,12 +343,13 @@ impl Datapath {
         &self.pin_dir
     }
 
-    /// Makes the ipcache hold exactly `entries` (IP → identity).
-    pub fn sync_ipcache(&mut self, entries: &HashMap<IpAddr, u32>) -> Result<(), DatapathError> {
-        for (ip, identity) in entries {
+    /// Makes the ipcache hold exactly `entries`: IP → identity, and the
+    /// host-side interface for endpoints guarded on this node.
+    pub fn sync_ipcache(&mut self, entries: &HashMap<IpAddr, (u32, Option<String>)>) -> Result<(), DatapathError> {
+        for (ip, (identity, ifname)) in entries {
             let value = abi::IpcacheValue {
                 identity: *identity,
-                flags: 0,
+                ifindex: ifname.as_deref().and_then(ifindex).unwrap_or(0),
             };
             self.ipcache
                 .insert(&ipcache_key(*ip), value, 0)
@@ -352,6 +400,8 @@ impl Datapath {
             identity,
             policy_id,
             flags: policy.flags,
+            host_mac: mac_address(ifname).unwrap_or_default(),
+            ..Default::default()
         };
         self.endpoints.set(ifindex, info)?;
         self.attach(ifname)?;

@@ -122,7 +122,7 @@ impl NodeState {
         let mut names = Names::default();
         for (ep, id) in all.iter().zip(&ids) {
             for ip in &ep.ips {
-                ipcache.insert(*ip, *id);
+                ipcache.insert(*ip, (*id, ep.interface.clone()));
                 names.endpoints_by_ip.insert(*ip, ep.key());
             }
         }

@@ -568,3 +568,70 @@ fn events_carry_the_first_bytes_of_the_packet_when_asked() {
     assert_eq!(&bytes[36..38], &53u16.to_be_bytes());
     assert_eq!(&bytes[42..], b"capture-me");
 }
+
+/// `ip -s -j link show` of the host side of a pod's veth.
+fn host_link(c: &Cluster, pod: &str) -> serde_json::Value {
+    let p = c.pod(pod);
+    let out = std::process::Command::new("ip")
+        .args(["-n", &p.node_netns, "-s", "-j", "link", "show", "dev", &p.host_ifname])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v[0].clone()
+}
+
+/// Packets the host side of a pod's veth sent towards the pod.
+fn host_tx_packets(c: &Cluster, pod: &str) -> u64 {
+    host_link(c, pod)["stats64"]["tx"]["packets"].as_u64().unwrap()
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn local_traffic_skips_the_host_stack_and_policy_still_holds() {
+    for redirect in [true, false] {
+        let mut c = three_pods();
+        c.start_observer(ALLOW_HTTP, &["--local-redirect", &redirect.to_string()]);
+        let be = c.pod("backend").clone();
+        let _s = be.tcp_echo_server(80).unwrap();
+        let _s8080 = be.tcp_echo_server(8080).unwrap();
+        let fe = c.pod("frontend").clone();
+        let mut conn = fe.tcp_connect(c.addr("backend", false, 80), LONG).unwrap();
+        conn.set_read_timeout(Some(LONG)).unwrap();
+        let mut exchange = |n: usize| {
+            for _ in 0..n {
+                conn.write_all(b"x").unwrap();
+                let mut b = [0u8; 1];
+                conn.read_exact(&mut b).unwrap();
+            }
+        };
+        exchange(5); // both pods' MACs are learnt by now
+        let before = host_tx_packets(&c, "backend");
+        exchange(200);
+        let sent = host_tx_packets(&c, "backend") - before;
+        if redirect {
+            assert!(
+                sent < 20,
+                "with local redirect the requests bypass the backend's host veth: {sent} packets went through it"
+            );
+        } else {
+            assert!(
+                sent >= 200,
+                "without local redirect every request is routed through the host: {sent}"
+            );
+        }
+        // Either way the receiver's policy holds.
+        assert!(fe.tcp_request(c.addr("backend", false, 8080), b"no", SHORT).is_err());
+        assert!(c
+            .pod("other")
+            .tcp_request(c.addr("backend", false, 80), b"no", SHORT)
+            .is_err());
+        let (fe_ip, be_ip) = (IpAddr::V4(fe.ipv4), IpAddr::V4(be.ipv4));
+        let dropped = c.wait_flow(|e| flow_is(e, "INGRESS", fe_ip, be_ip, 6, 8080));
+        assert_eq!(
+            (dropped["verdict"].as_str(), dropped["drop_reason"].as_u64()),
+            (Some("DROPPED"), Some(133))
+        );
+        assert_eq!(dropped["observation_point"], "TO_ENDPOINT");
+        assert_eq!(dropped["ifindex"], host_link(&c, "backend")["ifindex"]);
+    }
+}

@@ -88,7 +88,7 @@ struct lumen_ipcache_key {
 
 struct lumen_ipcache_value {
 	__u32 identity;
-	__u32 flags;
+	__u32 ifindex; /* host-side interface of a local endpoint, 0 otherwise */
 };
 
 struct lumen_endpoint_info {
@@ -96,6 +96,9 @@ struct lumen_endpoint_info {
 	__u32 identity;
 	__u32 policy_id; /* selects the endpoint's entries in the policy map */
 	__u32 flags;     /* LUMEN_EP_* */
+	__u8 pod_mac[6];  /* learnt by the datapath from the pod's frames */
+	__u8 host_mac[6]; /* of the host-side interface, set by the observer */
+	__u8 pad[4];
 };
 
 /*
@@ -155,6 +158,8 @@ struct lumen_ct_entry {
 	__u8 orig_src_is_a; /* the first packet came from side a of the key */
 	__u8 orig_dir;      /* and was seen in this direction */
 	__u8 pad[2];
+	__u32 peer_ifindex; /* host interface of the peer if it is a local endpoint */
+	__u32 pad2;
 };
 
 /* Tracks the L4 ports of a fragmented datagram, keyed by its first fragment. */
@@ -174,9 +179,11 @@ struct lumen_frag_value {
 };
 
 struct lumen_config {
-	__u32 aggregation;     /* LUMEN_AGG_* */
-	__u32 capture_len;     /* packet bytes copied into each event, <= LUMEN_CAPTURE_MAX */
-	__u64 wakeup_bytes;    /* force a reader wakeup once this much is pending */
+	__u32 aggregation;    /* LUMEN_AGG_* */
+	__u32 capture_len;    /* packet bytes copied into each event, <= LUMEN_CAPTURE_MAX */
+	__u64 wakeup_bytes;   /* force a reader wakeup once this much is pending */
+	__u32 local_redirect; /* hand node-local traffic straight to the peer's interface */
+	__u32 pad;
 };
 
 /* Per-CPU packet and byte counters, indexed by direction * VERDICT_MAX + verdict. */

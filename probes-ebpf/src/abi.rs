@@ -72,7 +72,7 @@ pub struct IpcacheKey {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IpcacheValue {
     pub identity: u32,
-    pub flags: u32,
+    pub ifindex: u32,
 }
 
 /// C: struct lumen_endpoint_info
@@ -83,6 +83,9 @@ pub struct EndpointInfo {
     pub identity: u32,
     pub policy_id: u32,
     pub flags: u32,
+    pub pod_mac: [u8; 6],
+    pub host_mac: [u8; 6],
+    pub pad: [u8; 4],
 }
 
 /// C: struct lumen_policy_key
@@ -137,6 +140,8 @@ pub struct CtEntry {
     pub orig_src_is_a: u8,
     pub orig_dir: u8,
     pub pad: [u8; 2],
+    pub peer_ifindex: u32,
+    pub pad2: u32,
 }
 
 /// C: struct lumen_frag_key
@@ -167,6 +172,8 @@ pub struct Config {
     pub aggregation: u32,
     pub capture_len: u32,
     pub wakeup_bytes: u64,
+    pub local_redirect: u32,
+    pub pad: u32,
 }
 
 /// C: struct lumen_traffic_counter

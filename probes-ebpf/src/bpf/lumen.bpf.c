@@ -79,6 +79,7 @@ volatile struct lumen_config lumen_config = {
 	.aggregation = LUMEN_AGG_MEDIUM,
 	.capture_len = 0,
 	.wakeup_bytes = 64 << 10,
+	.local_redirect = 1,
 };
 
 struct {
@@ -423,16 +424,16 @@ static __always_inline void track_fragments(struct packet *p)
 	}
 }
 
-static __always_inline __u32 ipcache_identity(__u8 family, const __u8 *addr)
+static __always_inline struct lumen_ipcache_value ipcache_lookup(__u8 family, const __u8 *addr)
 {
 	struct lumen_ipcache_key k = {};
-	struct lumen_ipcache_value *v;
+	struct lumen_ipcache_value *v, world = {.identity = LUMEN_ID_WORLD};
 
 	k.family = family;
 	k.prefixlen = 32 + (family == 4 ? 32 : 128);
 	__builtin_memcpy(k.addr, addr, 16);
 	v = bpf_map_lookup_elem(&ipcache, &k);
-	return v ? v->identity : LUMEN_ID_WORLD;
+	return v ? *v : world;
 }
 
 static __always_inline struct lumen_policy_value *
@@ -602,23 +603,243 @@ static __always_inline __u8 ct_key(struct lumen_ct_key *k, const __u8 *saddr, co
 	return src_is_a;
 }
 
-static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
+/* What deciding for one endpoint in one direction produced. */
+struct outcome {
+	__u8 verdict;
+	__u8 pad[3];
+	__u32 peer_ifindex; /* host interface of the peer when it is a local endpoint */
+};
+
+/*
+ * Conntrack, policy, counters and event for endpoint ep (whose host-side
+ * interface is ifindex) and a packet in direction dir.
+ */
+static __always_inline struct outcome process(struct __sk_buff *skb, struct packet *p,
+					      const struct lumen_endpoint_info *ep, __u32 ifindex,
+					      __u8 dir, __u8 agg)
 {
-	__u32 ifindex = skb->ifindex, zero = 0;
-	struct lumen_endpoint_info *ep;
+	__u32 zero = 0;
 	struct lumen_ct_entry *ct;
 	struct lumen_ct_key key = {};
-	struct packet p = {};
+	struct lumen_ipcache_value peer = {.identity = LUMEN_ID_WORLD};
 	struct decision d = {.verdict = LUMEN_VERDICT_FORWARDED};
-	__u8 ct_state = 0, report = 0, agg, src_is_a;
-	__u32 peer = 0; /* looked up only when a decision or an event needs it */
+	struct outcome o = {};
+	__u8 ct_state = 0, report = 0, src_is_a, have_peer = 0;
+	const __u8 *peer_addr = dir == LUMEN_DIR_INGRESS ? p->saddr : p->daddr;
 
+	if (p->drop_reason) {
+		/* Unparseable packets are dropped only where policy is enforced. */
+		__u32 enforce = dir == LUMEN_DIR_INGRESS ? LUMEN_EP_ENFORCE_INGRESS
+							 : LUMEN_EP_ENFORCE_EGRESS;
+		if (ep->flags & enforce) {
+			d.verdict = LUMEN_VERDICT_DROPPED;
+			d.drop_reason = p->drop_reason;
+		}
+		report = 1;
+		goto out;
+	}
+
+	src_is_a = ct_key(&key, p->saddr, p->daddr, p->ct_sport, p->ct_dport, p->proto, p->family,
+			  ep->endpoint_id);
+	ct = bpf_map_lookup_elem(&conntrack, &key);
+	if (ct && src_is_a == ct->orig_src_is_a) {
+		__u8 seen = ct->tcp_flags_fwd;
+		ct_state = LUMEN_CT_ESTABLISHED;
+		ct->packets_fwd++;
+		if ((seen | p->tcp_flags) != seen) {
+			ct->tcp_flags_fwd = seen | p->tcp_flags;
+			report = agg == LUMEN_AGG_MEDIUM;
+		}
+		if ((p->tcp_flags & (TCP_FIN | TCP_RST)) && !(ct->closing & 1)) {
+			ct->closing |= 1;
+			report = agg != LUMEN_AGG_NONE;
+		}
+		d.verdict = ct->verdict;
+		d.rule_id = ct->rule_id;
+		o.peer_ifindex = ct->peer_ifindex;
+		goto out;
+	}
+	if (ct) {
+		__u8 seen = ct->tcp_flags_rev;
+		ct_state = LUMEN_CT_REPLY;
+		/* The first answer tells that the peer responded at all. */
+		if (ct->packets_rev == 0)
+			report = agg == LUMEN_AGG_MEDIUM;
+		ct->packets_rev++;
+		if ((seen | p->tcp_flags) != seen) {
+			ct->tcp_flags_rev = seen | p->tcp_flags;
+			report = agg == LUMEN_AGG_MEDIUM;
+		}
+		if ((p->tcp_flags & (TCP_FIN | TCP_RST)) && !(ct->closing & 2)) {
+			ct->closing |= 2;
+			report = agg != LUMEN_AGG_NONE;
+		}
+		d.verdict = ct->verdict;
+		d.rule_id = ct->rule_id;
+		o.peer_ifindex = ct->peer_ifindex;
+		goto out;
+	}
+
+	if (p->has_inner) {
+		struct lumen_ct_key inner = {};
+
+		ct_key(&inner, p->inner.saddr, p->inner.daddr, p->inner.sport, p->inner.dport,
+		       p->inner.proto, p->family, ep->endpoint_id);
+		ct = bpf_map_lookup_elem(&conntrack, &inner);
+		if (ct) {
+			ct_state = LUMEN_CT_RELATED;
+			d.verdict = ct->verdict;
+			d.rule_id = ct->rule_id;
+			report = agg == LUMEN_AGG_MEDIUM;
+			goto out;
+		}
+	}
+
+	ct_state = LUMEN_CT_NEW;
+	report = 1;
+	peer = ipcache_lookup(p->family, peer_addr);
+	have_peer = 1;
+	d = decide(ep, dir, peer.identity, p);
+	if (d.verdict != LUMEN_VERDICT_DROPPED) {
+		struct lumen_ct_entry entry = {
+			.created_ns = bpf_ktime_get_coarse_ns(),
+			.packets_fwd = 1,
+			.rule_id = d.rule_id,
+			.tcp_flags_fwd = p->tcp_flags,
+			.closing = (p->tcp_flags & (TCP_FIN | TCP_RST)) ? 1 : 0,
+			.verdict = d.verdict,
+			.orig_src_is_a = src_is_a,
+			.orig_dir = dir,
+			.peer_ifindex = peer.ifindex,
+		};
+		bpf_map_update_elem(&conntrack, &key, &entry, BPF_ANY);
+		o.peer_ifindex = peer.ifindex;
+	}
+
+out:
+	if (d.verdict == LUMEN_VERDICT_DROPPED)
+		report = 1;
+	o.verdict = d.verdict;
+	count_traffic(dir, d.verdict, skb->len);
+	if (report || agg == LUMEN_AGG_NONE) {
+		struct event_buf *buf = bpf_map_lookup_elem(&scratch, &zero);
+		struct lumen_event *ev;
+
+		if (!buf) {
+			count_event(LUMEN_EVC_EMITTED);
+			count_event(LUMEN_EVC_LOST);
+			return o;
+		}
+		ev = &buf->ev;
+		if (!have_peer)
+			peer = ipcache_lookup(p->family, peer_addr);
+		ev->timestamp_ns = bpf_ktime_get_ns();
+		ev->ifindex = ifindex;
+		ev->endpoint_id = ep->endpoint_id;
+		ev->src_identity = dir == LUMEN_DIR_INGRESS ? peer.identity : ep->identity;
+		ev->dst_identity = dir == LUMEN_DIR_INGRESS ? ep->identity : peer.identity;
+		ev->rule_id = d.rule_id;
+		ev->pkt_len = skb->len;
+		__builtin_memcpy(ev->saddr, p->saddr, 16);
+		__builtin_memcpy(ev->daddr, p->daddr, 16);
+		ev->sport = p->sport;
+		ev->dport = p->dport;
+		ev->family = p->family;
+		ev->proto = p->proto;
+		ev->direction = dir;
+		ev->obs_point = dir == LUMEN_DIR_INGRESS ? LUMEN_OBS_TO_ENDPOINT
+							 : LUMEN_OBS_FROM_ENDPOINT;
+		ev->verdict = d.verdict;
+		ev->drop_reason = d.drop_reason;
+		ev->tcp_flags = p->tcp_flags;
+		ev->ct_state = ct_state;
+		ev->flags = p->flags | (ct_state == LUMEN_CT_REPLY ? LUMEN_EVF_IS_REPLY : 0);
+		ev->icmp_type = p->icmp_type;
+		ev->icmp_code = p->icmp_code;
+		ev->pad = 0;
+		ev->pad2 = 0;
+		ev->pad3 = 0;
+		emit(skb, buf);
+	}
+	return o;
+}
+
+static __always_inline struct lumen_endpoint_info *endpoint_of(__u32 ifindex)
+{
 	/* The array answers NULL past its end; only then is the hash consulted. */
-	ep = bpf_map_lookup_elem(&endpoints, &ifindex);
+	struct lumen_endpoint_info *ep = bpf_map_lookup_elem(&endpoints, &ifindex);
+
 	if (!ep)
 		ep = bpf_map_lookup_elem(&endpoints_ext, &ifindex);
-	if (!ep || !ep->endpoint_id)
+	return ep && ep->endpoint_id ? ep : NULL;
+}
+
+static __always_inline int mac_unset(const __u8 *mac)
+{
+	return (mac[0] | mac[1] | mac[2] | mac[3] | mac[4] | mac[5]) == 0;
+}
+
+/*
+ * Local delivery: a packet from one endpoint to another on this node is
+ * decided for the receiver here as well, then handed straight to the
+ * receiver's interface (as the host would route it: MACs rewritten, TTL
+ * decremented), skipping the host stack and the receiver's own hook. When
+ * anything needed is missing the packet takes the ordinary path instead,
+ * where the receiver's hook decides.
+ */
+static __always_inline int deliver_local(struct __sk_buff *skb, struct packet *p, __u32 peer_if,
+					 __u8 agg)
+{
+	struct lumen_endpoint_info *dep = endpoint_of(peer_if);
+	struct outcome o;
+	__u32 ttl_off = ETH_HLEN + (p->family == 4 ? 8 : 7);
+	__u8 ttl[2];
+
+	if (!dep || mac_unset(dep->pod_mac) || mac_unset(dep->host_mac) ||
+	    (p->flags & LUMEN_EVF_FRAGMENT))
 		return TC_ACT_OK;
+	if (load(skb, ttl_off, ttl, 2) < 0 || ttl[0] <= 1)
+		return TC_ACT_OK; /* the stack answers with time exceeded */
+
+	o = process(skb, p, dep, peer_if, LUMEN_DIR_INGRESS, agg);
+	if (o.verdict == LUMEN_VERDICT_DROPPED)
+		return TC_ACT_SHOT;
+
+	if (p->family == 4) {
+		__u16 old, new;
+		__builtin_memcpy(&old, ttl, 2);
+		ttl[0]--;
+		__builtin_memcpy(&new, ttl, 2);
+		if (bpf_l3_csum_replace(skb, ETH_HLEN + 10, old, new, 2) < 0)
+			return TC_ACT_SHOT;
+	} else {
+		ttl[0]--;
+	}
+	if (bpf_skb_store_bytes(skb, ttl_off, ttl, 1, 0) < 0 ||
+	    bpf_skb_store_bytes(skb, 0, dep->pod_mac, 6, 0) < 0 ||
+	    bpf_skb_store_bytes(skb, 6, dep->host_mac, 6, 0) < 0)
+		return TC_ACT_SHOT;
+	return bpf_redirect_peer(peer_if, 0);
+}
+
+static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
+{
+	__u32 ifindex = skb->ifindex;
+	struct lumen_endpoint_info *ep;
+	struct packet p = {};
+	struct outcome o;
+	__u8 agg;
+
+	ep = endpoint_of(ifindex);
+	if (!ep)
+		return TC_ACT_OK;
+
+	if (dir == LUMEN_DIR_EGRESS && mac_unset(ep->pod_mac)) {
+		/* Learn the pod's MAC, for local delivery to it. */
+		__u8 src[6];
+		if (load(skb, 6, src, 6) == 0)
+			__builtin_memcpy(ep->pod_mac, src, 6);
+	}
 
 	if (skb->protocol == bpf_htons(ETH_P_IP))
 		parse_ipv4(skb, &p);
@@ -633,138 +854,13 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		track_fragments(&p);
 
 	agg = lumen_config.aggregation;
-
-	if (p.drop_reason) {
-		peer = ipcache_identity(p.family, dir == LUMEN_DIR_INGRESS ? p.saddr : p.daddr);
-		/* Unparseable packets are dropped only where policy is enforced. */
-		__u32 enforce = dir == LUMEN_DIR_INGRESS ? LUMEN_EP_ENFORCE_INGRESS
-							 : LUMEN_EP_ENFORCE_EGRESS;
-		if (ep->flags & enforce) {
-			d.verdict = LUMEN_VERDICT_DROPPED;
-			d.drop_reason = p.drop_reason;
-		}
-		report = 1;
-		goto out;
-	}
-
-	src_is_a = ct_key(&key, p.saddr, p.daddr, p.ct_sport, p.ct_dport, p.proto, p.family,
-			  ep->endpoint_id);
-	ct = bpf_map_lookup_elem(&conntrack, &key);
-	if (ct && src_is_a == ct->orig_src_is_a) {
-		__u8 seen = ct->tcp_flags_fwd;
-		ct_state = LUMEN_CT_ESTABLISHED;
-		ct->packets_fwd++;
-		if ((seen | p.tcp_flags) != seen) {
-			ct->tcp_flags_fwd = seen | p.tcp_flags;
-			report = agg == LUMEN_AGG_MEDIUM;
-		}
-		if ((p.tcp_flags & (TCP_FIN | TCP_RST)) && !(ct->closing & 1)) {
-			ct->closing |= 1;
-			report = agg != LUMEN_AGG_NONE;
-		}
-		d.verdict = ct->verdict;
-		d.rule_id = ct->rule_id;
-		goto out;
-	}
-	if (ct) {
-		__u8 seen = ct->tcp_flags_rev;
-		ct_state = LUMEN_CT_REPLY;
-		/* The first answer tells that the peer responded at all. */
-		if (ct->packets_rev == 0)
-			report = agg == LUMEN_AGG_MEDIUM;
-		ct->packets_rev++;
-		if ((seen | p.tcp_flags) != seen) {
-			ct->tcp_flags_rev = seen | p.tcp_flags;
-			report = agg == LUMEN_AGG_MEDIUM;
-		}
-		if ((p.tcp_flags & (TCP_FIN | TCP_RST)) && !(ct->closing & 2)) {
-			ct->closing |= 2;
-			report = agg != LUMEN_AGG_NONE;
-		}
-		d.verdict = ct->verdict;
-		d.rule_id = ct->rule_id;
-		goto out;
-	}
-
-	if (p.has_inner) {
-		struct lumen_ct_key inner = {};
-
-		ct_key(&inner, p.inner.saddr, p.inner.daddr, p.inner.sport, p.inner.dport,
-		       p.inner.proto, p.family, ep->endpoint_id);
-		ct = bpf_map_lookup_elem(&conntrack, &inner);
-		if (ct) {
-			ct_state = LUMEN_CT_RELATED;
-				d.verdict = ct->verdict;
-			d.rule_id = ct->rule_id;
-			report = agg == LUMEN_AGG_MEDIUM;
-			goto out;
-		}
-	}
-
-	ct_state = LUMEN_CT_NEW;
-	report = 1;
-	peer = ipcache_identity(p.family, dir == LUMEN_DIR_INGRESS ? p.saddr : p.daddr);
-	d = decide(ep, dir, peer, &p);
-	if (d.verdict != LUMEN_VERDICT_DROPPED) {
-		struct lumen_ct_entry entry = {
-			.created_ns = bpf_ktime_get_coarse_ns(),
-			.packets_fwd = 1,
-			.rule_id = d.rule_id,
-			.tcp_flags_fwd = p.tcp_flags,
-			.closing = (p.tcp_flags & (TCP_FIN | TCP_RST)) ? 1 : 0,
-			.verdict = d.verdict,
-			.orig_src_is_a = src_is_a,
-			.orig_dir = dir,
-		};
-		bpf_map_update_elem(&conntrack, &key, &entry, BPF_ANY);
-	}
-
-out:
-	if (d.verdict == LUMEN_VERDICT_DROPPED)
-		report = 1;
-	count_traffic(dir, d.verdict, skb->len);
-	if (report || agg == LUMEN_AGG_NONE) {
-		struct event_buf *buf = bpf_map_lookup_elem(&scratch, &zero);
-		struct lumen_event *ev;
-
-		if (!buf) {
-			count_event(LUMEN_EVC_EMITTED);
-			count_event(LUMEN_EVC_LOST);
-			goto verdict;
-		}
-		ev = &buf->ev;
-		if (ct_state != LUMEN_CT_NEW && !p.drop_reason)
-			peer = ipcache_identity(p.family, dir == LUMEN_DIR_INGRESS ? p.saddr : p.daddr);
-		ev->timestamp_ns = bpf_ktime_get_ns();
-		ev->ifindex = ifindex;
-		ev->endpoint_id = ep->endpoint_id;
-		ev->src_identity = dir == LUMEN_DIR_INGRESS ? peer : ep->identity;
-		ev->dst_identity = dir == LUMEN_DIR_INGRESS ? ep->identity : peer;
-		ev->rule_id = d.rule_id;
-		ev->pkt_len = skb->len;
-		__builtin_memcpy(ev->saddr, p.saddr, 16);
-		__builtin_memcpy(ev->daddr, p.daddr, 16);
-		ev->sport = p.sport;
-		ev->dport = p.dport;
-		ev->family = p.family;
-		ev->proto = p.proto;
-		ev->direction = dir;
-		ev->obs_point = dir == LUMEN_DIR_INGRESS ? LUMEN_OBS_TO_ENDPOINT
-							 : LUMEN_OBS_FROM_ENDPOINT;
-		ev->verdict = d.verdict;
-		ev->drop_reason = d.drop_reason;
-		ev->tcp_flags = p.tcp_flags;
-		ev->ct_state = ct_state;
-		ev->flags = p.flags | (ct_state == LUMEN_CT_REPLY ? LUMEN_EVF_IS_REPLY : 0);
-		ev->icmp_type = p.icmp_type;
-		ev->icmp_code = p.icmp_code;
-		ev->pad = 0;
-		ev->pad2 = 0;
-		ev->pad3 = 0;
-		emit(skb, buf);
-	}
-verdict:
-	return d.verdict == LUMEN_VERDICT_DROPPED ? TC_ACT_SHOT : TC_ACT_OK;
+	o = process(skb, &p, ep, ifindex, dir, agg);
+	if (o.verdict == LUMEN_VERDICT_DROPPED)
+		return TC_ACT_SHOT;
+	if (dir == LUMEN_DIR_EGRESS && o.peer_ifindex && o.peer_ifindex != ifindex && !p.drop_reason &&
+	    lumen_config.local_redirect)
+		return deliver_local(skb, &p, o.peer_ifindex, agg);
+	return TC_ACT_OK;
 }
 
 SEC("classifier")
