@@ -375,11 +375,9 @@ fn cpu_model() -> String {
         .lines()
         .find_map(|l| l.strip_prefix("model name"))
         .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string());
-    format!(
-        "{} × {}",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        model.unwrap_or_else(|| "unknown CPU".into())
-    )
+    // Counted from cpuinfo: this process is pinned to one CPU.
+    let cpus = info.lines().filter(|l| l.starts_with("processor")).count();
+    format!("{cpus} × {}", model.unwrap_or_else(|| "unknown CPU".into()))
 }
 
 fn kernel() -> String {

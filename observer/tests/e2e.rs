@@ -635,3 +635,82 @@ fn local_traffic_skips_the_host_stack_and_policy_still_holds() {
         assert_eq!(dropped["ifindex"], host_link(&c, "backend")["ifindex"]);
     }
 }
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn icmp_errors_of_a_connection_pass_as_related_under_default_deny() {
+    let mut c = three_pods();
+    // The frontend accepts nothing but from `other`: default deny for the rest.
+    c.start_observer(
+        "rules:\n  - name: fe-in\n    endpoints: {app: frontend}\n    direction: ingress\n    action: allow\n    peers: {app: other}\n",
+        &[],
+    );
+    let fe = c.pod("frontend").clone();
+    let be = c.pod("backend").clone();
+    // Nothing listens on 9999: the backend answers with port unreachable.
+    assert!(fe
+        .udp_request(c.addr("backend", false, 9999), b"hello?", SHORT)
+        .is_err());
+    let (fe_ip, be_ip) = (IpAddr::V4(fe.ipv4), IpAddr::V4(be.ipv4));
+    let err =
+        c.wait_flow(|e| e["direction"] == "INGRESS" && e["destination"] == fe_ip.to_string() && e["protocol"] == 1);
+    assert_eq!(err["source"], be_ip.to_string());
+    assert_eq!(
+        (err["icmp_type"].as_u64(), err["icmp_code"].as_u64()),
+        (Some(3), Some(3))
+    );
+    assert_eq!(err["ct_state"], "related");
+    assert_eq!(err["verdict"], "FORWARDED");
+    // A new ICMP message from the backend is not related to anything: dropped.
+    assert_eq!(be.ping(fe_ip, 1, SHORT).unwrap().received, 0);
+    let ping = c.wait_flow(|e| flow_is(e, "INGRESS", be_ip, fe_ip, 1, 0) && e["icmp_type"] == 8);
+    assert_eq!(
+        (ping["verdict"].as_str(), ping["drop_reason"].as_u64()),
+        (Some("DROPPED"), Some(133))
+    );
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn per_cpu_counters_count_every_packet_by_direction_and_verdict() {
+    let mut c = three_pods();
+    c.start_observer(ALLOW_HTTP, &[]);
+    let other = c.pod("other").clone();
+    let before = counters::traffic_counters(&c.pin_dir()).unwrap();
+    // 50 datagrams of 100 bytes of payload: 14 + 20 + 8 + 100 = 142 bytes each.
+    assert_eq!(
+        other.udp_send(c.addr("backend", false, 7777), &[0u8; 100], 50).unwrap(),
+        50
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let after = counters::traffic_counters(&c.pin_dir()).unwrap();
+    let delta = |dir: u8, verdict: u8| {
+        let find =
+            |v: &[counters::TrafficCount]| *v.iter().find(|t| t.direction == dir && t.verdict == verdict).unwrap();
+        let (a, b) = (find(&after), find(&before));
+        (a.packets - b.packets, a.bytes - b.bytes)
+    };
+    use lumen_probes::abi::{DIR_EGRESS, DIR_INGRESS, VERDICT_DROPPED, VERDICT_FORWARDED};
+    assert_eq!(
+        delta(DIR_EGRESS, VERDICT_FORWARDED),
+        (50, 50 * 142),
+        "other's egress is open"
+    );
+    assert_eq!(
+        delta(DIR_INGRESS, VERDICT_DROPPED),
+        (50, 50 * 142),
+        "backend's ingress drops them all"
+    );
+    assert_eq!(delta(DIR_INGRESS, VERDICT_FORWARDED), (0, 0));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let drops = loop {
+        let n = c
+            .flows(|e| e["destination_port"] == 7777 && e["verdict"] == "DROPPED")
+            .len();
+        if n >= 50 || Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(drops, 50, "every drop is an event");
+}
