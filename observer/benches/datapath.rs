@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 
 use lumen_observer::control::{self, Request, Response};
 use lumen_observer::{daemon, ObserverConfig, ObserverHandle};
+
+#[path = "support/benchmarks_md.rs"]
+mod benchmarks_md;
+use benchmarks_md::update_benchmarks;
 use lumen_testbed::{Node, Pod, PodSpec, Testbed};
 
 const IDENTITIES: usize = 1_000;
@@ -385,21 +389,4 @@ fn kernel() -> String {
         .unwrap_or_default()
         .trim()
         .to_string()
-}
-
-/// Replaces this benchmark's section of BENCHMARKS.md (between markers).
-fn update_benchmarks(name: &str, section: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| "# Benchmarks\n\nEach section is written by the command it names.\n".into());
-    let (start, end) = (
-        format!("<!-- bench:{name}:start -->"),
-        format!("<!-- bench:{name}:end -->"),
-    );
-    let block = format!("{start}\n{section}{end}");
-    let new = match (text.find(&start), text.find(&end)) {
-        (Some(a), Some(b)) => format!("{}{}{}", &text[..a], block, &text[b + end.len()..]),
-        _ => format!("{}\n{}\n", text.trim_end(), block),
-    };
-    std::fs::write(path, new).unwrap();
 }

@@ -9,12 +9,17 @@ use std::fmt::Write as _;
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 
-use aya::maps::lpm_trie::{Key, LpmTrie};
+use aya::maps::lpm_trie::LpmTrie;
 use aya::maps::MapData;
 use aya::programs::SchedClassifier;
 use aya::{Ebpf, EbpfLoader};
+use lumen_observer::datapath::policy_trie_key;
 use lumen_observer::rules::{PolicyEntry, PROTO_TCP};
 use lumen_probes::abi;
+
+#[path = "support/benchmarks_md.rs"]
+mod benchmarks_md;
+use benchmarks_md::update_benchmarks;
 
 const REPEAT: u32 = 200_000;
 const ENDPOINT_IFINDEX: u32 = 1; // lo: BPF_PROG_TEST_RUN needs a device that exists
@@ -220,32 +225,9 @@ fn main() {
 }
 
 fn insert(policy: &mut LpmTrie<MapData, [u8; 16], abi::PolicyValue>, e: &PolicyEntry) {
-    let k = e.key(1);
-    let mut data = [0u8; 16];
-    data[0..4].copy_from_slice(&k.policy_id_be.to_ne_bytes());
-    data[4] = k.direction;
-    data[8..12].copy_from_slice(&k.identity_be.to_ne_bytes());
-    data[12] = k.proto;
-    data[14..16].copy_from_slice(&k.dport_be.to_ne_bytes());
-    policy.insert(&Key::new(k.prefixlen, data), e.value(), 0).unwrap();
+    policy.insert(&policy_trie_key(&e.key(1)), e.value(), 0).unwrap();
 }
 
 fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
-}
-
-fn update_benchmarks(name: &str, section: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| "# Benchmarks\n\nEach section is written by the command it names.\n".into());
-    let (start, end) = (
-        format!("<!-- bench:{name}:start -->"),
-        format!("<!-- bench:{name}:end -->"),
-    );
-    let block = format!("{start}\n{section}{end}");
-    let new = match (text.find(&start), text.find(&end)) {
-        (Some(a), Some(b)) => format!("{}{}{}", &text[..a], block, &text[b + end.len()..]),
-        _ => format!("{}\n{}\n", text.trim_end(), block),
-    };
-    std::fs::write(path, new).unwrap();
 }

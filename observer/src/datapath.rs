@@ -157,7 +157,8 @@ fn ipcache_key(ip: IpAddr) -> Key<[u8; 20]> {
     Key::new(32 + bits, data)
 }
 
-fn policy_trie_key(k: &abi::PolicyKey) -> Key<[u8; 16]> {
+/// The LPM-trie key of a policy map key (aya keeps the prefix length apart).
+pub fn policy_trie_key(k: &abi::PolicyKey) -> Key<[u8; 16]> {
     let mut data = [0u8; 16];
     data[0..4].copy_from_slice(&k.policy_id_be.to_ne_bytes());
     data[4] = k.direction;
