@@ -172,6 +172,15 @@ fn policy_id_of(key: &Key<[u8; 16]>) -> u32 {
     u32::from_be_bytes(key.data()[0..4].try_into().unwrap())
 }
 
+/// What the ipcache knows of an IP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IpcacheEntry {
+    pub identity: u32,
+    /// Endpoint id and host-side interface, for endpoints guarded here.
+    pub endpoint_id: u32,
+    pub interface: Option<String>,
+}
+
 /// Where an endpoint's programs are attached.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Attachment {
@@ -346,11 +355,14 @@ impl Datapath {
 
     /// Makes the ipcache hold exactly `entries`: IP → identity, and the
     /// host-side interface for endpoints guarded on this node.
-    pub fn sync_ipcache(&mut self, entries: &HashMap<IpAddr, (u32, Option<String>)>) -> Result<(), DatapathError> {
-        for (ip, (identity, ifname)) in entries {
+    pub fn sync_ipcache(&mut self, entries: &HashMap<IpAddr, IpcacheEntry>) -> Result<(), DatapathError> {
+        for (ip, entry) in entries {
+            let ifindex = entry.interface.as_deref().and_then(ifindex).unwrap_or(0);
             let value = abi::IpcacheValue {
-                identity: *identity,
-                ifindex: ifname.as_deref().and_then(ifindex).unwrap_or(0),
+                identity: entry.identity,
+                ifindex,
+                endpoint_id: if ifindex == 0 { 0 } else { entry.endpoint_id },
+                pad: 0,
             };
             self.ipcache
                 .insert(&ipcache_key(*ip), value, 0)

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::datapath::{self, Datapath, DatapathError};
+use crate::datapath::{self, Datapath, DatapathError, IpcacheEntry};
 use crate::endpoint::{self, EndpointSpec};
 use crate::identity::IdentityAllocator;
 use crate::output::{Names, SharedNames};
@@ -122,7 +122,12 @@ impl NodeState {
         let mut names = Names::default();
         for (ep, id) in all.iter().zip(&ids) {
             for ip in &ep.ips {
-                ipcache.insert(*ip, (*id, ep.interface.clone()));
+                let entry = IpcacheEntry {
+                    identity: *id,
+                    endpoint_id: ep.endpoint_id(),
+                    interface: ep.interface.clone(),
+                };
+                ipcache.insert(*ip, entry);
                 names.endpoints_by_ip.insert(*ip, ep.key());
             }
         }

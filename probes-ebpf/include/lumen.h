@@ -88,7 +88,9 @@ struct lumen_ipcache_key {
 
 struct lumen_ipcache_value {
 	__u32 identity;
-	__u32 ifindex; /* host-side interface of a local endpoint, 0 otherwise */
+	__u32 ifindex;     /* host-side interface of a local endpoint, 0 otherwise */
+	__u32 endpoint_id; /* of that local endpoint */
+	__u32 pad;
 };
 
 struct lumen_endpoint_info {
@@ -159,7 +161,7 @@ struct lumen_ct_entry {
 	__u8 orig_dir;      /* and was seen in this direction */
 	__u8 pad[2];
 	__u32 peer_ifindex; /* host interface of the peer if it is a local endpoint */
-	__u32 pad2;
+	__u32 peer_endpoint_id; /* and its endpoint id, in case the ifindex is reused */
 };
 
 /* Tracks the L4 ports of a fragmented datagram, keyed by its first fragment. */

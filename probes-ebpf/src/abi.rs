@@ -73,6 +73,8 @@ pub struct IpcacheKey {
 pub struct IpcacheValue {
     pub identity: u32,
     pub ifindex: u32,
+    pub endpoint_id: u32,
+    pub pad: u32,
 }
 
 /// C: struct lumen_endpoint_info
@@ -141,7 +143,7 @@ pub struct CtEntry {
     pub orig_dir: u8,
     pub pad: [u8; 2],
     pub peer_ifindex: u32,
-    pub pad2: u32,
+    pub peer_endpoint_id: u32,
 }
 
 /// C: struct lumen_frag_key

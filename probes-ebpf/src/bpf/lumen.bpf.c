@@ -608,6 +608,7 @@ struct outcome {
 	__u8 verdict;
 	__u8 pad[3];
 	__u32 peer_ifindex; /* host interface of the peer when it is a local endpoint */
+	__u32 peer_endpoint_id;
 };
 
 /*
@@ -657,6 +658,7 @@ static __always_inline struct outcome process(struct __sk_buff *skb, struct pack
 		d.verdict = ct->verdict;
 		d.rule_id = ct->rule_id;
 		o.peer_ifindex = ct->peer_ifindex;
+		o.peer_endpoint_id = ct->peer_endpoint_id;
 		goto out;
 	}
 	if (ct) {
@@ -677,6 +679,7 @@ static __always_inline struct outcome process(struct __sk_buff *skb, struct pack
 		d.verdict = ct->verdict;
 		d.rule_id = ct->rule_id;
 		o.peer_ifindex = ct->peer_ifindex;
+		o.peer_endpoint_id = ct->peer_endpoint_id;
 		goto out;
 	}
 
@@ -711,9 +714,11 @@ static __always_inline struct outcome process(struct __sk_buff *skb, struct pack
 			.orig_src_is_a = src_is_a,
 			.orig_dir = dir,
 			.peer_ifindex = peer.ifindex,
+			.peer_endpoint_id = peer.endpoint_id,
 		};
 		bpf_map_update_elem(&conntrack, &key, &entry, BPF_ANY);
 		o.peer_ifindex = peer.ifindex;
+		o.peer_endpoint_id = peer.endpoint_id;
 	}
 
 out:
@@ -788,14 +793,14 @@ static __always_inline int mac_unset(const __u8 *mac)
  * where the receiver's hook decides.
  */
 static __always_inline int deliver_local(struct __sk_buff *skb, struct packet *p, __u32 peer_if,
-					 __u8 agg)
+					 __u32 peer_ep_id, __u8 agg)
 {
 	struct lumen_endpoint_info *dep = endpoint_of(peer_if);
 	struct outcome o;
 	__u32 ttl_off = ETH_HLEN + (p->family == 4 ? 8 : 7);
 	__u8 ttl[2];
 
-	if (!dep || mac_unset(dep->pod_mac) || mac_unset(dep->host_mac) ||
+	if (!dep || dep->endpoint_id != peer_ep_id || mac_unset(dep->pod_mac) || mac_unset(dep->host_mac) ||
 	    (p->flags & LUMEN_EVF_FRAGMENT))
 		return TC_ACT_OK;
 	if (load(skb, ttl_off, ttl, 2) < 0 || ttl[0] <= 1)
@@ -859,7 +864,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		return TC_ACT_SHOT;
 	if (dir == LUMEN_DIR_EGRESS && o.peer_ifindex && o.peer_ifindex != ifindex && !p.drop_reason &&
 	    lumen_config.local_redirect)
-		return deliver_local(skb, &p, o.peer_ifindex, agg);
+		return deliver_local(skb, &p, o.peer_ifindex, o.peer_endpoint_id, agg);
 	return TC_ACT_OK;
 }
 
