@@ -101,6 +101,17 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Conntrack entries of a node, for inspection.
+pub fn conntrack_entries(pin_dir: &Path) -> Result<Vec<(abi::CtKey, abi::CtEntry)>, DatapathError> {
+    let err = |source| DatapathError::Map {
+        name: names::CONNTRACK,
+        source,
+    };
+    let map: BpfHashMap<MapData, abi::CtKey, abi::CtEntry> =
+        BpfHashMap::try_from(Map::LruHashMap(open(pin_dir, names::CONNTRACK)?)).map_err(err)?;
+    Ok(map.iter().filter_map(Result::ok).collect())
+}
+
 /// Ages conntrack entries. The datapath reads no clock per packet, so an
 /// entry's age is how long its packet counters have stood still, as seen
 /// by successive passes of this collector.

@@ -100,6 +100,15 @@ pub struct ObserverConfig {
     /// pod (both sides' policy still applies), skipping the host stack.
     #[arg(long, env = "LUMEN_LOCAL_REDIRECT", default_value_t = true, action = clap::ArgAction::Set)]
     pub local_redirect: bool,
+    /// Idle time after which an established TCP connection is forgotten.
+    #[arg(long, env = "LUMEN_CT_TIMEOUT_TCP", default_value = "6h", value_parser = humantime::parse_duration)]
+    pub ct_timeout_tcp: Duration,
+    /// Idle time after which a closing TCP connection (FIN or RST seen) is forgotten.
+    #[arg(long, env = "LUMEN_CT_TIMEOUT_CLOSING", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub ct_timeout_closing: Duration,
+    /// Idle time after which a UDP, ICMP or other flow is forgotten.
+    #[arg(long, env = "LUMEN_CT_TIMEOUT_OTHER", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub ct_timeout_other: Duration,
     /// How often expired conntrack entries are removed.
     #[arg(long, env = "LUMEN_CT_GC_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub ct_gc_interval: Duration,
@@ -256,7 +265,12 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
     tracing::info!(node = %cfg.node_name, pin_dir = %pin_dir.display(), socket = %cfg.control_socket.display(), "observer ready");
 
     let mut gc_tick = tokio::time::interval(cfg.ct_gc_interval);
-    let gc = Arc::new(Mutex::new(ConntrackGc::new(CtTimeouts::default())));
+    let timeouts = CtTimeouts {
+        tcp: cfg.ct_timeout_tcp,
+        closing: cfg.ct_timeout_closing,
+        other: cfg.ct_timeout_other,
+    };
+    let gc = Arc::new(Mutex::new(ConntrackGc::new(timeouts)));
     loop {
         tokio::select! {
             _ = gc_tick.tick() => {

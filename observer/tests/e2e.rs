@@ -714,3 +714,59 @@ fn per_cpu_counters_count_every_packet_by_direction_and_verdict() {
     };
     assert_eq!(drops, 50, "every drop is an event");
 }
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn idle_conntrack_entries_are_collected_and_the_flow_starts_anew() {
+    let mut c = cluster(&[("frontend", FRONTEND), ("backend", BACKEND)]);
+    c.start_observer(
+        "rules: []\n",
+        &["--ct-gc-interval", "500ms", "--ct-timeout-other", "2s"],
+    );
+    let be = c.pod("backend").clone();
+    let _udp = be.udp_echo_server(53).unwrap();
+    let fe = c.pod("frontend").clone();
+    let udp_entries = |c: &Cluster| {
+        counters::conntrack_entries(&c.pin_dir())
+            .unwrap()
+            .into_iter()
+            .filter(|(k, _)| k.proto == 17)
+            .count()
+    };
+    let sock = lumen_testbed::in_netns(&fe.netns, || std::net::UdpSocket::bind("0.0.0.0:40053").unwrap()).unwrap();
+    sock.set_read_timeout(Some(LONG)).unwrap();
+    let ask = || {
+        sock.send_to(b"q", c.addr("backend", false, 53)).unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(sock.recv_from(&mut buf).unwrap().0, 1);
+    };
+    ask();
+    // One entry per endpoint: the frontend's egress and the backend's ingress.
+    assert_eq!(udp_entries(&c), 2);
+    // Busy flows stay: keep asking for longer than the timeout.
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(500));
+        ask();
+    }
+    assert_eq!(udp_entries(&c), 2);
+    let news = |c: &Cluster| {
+        c.flows(|e| e["source_port"] == 40053 && e["ct_state"] == "new" && e["direction"] == "EGRESS")
+            .len()
+    };
+    assert_eq!(news(&c), 1, "one flow so far");
+    // Idle for longer than the timeout plus a GC interval: gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while udp_entries(&c) > 0 {
+        assert!(Instant::now() < deadline, "idle entries were not collected");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    ask();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while news(&c) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the same 5-tuple starts a new flow once forgotten"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
