@@ -17,6 +17,7 @@ pub mod reader;
 pub mod rules;
 pub mod source;
 pub mod state;
+pub mod store;
 
 /// An error and its causes, `outer: inner: …`, for one-line reports.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
