@@ -1,0 +1,79 @@
+//! Hubble-compatible gRPC API for Lumen.
+//!
+//! Generated at build time (without `protoc`) from the `.proto` files in
+//! `proto/`, which transcribe the published Cilium/Hubble API v1 (`flow`,
+//! `observer`, `peer`, `relay`) plus Lumen's own `lumen.v1` extensions.
+//! Both tonic clients and servers are generated:
+//!
+//! * [`observer::observer_server::ObserverServer`] /
+//!   [`observer::observer_client::ObserverClient`] (`/observer.Observer/*`)
+//! * [`peer::peer_server::PeerServer`] / [`peer::peer_client::PeerClient`]
+//!   (`/peer.Peer/Notify`)
+//!
+//! Lumen-specific data never goes into Hubble's messages: it is packed as a
+//! [`lumen::v1::FlowExtension`] into `flow::Flow::extensions`
+//! (see [`lumen::v1::FlowExtension::to_any`]).
+
+/// Hubble `flow` package: `Flow` and everything it references, filters, events.
+#[allow(clippy::all, clippy::pedantic, deprecated, missing_docs, rustdoc::all)]
+pub mod flow {
+    tonic::include_proto!("flow");
+}
+
+/// Hubble `relay` package: node status messages.
+#[allow(clippy::all, clippy::pedantic, deprecated, missing_docs, rustdoc::all)]
+pub mod relay {
+    tonic::include_proto!("relay");
+}
+
+/// Hubble `observer` package: the `Observer` service and its messages.
+#[allow(clippy::all, clippy::pedantic, deprecated, missing_docs, rustdoc::all)]
+pub mod observer {
+    tonic::include_proto!("observer");
+}
+
+/// Hubble `peer` package: the `Peer` service (peer discovery for relays).
+#[allow(clippy::all, clippy::pedantic, deprecated, missing_docs, rustdoc::all)]
+pub mod peer {
+    tonic::include_proto!("peer");
+}
+
+/// Lumen's own protobuf packages.
+pub mod lumen {
+    /// `lumen.v1`: extension messages carried in Hubble `Any` fields.
+    #[allow(clippy::all, clippy::pedantic, deprecated, missing_docs, rustdoc::all)]
+    pub mod v1 {
+        tonic::include_proto!("lumen.v1");
+
+        impl FlowExtension {
+            /// Type URL used when packing this message into a `google.protobuf.Any`.
+            pub const TYPE_URL: &'static str = "type.googleapis.com/lumen.v1.FlowExtension";
+
+            /// Packs this extension for `flow::Flow::extensions`.
+            pub fn to_any(&self) -> prost_types::Any {
+                prost_types::Any {
+                    type_url: Self::TYPE_URL.to_string(),
+                    value: prost::Message::encode_to_vec(self),
+                }
+            }
+
+            /// Unpacks an `Any` if it carries a `FlowExtension`; `None` for other types.
+            pub fn from_any(any: &prost_types::Any) -> Option<Result<Self, prost::DecodeError>> {
+                (any.type_url == Self::TYPE_URL).then(|| <Self as prost::Message>::decode(any.value.as_slice()))
+            }
+        }
+    }
+}
+
+/// Encoded `google.protobuf.FileDescriptorSet` of all files above (with their
+/// google well-known imports, without comments), e.g. for gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/lumen_proto_descriptor.bin"));
+
+/// Service name Hubble clients query on the standard gRPC health service
+/// (`grpc.health.v1.Health/Check`).
+pub const HEALTH_SERVICE_NAME: &str = "hubble.server.Observer";
+
+pub use prost;
+pub use prost_types;
+pub use tonic;
+pub use tonic_health;
