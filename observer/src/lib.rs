@@ -13,6 +13,7 @@ pub mod decode;
 pub mod endpoint;
 pub mod identity;
 pub mod output;
+pub mod parser;
 pub mod reader;
 pub mod rules;
 pub mod source;

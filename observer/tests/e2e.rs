@@ -770,3 +770,64 @@ fn idle_conntrack_entries_are_collected_and_the_flow_starts_anew() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Sends one SCTP packet (common header + an INIT chunk) from inside a pod
+/// with a raw socket: the testbed has no SCTP traffic generator.
+fn send_sctp(c: &Cluster, from: &str, dst: std::net::Ipv4Addr, sport: u16, dport: u16) {
+    let mut pkt = Vec::new();
+    pkt.extend_from_slice(&sport.to_be_bytes());
+    pkt.extend_from_slice(&dport.to_be_bytes());
+    pkt.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]); // verification tag, checksum
+    pkt.extend_from_slice(&[1, 0, 0, 20, 0, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0, 0, 0, 1]); // INIT
+    lumen_testbed::in_netns(&c.pod(from).netns, || {
+        // SAFETY: a raw socket we own, a sockaddr_in we build, closed at once.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, 132);
+            assert!(fd >= 0, "raw SCTP socket: {}", std::io::Error::last_os_error());
+            let addr = libc::sockaddr_in {
+                sin_family: libc::AF_INET as u16,
+                sin_port: 0,
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(dst.octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            let n = libc::sendto(
+                fd,
+                pkt.as_ptr().cast(),
+                pkt.len(),
+                0,
+                (&addr as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as u32,
+            );
+            libc::close(fd);
+            assert_eq!(n, pkt.len() as isize, "sendto: {}", std::io::Error::last_os_error());
+        }
+    })
+    .unwrap();
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn sctp_is_parsed_and_policed_by_port() {
+    let mut c = three_pods();
+    c.start_observer(
+        "rules:\n  - name: sctp-5000\n    endpoints: {app: backend}\n    direction: ingress\n    action: allow\n    ports: [5000/sctp]\n",
+        &[],
+    );
+    let be = c.pod("backend").ipv4;
+    send_sctp(&c, "frontend", be, 40_001, 5000);
+    send_sctp(&c, "frontend", be, 40_002, 5001);
+    let fe = IpAddr::V4(c.pod("frontend").ipv4);
+    let allowed = c.wait_flow(|e| flow_is(e, "INGRESS", fe, IpAddr::V4(be), 132, 5000));
+    assert_eq!(
+        (allowed["verdict"].as_str(), allowed["source_port"].as_u64()),
+        (Some("FORWARDED"), Some(40_001))
+    );
+    assert_eq!(allowed["rule"], "sctp-5000");
+    let denied = c.wait_flow(|e| flow_is(e, "INGRESS", fe, IpAddr::V4(be), 132, 5001));
+    assert_eq!(
+        (denied["verdict"].as_str(), denied["drop_reason"].as_u64()),
+        (Some("DROPPED"), Some(133))
+    );
+}

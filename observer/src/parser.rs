@@ -1,0 +1,431 @@
+//! The parser stage: a stored datapath record plus the enrichment snapshot
+//! that was current when it arrived, turned into Hubble's `flow.Flow`.
+//! Pure: no kernel, no clock, no I/O.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use lumen_probes::abi;
+use lumen_proto::flow::{self, layer4::Protocol};
+use lumen_proto::lumen::v1::FlowExtension;
+use lumen_proto::prost_types;
+
+use crate::identity::reserved;
+use crate::store::StoredFlow;
+
+/// Cilium's monitor message types, which Hubble reports as `event_type`.
+pub const MESSAGE_TYPE_DROP: i32 = 1;
+pub const MESSAGE_TYPE_TRACE: i32 = 4;
+/// Trace sub-types (Cilium's TraceToLxc / TraceFromLxc).
+pub const TRACE_TO_LXC: i32 = 0;
+pub const TRACE_FROM_LXC: i32 = 5;
+
+/// What the node knows of a local or remote endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndpointMeta {
+    pub id: u32,
+    pub identity: u32,
+    pub namespace: String,
+    pub pod_name: String,
+    /// `k8s:key=value`, sorted, the namespace label included.
+    pub labels: Vec<String>,
+}
+
+/// A policy rule as flows name it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuleMeta {
+    pub name: String,
+    pub namespace: String,
+    pub kind: String,
+    /// Cilium's PolicyMatchType: 1 L3 only, 2 L3 and L4, 3 L4 only, 4 all.
+    pub match_type: u32,
+}
+
+/// Enrichment state at one point in time. Flows keep the id of the snapshot
+/// they arrived under, so later changes do not rewrite history.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub node_name: String,
+    pub endpoints: HashMap<IpAddr, Arc<EndpointMeta>>,
+    pub rules: HashMap<u32, RuleMeta>,
+    /// Host-side interface names by ifindex.
+    pub interfaces: HashMap<u32, String>,
+}
+
+/// A flow's uuid: the observer instance (random per start) and the flow's
+/// sequence number, laid out as an RFC 4122 version 4 string.
+pub fn flow_uuid(instance: u64, seq: u64) -> String {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&instance.to_be_bytes());
+    b[8..].copy_from_slice(&seq.to_be_bytes());
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = |r: std::ops::Range<usize>| b[r].iter().map(|x| format!("{x:02x}")).collect::<String>();
+    format!("{}-{}-{}-{}-{}", h(0..4), h(4..6), h(6..8), h(8..10), h(10..16))
+}
+
+fn ip_of(family: u8, addr: &[u8; 16]) -> IpAddr {
+    if family == 4 {
+        IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(*addr))
+    }
+}
+
+fn endpoint(ip: IpAddr, identity: u32, snap: &Snapshot) -> flow::Endpoint {
+    match snap.endpoints.get(&ip) {
+        Some(m) => flow::Endpoint {
+            id: m.id,
+            identity,
+            namespace: m.namespace.clone(),
+            labels: m.labels.clone(),
+            pod_name: m.pod_name.clone(),
+            ..Default::default()
+        },
+        None => flow::Endpoint {
+            identity,
+            labels: reserved::label(identity)
+                .map(|l| vec![l.to_string()])
+                .unwrap_or_default(),
+            ..Default::default()
+        },
+    }
+}
+
+fn l4(ev: &abi::Event) -> Option<flow::Layer4> {
+    let protocol = match ev.proto {
+        6 => Protocol::Tcp(flow::Tcp {
+            source_port: ev.sport.into(),
+            destination_port: ev.dport.into(),
+            flags: Some(tcp_flags(ev.tcp_flags)),
+        }),
+        17 => Protocol::Udp(flow::Udp {
+            source_port: ev.sport.into(),
+            destination_port: ev.dport.into(),
+        }),
+        132 => Protocol::Sctp(flow::Sctp {
+            source_port: ev.sport.into(),
+            destination_port: ev.dport.into(),
+        }),
+        1 => Protocol::IcmPv4(flow::IcmPv4 {
+            r#type: ev.icmp_type.into(),
+            code: ev.icmp_code.into(),
+        }),
+        58 => Protocol::IcmPv6(flow::IcmPv6 {
+            r#type: ev.icmp_type.into(),
+            code: ev.icmp_code.into(),
+        }),
+        _ => return None,
+    };
+    Some(flow::Layer4 {
+        protocol: Some(protocol),
+    })
+}
+
+fn tcp_flags(f: u8) -> flow::TcpFlags {
+    flow::TcpFlags {
+        fin: f & 0x01 != 0,
+        syn: f & 0x02 != 0,
+        rst: f & 0x04 != 0,
+        psh: f & 0x08 != 0,
+        ack: f & 0x10 != 0,
+        urg: f & 0x20 != 0,
+        ece: f & 0x40 != 0,
+        cwr: f & 0x80 != 0,
+        ns: false,
+    }
+}
+
+fn ct_state(s: u8) -> (&'static str, flow::TraceReason) {
+    match s {
+        abi::CT_NEW => ("new", flow::TraceReason::New),
+        abi::CT_ESTABLISHED => ("established", flow::TraceReason::Established),
+        abi::CT_REPLY => ("reply", flow::TraceReason::Reply),
+        abi::CT_RELATED => ("related", flow::TraceReason::Related),
+        _ => ("untracked", flow::TraceReason::Unknown),
+    }
+}
+
+/// Builds the Hubble flow of a stored record.
+pub fn to_flow(stored: &StoredFlow, snap: &Snapshot, instance: u64) -> flow::Flow {
+    let ev = &stored.event;
+    let (src, dst) = (ip_of(ev.family, &ev.saddr), ip_of(ev.family, &ev.daddr));
+    let ingress = ev.direction == abi::DIR_INGRESS;
+    let dropped = ev.verdict == abi::VERDICT_DROPPED;
+    let verdict = match ev.verdict {
+        abi::VERDICT_FORWARDED => flow::Verdict::Forwarded,
+        abi::VERDICT_DROPPED => flow::Verdict::Dropped,
+        abi::VERDICT_AUDIT => flow::Verdict::Audit,
+        _ => flow::Verdict::Unknown,
+    };
+    let (ct_name, trace_reason) = ct_state(ev.ct_state);
+    let rule = snap.rules.get(&ev.rule_id).filter(|_| ev.rule_id != 0);
+    let policy = rule.map(|r| flow::Policy {
+        name: r.name.clone(),
+        namespace: r.namespace.clone(),
+        kind: r.kind.clone(),
+        ..Default::default()
+    });
+    let mut f = flow::Flow {
+        time: Some(prost_types::Timestamp {
+            seconds: (ev.timestamp_ns / 1_000_000_000) as i64,
+            nanos: (ev.timestamp_ns % 1_000_000_000) as i32,
+        }),
+        uuid: flow_uuid(instance, stored.seq),
+        verdict: verdict as i32,
+        ip: Some(flow::Ip {
+            source: src.to_string(),
+            destination: dst.to_string(),
+            ip_version: if ev.family == 4 {
+                flow::IpVersion::IPv4
+            } else {
+                flow::IpVersion::IPv6
+            } as i32,
+            ..Default::default()
+        }),
+        l4: l4(ev),
+        source: Some(endpoint(src, ev.src_identity, snap)),
+        destination: Some(endpoint(dst, ev.dst_identity, snap)),
+        r#type: flow::FlowType::L3L4 as i32,
+        node_name: snap.node_name.clone(),
+        is_reply: (ev.ct_state != 0).then_some(ev.flags & abi::EVF_IS_REPLY != 0),
+        event_type: Some(flow::CiliumEventType {
+            r#type: if dropped { MESSAGE_TYPE_DROP } else { MESSAGE_TYPE_TRACE },
+            sub_type: if dropped {
+                ev.drop_reason.into()
+            } else if ingress {
+                TRACE_TO_LXC
+            } else {
+                TRACE_FROM_LXC
+            },
+        }),
+        traffic_direction: if ingress {
+            flow::TrafficDirection::Ingress
+        } else {
+            flow::TrafficDirection::Egress
+        } as i32,
+        policy_match_type: rule.filter(|_| !dropped).map_or(0, |r| r.match_type),
+        trace_observation_point: if ingress {
+            flow::TraceObservationPoint::ToEndpoint
+        } else {
+            flow::TraceObservationPoint::FromEndpoint
+        } as i32,
+        trace_reason: if dropped {
+            flow::TraceReason::Unknown
+        } else {
+            trace_reason
+        } as i32,
+        interface: Some(flow::NetworkInterface {
+            index: ev.ifindex,
+            name: snap.interfaces.get(&ev.ifindex).cloned().unwrap_or_default(),
+        }),
+        extensions: Some(
+            FlowExtension {
+                rule_id: ev.rule_id,
+                rule_name: rule.map(|r| r.name.clone()).unwrap_or_default(),
+                ct_state: ct_name.to_string(),
+                local_redirect: false,
+            }
+            .to_any(),
+        ),
+        ..Default::default()
+    };
+    if dropped {
+        #[allow(deprecated)]
+        {
+            f.drop_reason = ev.drop_reason.into();
+        }
+        f.drop_reason_desc = i32::from(ev.drop_reason);
+    }
+    match (policy, ingress, dropped) {
+        (Some(p), true, false) => f.ingress_allowed_by.push(p),
+        (Some(p), false, false) => f.egress_allowed_by.push(p),
+        (Some(p), true, true) => f.ingress_denied_by.push(p),
+        (Some(p), false, true) => f.egress_denied_by.push(p),
+        (None, ..) => {}
+    }
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot() -> Snapshot {
+        let meta = |id, identity, pod: &str| {
+            Arc::new(EndpointMeta {
+                id,
+                identity,
+                namespace: "default".into(),
+                pod_name: pod.into(),
+                labels: vec![
+                    format!("k8s:app={pod}"),
+                    "k8s:io.kubernetes.pod.namespace=default".into(),
+                ],
+            })
+        };
+        let mut s = Snapshot {
+            node_name: "node1".into(),
+            ..Default::default()
+        };
+        s.endpoints
+            .insert("10.0.0.1".parse().unwrap(), meta(11, 300, "frontend"));
+        s.endpoints
+            .insert("10.0.0.2".parse().unwrap(), meta(22, 400, "backend"));
+        s.rules.insert(
+            77,
+            RuleMeta {
+                name: "deny-http".into(),
+                namespace: String::new(),
+                kind: "LumenRule".into(),
+                match_type: 2,
+            },
+        );
+        s.interfaces.insert(9, "lxc9".into());
+        s
+    }
+
+    fn stored(verdict: u8, drop_reason: u8, rule_id: u32) -> StoredFlow {
+        let mut saddr = [0u8; 16];
+        saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        let mut daddr = [0u8; 16];
+        daddr[..4].copy_from_slice(&[10, 0, 0, 2]);
+        StoredFlow {
+            seq: 5,
+            names: 0,
+            event: abi::Event {
+                timestamp_ns: 1_764_000_000_123_456_789,
+                ifindex: 9,
+                endpoint_id: 22,
+                src_identity: 300,
+                dst_identity: 400,
+                rule_id,
+                pkt_len: 74,
+                saddr,
+                daddr,
+                sport: 40_000,
+                dport: 80,
+                family: 4,
+                proto: 6,
+                direction: abi::DIR_INGRESS,
+                obs_point: abi::OBS_TO_ENDPOINT,
+                verdict,
+                drop_reason,
+                tcp_flags: 0x02,
+                ct_state: abi::CT_NEW,
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_drop_by_a_deny_rule_names_the_rule() {
+        let f = to_flow(
+            &stored(abi::VERDICT_DROPPED, abi::DROP_POLICY_DENY, 77),
+            &snapshot(),
+            0xabcd,
+        );
+        assert_eq!(f.verdict, flow::Verdict::Dropped as i32);
+        assert_eq!(f.drop_reason_desc, flow::DropReason::PolicyDeny as i32);
+        assert_eq!(
+            f.time,
+            Some(prost_types::Timestamp {
+                seconds: 1_764_000_000,
+                nanos: 123_456_789
+            })
+        );
+        assert_eq!(f.uuid, "00000000-0000-4bcd-8000-000000000005");
+        let ip = f.ip.as_ref().unwrap();
+        assert_eq!(
+            (ip.source.as_str(), ip.destination.as_str(), ip.ip_version),
+            ("10.0.0.1", "10.0.0.2", 1)
+        );
+        let Some(Protocol::Tcp(tcp)) = f.l4.as_ref().unwrap().protocol else {
+            panic!("TCP")
+        };
+        assert_eq!((tcp.source_port, tcp.destination_port), (40_000, 80));
+        assert!(tcp.flags.unwrap().syn);
+        let src = f.source.as_ref().unwrap();
+        assert_eq!(
+            (src.id, src.identity, src.pod_name.as_str(), src.namespace.as_str()),
+            (11, 300, "frontend", "default")
+        );
+        assert_eq!(
+            src.labels,
+            vec!["k8s:app=frontend", "k8s:io.kubernetes.pod.namespace=default"]
+        );
+        assert_eq!(
+            f.event_type,
+            Some(flow::CiliumEventType {
+                r#type: 1,
+                sub_type: 181
+            })
+        );
+        assert_eq!(f.traffic_direction, flow::TrafficDirection::Ingress as i32);
+        assert_eq!(
+            f.trace_observation_point,
+            flow::TraceObservationPoint::ToEndpoint as i32
+        );
+        assert_eq!(
+            f.ingress_denied_by,
+            vec![flow::Policy {
+                name: "deny-http".into(),
+                kind: "LumenRule".into(),
+                ..Default::default()
+            }]
+        );
+        assert!(f.ingress_allowed_by.is_empty() && f.egress_denied_by.is_empty());
+        assert_eq!(f.policy_match_type, 0);
+        assert_eq!(f.is_reply, Some(false));
+        assert_eq!(
+            f.interface,
+            Some(flow::NetworkInterface {
+                index: 9,
+                name: "lxc9".into()
+            })
+        );
+        assert_eq!(f.node_name, "node1");
+        let ext = FlowExtension::from_any(f.extensions.as_ref().unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (ext.rule_id, ext.rule_name.as_str(), ext.ct_state.as_str()),
+            (77, "deny-http", "new")
+        );
+    }
+
+    #[test]
+    fn a_forwarded_flow_is_a_trace_with_its_reason_and_allowing_rule() {
+        let mut s = stored(abi::VERDICT_FORWARDED, 0, 77);
+        s.event.direction = abi::DIR_EGRESS;
+        s.event.obs_point = abi::OBS_FROM_ENDPOINT;
+        let f = to_flow(&s, &snapshot(), 1);
+        assert_eq!(f.verdict, flow::Verdict::Forwarded as i32);
+        assert_eq!(f.drop_reason_desc, 0);
+        assert_eq!(f.event_type, Some(flow::CiliumEventType { r#type: 4, sub_type: 5 }));
+        assert_eq!(f.trace_reason, flow::TraceReason::New as i32);
+        assert_eq!(f.egress_allowed_by.len(), 1);
+        assert_eq!(f.policy_match_type, 2);
+    }
+
+    #[test]
+    fn unknown_peers_are_reserved_identities_and_icmpv6_is_decoded() {
+        let mut s = stored(abi::VERDICT_DROPPED, abi::DROP_POLICY_DENIED, 0);
+        s.event.family = 6;
+        s.event.saddr = "2001:db8::1".parse::<Ipv6Addr>().unwrap().octets();
+        s.event.src_identity = reserved::WORLD;
+        s.event.proto = 58;
+        s.event.icmp_type = 128;
+        let f = to_flow(&s, &snapshot(), 1);
+        let src = f.source.unwrap();
+        assert_eq!((src.identity, src.labels), (2, vec!["reserved:world".to_string()]));
+        assert_eq!(f.ip.unwrap().ip_version, flow::IpVersion::IPv6 as i32);
+        assert_eq!(
+            f.l4.unwrap().protocol,
+            Some(Protocol::IcmPv6(flow::IcmPv6 { r#type: 128, code: 0 }))
+        );
+        assert!(f.ingress_denied_by.is_empty(), "a default deny names no rule");
+        assert_eq!(f.drop_reason_desc, flow::DropReason::PolicyDenied as i32);
+    }
+}
