@@ -3,6 +3,7 @@
 //! and the tests start.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -14,11 +15,13 @@ use tokio::sync::watch;
 use crate::counters::{ConntrackGc, CtTimeouts};
 use crate::datapath::{Datapath, DatapathConfig, DatapathError};
 use crate::endpoint;
+use crate::hub::Hub;
 use crate::output::{JsonLines, Names};
 use crate::reader::{Reader, ReaderStats};
 use crate::rules::RuleSet;
 use crate::source::FileError;
 use crate::state::{NodeState, StateError};
+use crate::store::FlowStore;
 
 /// Event volume, like Cilium's `--monitor-aggregation`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -81,6 +84,15 @@ pub struct ObserverConfig {
     /// Unix socket of the control API (`lumen endpoint …`, `lumen rules apply`).
     #[arg(long, env = "LUMEN_CONTROL_SOCKET", default_value = "/var/run/lumen/control.sock")]
     pub control_socket: PathBuf,
+    /// Unix socket of Hubble's Observer gRPC API (`hubble observe`, `lumen observe`).
+    #[arg(long, env = "LUMEN_SOCKET", default_value = "/var/run/lumen/observer.sock")]
+    pub socket: PathBuf,
+    /// Also serve the Observer API on this TCP address (HOST:PORT, e.g. 0.0.0.0:4244).
+    #[arg(long, env = "LUMEN_LISTEN_ADDRESS")]
+    pub listen_address: Option<SocketAddr>,
+    /// Flows kept in memory for GetFlows (Hubble keeps 4095).
+    #[arg(long, env = "LUMEN_MAX_FLOWS", default_value_t = FlowStore::DEFAULT_CAPACITY, value_parser = parse_max_flows)]
+    pub max_flows: usize,
     /// Where events go as JSON lines: `-` for stdout, `none`, or a file path.
     #[arg(long, env = "LUMEN_EVENTS_OUTPUT", default_value = "-")]
     pub events_output: String,
@@ -129,6 +141,13 @@ fn parse_ring_size(s: &str) -> Result<u32, String> {
         return Err(format!("{n} is not a power of two of at least 4096"));
     }
     Ok(n)
+}
+
+fn parse_max_flows(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{s:?} is not a number of flows of at least 1")),
+    }
 }
 
 impl ObserverConfig {
@@ -220,6 +239,7 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
     })?;
     let ring = datapath.take_events()?;
     let names = Arc::new(RwLock::new(Names::default()));
+    let hub = Hub::new(&cfg.node_name, cfg.max_flows);
     let state_dir = cfg.node_state_dir();
     std::fs::create_dir_all(&state_dir).map_err(io_err(format!("cannot create {}", state_dir.display())))?;
     let file_name = cfg
@@ -234,6 +254,7 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
         state_dir.join("endpoints.json"),
         rules,
         names.clone(),
+        hub.clone(),
     )?;
     state.apply()?;
     let state = Arc::new(Mutex::new(state));
@@ -255,6 +276,7 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
         pin_dir.clone(),
         state_dir.join("lost-reported"),
         JsonLines::new(out, cfg.node_name.clone(), names),
+        hub.clone(),
     )
     .map_err(io_err("cannot poll the ring buffer"))?;
     let reader = tokio::spawn(reader.run(shutdown.clone()));
@@ -262,6 +284,17 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
     let listener = crate::control::bind(&cfg.control_socket)
         .map_err(io_err(format!("cannot listen on {}", cfg.control_socket.display())))?;
     let control = tokio::spawn(crate::control::serve(listener, state.clone(), shutdown.clone()));
+    let unix =
+        crate::server::bind_unix(&cfg.socket).map_err(io_err(format!("cannot listen on {}", cfg.socket.display())))?;
+    let tcp = match cfg.listen_address {
+        Some(addr) => Some(
+            crate::server::bind_tcp(addr)
+                .await
+                .map_err(io_err(format!("cannot listen on {addr}")))?,
+        ),
+        None => None,
+    };
+    let server = tokio::spawn(crate::server::serve(hub, unix, tcp, shutdown.clone()));
     tracing::info!(node = %cfg.node_name, pin_dir = %pin_dir.display(), socket = %cfg.control_socket.display(), "observer ready");
 
     let mut gc_tick = tokio::time::interval(cfg.ct_gc_interval);
@@ -287,6 +320,17 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
     }
     control.abort();
     let _ = std::fs::remove_file(&cfg.control_socket);
+    // Streams end on shutdown; a connection that does not close in time is cut.
+    let server_abort = server.abort_handle();
+    match tokio::time::timeout(Duration::from_secs(2), server).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %crate::error_chain(&e), "observer API server failed"),
+        Ok(_) => {}
+        Err(_) => {
+            server_abort.abort();
+            tracing::warn!("observer API connections did not close within 2s; cut")
+        }
+    }
+    let _ = std::fs::remove_file(&cfg.socket);
     let stats = reader
         .await
         .map_err(|e| io_err("reader task")(std::io::Error::other(e)))?;

@@ -87,8 +87,8 @@ pub enum CtState {
 
 const HEADER: usize = std::mem::size_of::<abi::Event>();
 
-/// Decodes one ring-buffer record.
-pub fn decode(record: &[u8]) -> Result<DatapathEvent, DecodeError> {
+/// The fixed-size header of a ring-buffer record, as the datapath wrote it.
+pub fn header(record: &[u8]) -> Result<abi::Event, DecodeError> {
     if record.len() < HEADER {
         return Err(DecodeError::Short {
             len: record.len(),
@@ -97,7 +97,12 @@ pub fn decode(record: &[u8]) -> Result<DatapathEvent, DecodeError> {
     }
     // SAFETY: the length is checked above and `abi::Event` is plain data
     // valid for any bit pattern; read_unaligned copes with any alignment.
-    let ev: abi::Event = unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) };
+    Ok(unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) })
+}
+
+/// Decodes one ring-buffer record.
+pub fn decode(record: &[u8]) -> Result<DatapathEvent, DecodeError> {
+    let ev = header(record)?;
     let cap_len = usize::from(ev.cap_len);
     let available = record.len() - HEADER;
     if cap_len > available {

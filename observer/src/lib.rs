@@ -3,7 +3,8 @@
 //!
 //! Stages: `datapath` (load, pin, attach, write maps) → `state` (endpoints,
 //! identities, rules) → `reader` (ring buffer) → `decode` (pure) →
-//! `output` (JSON lines). `control` serves runtime changes.
+//! `output` (JSON lines) and `hub` (flow store) → `parser` → `server`
+//! (Hubble's Observer gRPC service). `control` serves runtime changes.
 
 pub mod control;
 pub mod counters;
@@ -11,11 +12,13 @@ pub mod daemon;
 pub mod datapath;
 pub mod decode;
 pub mod endpoint;
+pub mod hub;
 pub mod identity;
 pub mod output;
 pub mod parser;
 pub mod reader;
 pub mod rules;
+pub mod server;
 pub mod source;
 pub mod state;
 pub mod store;

@@ -3,7 +3,8 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
@@ -12,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::counters;
 use crate::decode;
+use crate::hub::Hub;
 use crate::output::{Clock, JsonLines};
 
 /// The datapath batches wakeups, so the reader also looks on a timer.
@@ -33,11 +35,26 @@ pub struct Reader {
     /// report them again.
     lost_state: PathBuf,
     out: JsonLines,
+    hub: Arc<Hub>,
+    /// Records of the current batch, for the store.
+    batch: Vec<lumen_probes::abi::Event>,
     stats: ReaderStats,
 }
 
+fn wall_ns(clock: &Clock, mono_ns: u64) -> u64 {
+    let wall = clock.wall(mono_ns);
+    wall.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 impl Reader {
-    pub fn new(ring: RingBuf<MapData>, pin_dir: PathBuf, lost_state: PathBuf, out: JsonLines) -> io::Result<Reader> {
+    pub fn new(
+        ring: RingBuf<MapData>,
+        pin_dir: PathBuf,
+        lost_state: PathBuf,
+        out: JsonLines,
+        hub: Arc<Hub>,
+    ) -> io::Result<Reader> {
         let reported = std::fs::read_to_string(&lost_state)
             .ok()
             .and_then(|s| s.trim().parse().ok())
@@ -50,6 +67,8 @@ impl Reader {
             pin_dir,
             lost_state,
             out,
+            hub,
+            batch: Vec::new(),
             stats: ReaderStats {
                 lost_reported: reported,
                 ..Default::default()
@@ -89,6 +108,9 @@ impl Reader {
                 Ok(ev) => {
                     self.stats.received += 1;
                     self.out.flow(&clock, &ev)?;
+                    let mut raw = decode::header(&item).expect("decoded records have a header");
+                    raw.timestamp_ns = wall_ns(&clock, raw.timestamp_ns);
+                    self.batch.push(raw);
                 }
                 Err(e) => {
                     if self.stats.decode_errors == 0 {
@@ -99,6 +121,7 @@ impl Reader {
             }
         }
         if any {
+            self.hub.push(self.batch.drain(..));
             self.out.flush()?;
         }
         Ok(())
@@ -113,6 +136,7 @@ impl Reader {
             // that made it.
             self.drain()?;
             self.out.lost(c.lost - self.stats.lost_reported)?;
+            self.hub.kernel_lost(c.lost - self.stats.lost_reported);
             self.out.flush()?;
             self.stats.lost_reported = c.lost;
             if let Err(e) = std::fs::write(&self.lost_state, c.lost.to_string()) {

@@ -221,6 +221,26 @@ impl RuleSet {
         self.rules.iter().map(|r| (r.id, r.spec.name.as_str()))
     }
 
+    /// Rules by id as Hubble flows name them.
+    pub fn metas(&self) -> impl Iterator<Item = (u32, crate::parser::RuleMeta)> + '_ {
+        self.rules.iter().map(|r| {
+            // Cilium's PolicyMatchType: 1 L3 only, 2 L3 and L4, 3 L4 only, 4 all.
+            let match_type = match (r.spec.peers.is_some(), r.spec.ports.is_empty()) {
+                (true, true) => 1,
+                (true, false) => 2,
+                (false, false) => 3,
+                (false, true) => 4,
+            };
+            let meta = crate::parser::RuleMeta {
+                name: r.spec.name.clone(),
+                namespace: String::new(),
+                kind: "LumenRule".to_string(),
+                match_type,
+            };
+            (r.id, meta)
+        })
+    }
+
     /// The datapath view of the rules for one endpoint: its enforcement
     /// flags and its policy entries. `identities` are all identities known
     /// to the node; a peer selector expands to the ones it matches.

@@ -5,13 +5,16 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::datapath::{self, Datapath, DatapathError, IpcacheEntry};
 use crate::endpoint::{self, EndpointSpec};
+use crate::hub::Hub;
 use crate::identity::IdentityAllocator;
 use crate::output::{Names, SharedNames};
+use crate::parser::{EndpointMeta, Snapshot};
 use crate::rules::RuleSet;
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +53,7 @@ pub struct NodeState {
     identities: IdentityAllocator,
     datapath: Datapath,
     names: SharedNames,
+    hub: Arc<Hub>,
 }
 
 impl NodeState {
@@ -60,6 +64,7 @@ impl NodeState {
         runtime_file: PathBuf,
         rules: RuleSet,
         names: SharedNames,
+        hub: Arc<Hub>,
     ) -> Result<NodeState, StateError> {
         let mut runtime_endpoints: Vec<EndpointSpec> = match std::fs::read(&runtime_file) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StateError::Invalid {
@@ -84,6 +89,7 @@ impl NodeState {
             identities: IdentityAllocator::default(),
             datapath,
             names,
+            hub,
         };
         state.check(&state.all_endpoints())?;
         Ok(state)
@@ -120,8 +126,20 @@ impl NodeState {
 
         let mut ipcache = HashMap::new();
         let mut names = Names::default();
-        for (ep, id) in all.iter().zip(&ids) {
+        let mut snapshot = Snapshot::default();
+        for ((ep, id), l) in all.iter().zip(&ids).zip(&labels) {
+            let meta = Arc::new(EndpointMeta {
+                id: ep.endpoint_id(),
+                identity: *id,
+                namespace: ep.namespace.clone(),
+                pod_name: ep.name.clone(),
+                labels: l.iter().map(|(k, v)| format!("k8s:{k}={v}")).collect(),
+            });
+            if let Some((ifname, index)) = ep.interface.as_ref().and_then(|i| Some((i, datapath::ifindex(i)?))) {
+                snapshot.interfaces.insert(index, ifname.clone());
+            }
             for ip in &ep.ips {
+                snapshot.endpoints.insert(*ip, meta.clone());
                 let entry = IpcacheEntry {
                     identity: *id,
                     endpoint_id: ep.endpoint_id(),
@@ -132,6 +150,7 @@ impl NodeState {
             }
         }
         names.rules = self.rules.names().map(|(id, n)| (id, n.to_string())).collect();
+        snapshot.rules = self.rules.metas().collect();
         self.datapath.sync_ipcache(&ipcache)?;
 
         let mut guarded = HashSet::new();
@@ -146,6 +165,7 @@ impl NodeState {
             self.datapath.remove_endpoint(&ifname)?;
         }
         *self.names.write().unwrap_or_else(|e| e.into_inner()) = names;
+        self.hub.publish(snapshot);
         Ok(())
     }
 

@@ -93,6 +93,11 @@ impl Cluster {
         self.dir.join("control.sock")
     }
 
+    /// Unix socket of the observer's gRPC API.
+    pub fn grpc_socket(&self) -> PathBuf {
+        self.dir.join("observer.sock")
+    }
+
     pub fn pin_dir(&self) -> PathBuf {
         Path::new(BPFFS_ROOT).join(&self.node_name)
     }
@@ -133,6 +138,7 @@ impl Cluster {
         cmd.arg("--endpoints").arg(self.endpoints_file());
         cmd.arg("--rules").arg(self.rules_file());
         cmd.arg("--control-socket").arg(self.socket());
+        cmd.arg("--socket").arg(self.grpc_socket());
         cmd.arg("--events-output").arg(self.events_file());
         cmd.args(extra);
         cmd.env("LUMEN_LOG", "warn");

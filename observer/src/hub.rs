@@ -1,0 +1,244 @@
+//! The hub between the reader and the gRPC server: the flow store, the
+//! enrichment snapshots stored flows refer to, and the signals followers
+//! wait on (newest sequence number, kernel losses).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Instant, SystemTime};
+
+use lumen_probes::abi;
+use lumen_proto::flow::Flow;
+use tokio::sync::watch;
+
+use crate::parser::{self, Snapshot};
+use crate::store::{FlowStore, StoredFlow};
+
+/// Snapshots kept at most, even if old flows still refer to older ones
+/// (those are then named with the oldest snapshot kept).
+const MAX_SNAPSHOTS: usize = 1024;
+
+/// Counts the server reports, taken at one instant.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HubStatus {
+    pub num_flows: u64,
+    pub max_flows: u64,
+    pub seen_flows: u64,
+    pub uptime_ns: u64,
+    pub flows_rate: f64,
+    pub kernel_lost: u64,
+}
+
+pub struct Hub {
+    node_name: String,
+    instance: u64,
+    started: Instant,
+    store: Mutex<FlowStore>,
+    snapshots: RwLock<VecDeque<(u32, Arc<Snapshot>)>>,
+    /// Sequence number the next flow gets.
+    newest: watch::Sender<u64>,
+    /// Events the kernel ring buffer could not take, since start.
+    kernel_lost: watch::Sender<u64>,
+}
+
+/// A random id per observer start, so flow uuids differ across restarts.
+fn random_instance() -> u64 {
+    let from_kernel = std::fs::read_to_string("/proc/sys/kernel/random/uuid")
+        .ok()
+        .and_then(|s| u64::from_str_radix(s.trim().replace('-', "").get(..16)?, 16).ok());
+    from_kernel.unwrap_or_else(|| {
+        let t = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        t.as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32)
+    })
+}
+
+impl Hub {
+    pub fn new(node_name: &str, max_flows: usize) -> Arc<Hub> {
+        let snapshot = Snapshot {
+            node_name: node_name.to_string(),
+            ..Default::default()
+        };
+        Arc::new(Hub {
+            node_name: node_name.to_string(),
+            instance: random_instance(),
+            started: Instant::now(),
+            store: Mutex::new(FlowStore::new(max_flows)),
+            snapshots: RwLock::new(VecDeque::from([(0, Arc::new(snapshot))])),
+            newest: watch::channel(0).0,
+            kernel_lost: watch::channel(0).0,
+        })
+    }
+
+    pub fn node_name(&self) -> &str {
+        &self.node_name
+    }
+
+    pub fn instance(&self) -> u64 {
+        self.instance
+    }
+
+    pub fn uptime_ns(&self) -> u64 {
+        self.started.elapsed().as_nanos() as u64
+    }
+
+    /// The store, for readers that copy out what they need and let go.
+    pub fn store(&self) -> MutexGuard<'_, FlowStore> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes `snapshot` the one new flows are named with.
+    pub fn publish(&self, mut snapshot: Snapshot) {
+        snapshot.node_name = self.node_name.clone();
+        let oldest_needed = {
+            let store = self.store();
+            store.get(store.oldest()).map(|f| f.names)
+        };
+        let mut snaps = self.snapshots.write().unwrap_or_else(|e| e.into_inner());
+        let id = snaps.back().map_or(0, |(id, _)| id.wrapping_add(1));
+        snaps.push_back((id, Arc::new(snapshot)));
+        // Ids only grow while the observer runs (2^32 applies would be needed
+        // to wrap), so flows still held refer to ids >= the oldest flow's.
+        while snaps.len() > 1 && (snaps.len() > MAX_SNAPSHOTS || oldest_needed.is_none_or(|n| snaps[0].0 < n)) {
+            snaps.pop_front();
+        }
+    }
+
+    fn current_snapshot_id(&self) -> u32 {
+        let snaps = self.snapshots.read().unwrap_or_else(|e| e.into_inner());
+        snaps.back().map_or(0, |(id, _)| *id)
+    }
+
+    /// The snapshot a flow was stored under (the oldest kept if it is gone).
+    pub fn snapshot(&self, id: u32) -> Arc<Snapshot> {
+        let snaps = self.snapshots.read().unwrap_or_else(|e| e.into_inner());
+        let found = snaps.iter().find(|(i, _)| *i == id).or(snaps.front());
+        found.expect("at least one snapshot").1.clone()
+    }
+
+    /// The newest snapshot (endpoints known now).
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.snapshot(self.current_snapshot_id())
+    }
+
+    /// Stores a batch of records whose timestamps are wall-clock ns, then
+    /// wakes followers once.
+    pub fn push(&self, events: impl IntoIterator<Item = abi::Event>) {
+        let names = self.current_snapshot_id();
+        let next = {
+            let mut store = self.store();
+            for ev in events {
+                store.push(ev, names);
+            }
+            store.next_seq()
+        };
+        self.newest.send_replace(next);
+    }
+
+    pub fn to_flow(&self, stored: &StoredFlow) -> Flow {
+        parser::to_flow(stored, &self.snapshot(stored.names), self.instance)
+    }
+
+    /// Records events the kernel ring buffer could not take.
+    pub fn kernel_lost(&self, count: u64) {
+        self.kernel_lost.send_modify(|n| *n += count);
+    }
+
+    pub fn subscribe_newest(&self) -> watch::Receiver<u64> {
+        self.newest.subscribe()
+    }
+
+    pub fn subscribe_kernel_lost(&self) -> watch::Receiver<u64> {
+        self.kernel_lost.subscribe()
+    }
+
+    pub fn status(&self) -> HubStatus {
+        let (num_flows, max_flows, seen_flows) = {
+            let s = self.store();
+            (s.len() as u64, s.capacity() as u64, s.seen())
+        };
+        let uptime = self.started.elapsed();
+        HubStatus {
+            num_flows,
+            max_flows,
+            seen_flows,
+            uptime_ns: uptime.as_nanos() as u64,
+            flows_rate: seen_flows as f64 / uptime.as_secs_f64().max(1e-9),
+            kernel_lost: *self.kernel_lost.borrow(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parser::EndpointMeta;
+
+    fn ev(dport: u16) -> abi::Event {
+        let mut daddr = [0u8; 16];
+        daddr[..4].copy_from_slice(&[10, 0, 0, 2]);
+        abi::Event {
+            dport,
+            family: 4,
+            daddr,
+            ..Default::default()
+        }
+    }
+
+    fn snapshot_with(pod: &str) -> Snapshot {
+        let mut s = Snapshot::default();
+        let meta = EndpointMeta {
+            pod_name: pod.into(),
+            namespace: "default".into(),
+            ..Default::default()
+        };
+        s.endpoints.insert("10.0.0.2".parse().unwrap(), Arc::new(meta));
+        s
+    }
+
+    fn dst_pod(f: &Flow) -> String {
+        f.destination.as_ref().unwrap().pod_name.clone()
+    }
+
+    #[test]
+    fn flows_keep_the_names_they_arrived_under() {
+        let hub = Hub::new("n1", 8);
+        hub.publish(snapshot_with("old"));
+        hub.push([ev(1)]);
+        hub.publish(snapshot_with("new"));
+        hub.push([ev(2)]);
+        let flows = hub.store().last(10);
+        assert_eq!(
+            flows.iter().map(|f| dst_pod(&hub.to_flow(f))).collect::<Vec<_>>(),
+            ["old", "new"]
+        );
+        assert_eq!(hub.to_flow(&flows[0]).node_name, "n1");
+        assert_eq!(*hub.subscribe_newest().borrow(), 2);
+    }
+
+    #[test]
+    fn snapshots_no_flow_refers_to_are_dropped() {
+        let hub = Hub::new("n1", 1);
+        for pod in ["a", "b", "c"] {
+            hub.publish(snapshot_with(pod));
+            hub.push([ev(1)]);
+        }
+        hub.publish(snapshot_with("d"));
+        // Only the flow stored under "c" is held; "a" and "b" are gone.
+        assert_eq!(hub.snapshots.read().unwrap().len(), 2);
+        let held = hub.store().last(1)[0];
+        assert_eq!(dst_pod(&hub.to_flow(&held)), "c");
+    }
+
+    #[test]
+    fn status_counts_held_seen_and_lost() {
+        let hub = Hub::new("n1", 2);
+        hub.push([ev(1), ev(2), ev(3)]);
+        hub.kernel_lost(4);
+        hub.kernel_lost(1);
+        let s = hub.status();
+        assert_eq!((s.num_flows, s.max_flows, s.seen_flows, s.kernel_lost), (2, 2, 3, 5));
+        assert!(s.flows_rate > 0.0 && s.uptime_ns > 0);
+        assert_ne!(hub.instance(), 0);
+    }
+}

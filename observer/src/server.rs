@@ -1,0 +1,560 @@
+//! The server stage: Hubble's `observer.Observer` service over the hub, plus
+//! the standard gRPC health service, on a Unix socket and optionally TCP.
+//!
+//! `GetFlows` follows Hubble's local observer: `first` starts at the oldest
+//! flow held; otherwise the reader rewinds from the newest flow until it has
+//! `number` matching flows (all held when `number` is 0) or reaches `since`;
+//! `follow` then keeps streaming. Each client has its own task and bounded
+//! channel: a slow client falls behind in the store, never blocks the reader,
+//! and is told what it missed with a `LostEvent`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use lumen_flow::{FilterError, FlowFilterSet};
+use lumen_proto::flow::{Flow, LostEvent, LostEventSource};
+use lumen_proto::observer::observer_server::{Observer, ObserverServer};
+use lumen_proto::observer::{
+    get_flows_response::ResponseTypes, GetAgentEventsRequest, GetAgentEventsResponse, GetDebugEventsRequest,
+    GetDebugEventsResponse, GetFlowsRequest, GetFlowsResponse, GetNamespacesRequest, GetNamespacesResponse,
+    GetNodesRequest, GetNodesResponse, Namespace, Node, ServerStatusRequest, ServerStatusResponse,
+};
+use lumen_proto::tonic::{self, Request, Response, Status};
+use lumen_proto::{prost_types, relay, tonic_health, HEALTH_SERVICE_NAME};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream, UnixListenerStream};
+
+use crate::hub::Hub;
+use crate::store::StoredFlow;
+
+/// Responses buffered per client before it falls behind in the store.
+const CLIENT_BUFFER: usize = 256;
+/// Flows copied out of the store per lock.
+const READ_BATCH: usize = 1024;
+
+/// A request the server cannot serve as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("first cannot be specified with follow")]
+    FirstWithFollow,
+    #[error("invalid filter: {0}")]
+    Filter(#[from] FilterError),
+    #[error("invalid {field} timestamp: {seconds}s {nanos}ns")]
+    Timestamp {
+        field: &'static str,
+        seconds: i64,
+        nanos: i32,
+    },
+}
+
+impl From<RequestError> for Status {
+    fn from(e: RequestError) -> Status {
+        Status::invalid_argument(e.to_string())
+    }
+}
+
+/// A validated `GetFlowsRequest`. Times are wall-clock ns since the epoch.
+pub struct Query {
+    pub number: u64,
+    pub first: bool,
+    pub follow: bool,
+    pub since: Option<u64>,
+    pub until: Option<u64>,
+    pub filters: FlowFilterSet,
+}
+
+fn timestamp_ns(field: &'static str, t: &prost_types::Timestamp) -> Result<u64, RequestError> {
+    if !(0..1_000_000_000).contains(&t.nanos) {
+        return Err(RequestError::Timestamp {
+            field,
+            seconds: t.seconds,
+            nanos: t.nanos,
+        });
+    }
+    // Before the epoch is before every flow.
+    Ok(u64::try_from(t.seconds).map_or(0, |s| s.saturating_mul(1_000_000_000).saturating_add(t.nanos as u64)))
+}
+
+impl Query {
+    pub fn new(req: &GetFlowsRequest) -> Result<Query, RequestError> {
+        if req.first && req.follow {
+            return Err(RequestError::FirstWithFollow);
+        }
+        Ok(Query {
+            number: req.number,
+            first: req.first,
+            follow: req.follow,
+            since: req.since.as_ref().map(|t| timestamp_ns("since", t)).transpose()?,
+            until: req.until.as_ref().map(|t| timestamp_ns("until", t)).transpose()?,
+            filters: lumen_flow::compile(&req.whitelist, &req.blacklist)?,
+        })
+    }
+
+    /// Sequence number to start reading at. `held` is every flow the store
+    /// holds, oldest first; `next` the sequence number the next flow gets.
+    pub fn start(&self, held: &[StoredFlow], next: u64, matches: impl Fn(&StoredFlow) -> bool) -> u64 {
+        let oldest = held.first().map_or(next, |f| f.seq);
+        if self.first && self.since.is_none() {
+            return oldest;
+        }
+        if self.follow && self.number == 0 && self.since.is_none() {
+            return next;
+        }
+        let mut count = 0;
+        for f in held.iter().rev() {
+            if let Some(since) = self.since {
+                if f.event.timestamp_ns < since {
+                    return f.seq + 1;
+                }
+            } else if matches(f) {
+                count += 1;
+                if count == self.number {
+                    return f.seq;
+                }
+            }
+        }
+        oldest
+    }
+
+    /// Whether a flow read forward goes out; `sent` flows went out before.
+    pub fn admit(&self, sent: u64, f: &StoredFlow, matches: impl FnOnce() -> bool) -> Admit {
+        let ts = f.event.timestamp_ns;
+        if (!self.follow && self.number > 0 && sent >= self.number) || self.until.is_some_and(|u| ts > u) {
+            Admit::End
+        } else if self.since.is_some_and(|s| ts < s) || !matches() {
+            Admit::Skip
+        } else {
+            Admit::Send
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admit {
+    Send,
+    Skip,
+    End,
+}
+
+fn now() -> prost_types::Timestamp {
+    prost_types::Timestamp::from(SystemTime::now())
+}
+
+fn lost(hub: &Hub, source: LostEventSource, count: u64) -> GetFlowsResponse {
+    GetFlowsResponse {
+        response_types: Some(ResponseTypes::LostEvents(LostEvent {
+            source: source as i32,
+            num_events_lost: count,
+            cpu: None,
+        })),
+        node_name: hub.node_name().to_string(),
+        time: Some(now()),
+    }
+}
+
+fn flow_response(flow: Flow) -> GetFlowsResponse {
+    GetFlowsResponse {
+        node_name: flow.node_name.clone(),
+        time: flow.time,
+        response_types: Some(ResponseTypes::Flow(flow)),
+    }
+}
+
+type Tx = mpsc::Sender<Result<GetFlowsResponse, Status>>;
+
+/// Streams one client's flows until done, the client leaves or shutdown.
+async fn stream_flows(hub: Arc<Hub>, q: Query, tx: Tx, mut shutdown: watch::Receiver<bool>) {
+    let mut newest = hub.subscribe_newest();
+    let mut kernel = hub.subscribe_kernel_lost();
+    let mut kernel_seen = *kernel.borrow_and_update();
+    let (mut cursor, end) = {
+        let store = hub.store();
+        let next = store.next_seq();
+        let held = store.last(store.len());
+        drop(store);
+        let start = q.start(&held, next, |f| q.filters.matches(&hub.to_flow(f)));
+        (start, if q.follow { u64::MAX } else { next })
+    };
+    let mut sent = 0;
+    loop {
+        if q.follow && kernel.has_changed().unwrap_or(false) {
+            let n = *kernel.borrow_and_update();
+            if tx
+                .send(Ok(lost(&hub, LostEventSource::PerfEventRingBuffer, n - kernel_seen)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            kernel_seen = n;
+        }
+        let max = READ_BATCH.min(usize::try_from(end - cursor).unwrap_or(READ_BATCH));
+        let batch = hub.store().read(cursor, max);
+        cursor = batch.next;
+        if batch.lost > 0
+            && tx
+                .send(Ok(lost(&hub, LostEventSource::HubbleRingBuffer, batch.lost)))
+                .await
+                .is_err()
+        {
+            return;
+        }
+        let idle = batch.flows.is_empty();
+        for f in &batch.flows {
+            let flow = hub.to_flow(f);
+            match q.admit(sent, f, || q.filters.matches(&flow)) {
+                Admit::End => return,
+                Admit::Skip => {}
+                Admit::Send => {
+                    if tx.send(Ok(flow_response(flow))).await.is_err() {
+                        return;
+                    }
+                    sent += 1;
+                }
+            }
+        }
+        if cursor >= end || (!q.follow && idle && batch.lost == 0) {
+            return;
+        }
+        if idle {
+            tokio::select! {
+                r = newest.changed() => if r.is_err() { return },
+                r = kernel.changed() => if r.is_err() { return } else { kernel.mark_changed() },
+                _ = tx.closed() => return,
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// The `observer.Observer` service of one node.
+pub struct ObserverService {
+    hub: Arc<Hub>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl ObserverService {
+    pub fn new(hub: Arc<Hub>, shutdown: watch::Receiver<bool>) -> ObserverService {
+        ObserverService { hub, shutdown }
+    }
+}
+
+#[tonic::async_trait]
+impl Observer for ObserverService {
+    type GetFlowsStream = ReceiverStream<Result<GetFlowsResponse, Status>>;
+    type GetAgentEventsStream = ReceiverStream<Result<GetAgentEventsResponse, Status>>;
+    type GetDebugEventsStream = ReceiverStream<Result<GetDebugEventsResponse, Status>>;
+
+    async fn get_flows(&self, req: Request<GetFlowsRequest>) -> Result<Response<Self::GetFlowsStream>, Status> {
+        let q = Query::new(req.get_ref())?;
+        let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
+        tokio::spawn(stream_flows(self.hub.clone(), q, tx, self.shutdown.clone()));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn get_agent_events(
+        &self,
+        _: Request<GetAgentEventsRequest>,
+    ) -> Result<Response<Self::GetAgentEventsStream>, Status> {
+        Err(Status::unimplemented("lumen-observer does not record agent events"))
+    }
+
+    async fn get_debug_events(
+        &self,
+        _: Request<GetDebugEventsRequest>,
+    ) -> Result<Response<Self::GetDebugEventsStream>, Status> {
+        Err(Status::unimplemented(
+            "lumen-observer does not record datapath debug events",
+        ))
+    }
+
+    async fn get_nodes(&self, _: Request<GetNodesRequest>) -> Result<Response<GetNodesResponse>, Status> {
+        let s = self.hub.status();
+        let node = Node {
+            name: self.hub.node_name().to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            state: relay::NodeState::NodeConnected as i32,
+            uptime_ns: s.uptime_ns,
+            num_flows: s.num_flows,
+            max_flows: s.max_flows,
+            seen_flows: s.seen_flows,
+            ..Default::default()
+        };
+        Ok(Response::new(GetNodesResponse { nodes: vec![node] }))
+    }
+
+    async fn get_namespaces(
+        &self,
+        _: Request<GetNamespacesRequest>,
+    ) -> Result<Response<GetNamespacesResponse>, Status> {
+        let snapshot = self.hub.current();
+        let mut names: Vec<&str> = snapshot.endpoints.values().map(|m| m.namespace.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let namespaces = names
+            .into_iter()
+            .map(|n| Namespace {
+                cluster: String::new(),
+                namespace: n.to_string(),
+            })
+            .collect();
+        Ok(Response::new(GetNamespacesResponse { namespaces }))
+    }
+
+    async fn server_status(&self, _: Request<ServerStatusRequest>) -> Result<Response<ServerStatusResponse>, Status> {
+        let s = self.hub.status();
+        Ok(Response::new(ServerStatusResponse {
+            num_flows: s.num_flows,
+            max_flows: s.max_flows,
+            seen_flows: s.seen_flows,
+            uptime_ns: s.uptime_ns,
+            num_connected_nodes: Some(1),
+            num_unavailable_nodes: Some(0),
+            unavailable_nodes: Vec::new(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            flows_rate: s.flows_rate,
+        }))
+    }
+}
+
+/// Binds the Unix socket, replacing a stale socket file.
+pub fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    UnixListener::bind(path)
+}
+
+pub async fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serves until `shutdown` turns true.
+pub async fn serve(
+    hub: Arc<Hub>,
+    unix: UnixListener,
+    tcp: Option<TcpListener>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), tonic::transport::Error> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status(HEALTH_SERVICE_NAME, tonic_health::ServingStatus::Serving)
+        .await;
+    let router = || {
+        tonic::transport::Server::builder()
+            .add_service(health.clone())
+            .add_service(ObserverServer::new(ObserverService::new(hub.clone(), shutdown.clone())))
+    };
+    let stop = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let on_unix = router().serve_with_incoming_shutdown(UnixListenerStream::new(unix), stop(shutdown.clone()));
+    match tcp {
+        Some(tcp) => {
+            let on_tcp = router().serve_with_incoming_shutdown(TcpListenerStream::new(tcp), stop(shutdown.clone()));
+            tokio::try_join!(on_unix, on_tcp).map(|_| ())
+        }
+        None => on_unix.await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::FlowStore;
+    use lumen_probes::abi;
+    use lumen_proto::flow::{FlowFilter, Verdict};
+
+    /// A store of flows with timestamps 10, 20, … ns; odd ports are drops.
+    fn store(n: u16, capacity: usize) -> FlowStore {
+        let mut s = FlowStore::new(capacity);
+        for p in 1..=n {
+            let ev = abi::Event {
+                timestamp_ns: u64::from(p) * 10,
+                dport: p,
+                verdict: if p % 2 == 1 {
+                    abi::VERDICT_DROPPED
+                } else {
+                    abi::VERDICT_FORWARDED
+                },
+                ..Default::default()
+            };
+            s.push(ev, 0);
+        }
+        s
+    }
+
+    fn request(number: u64, first: bool, follow: bool) -> GetFlowsRequest {
+        GetFlowsRequest {
+            number,
+            first,
+            follow,
+            ..Default::default()
+        }
+    }
+
+    fn ts(ns: i64) -> Option<prost_types::Timestamp> {
+        Some(prost_types::Timestamp {
+            seconds: 0,
+            nanos: ns as i32,
+        })
+    }
+
+    /// What a non-following client gets: the same steps as `stream_flows`
+    /// without the channel.
+    fn select(s: &FlowStore, req: &GetFlowsRequest, only_drops: bool) -> Vec<u16> {
+        let q = Query::new(req).unwrap();
+        let matches = |f: &StoredFlow| !only_drops || f.event.verdict == abi::VERDICT_DROPPED;
+        let start = q.start(&s.last(s.len()), s.next_seq(), matches);
+        let mut out = Vec::new();
+        for f in s.read(start, usize::MAX).flows {
+            match q.admit(out.len() as u64, &f, || matches(&f)) {
+                Admit::End => break,
+                Admit::Skip => {}
+                Admit::Send => out.push(f.event.dport),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn last_n_is_the_newest_n_sent_oldest_first() {
+        let s = store(10, 6);
+        assert_eq!(select(&s, &request(3, false, false), false), [8, 9, 10]);
+        // Zero without follow means every flow held.
+        assert_eq!(select(&s, &request(0, false, false), false), [5, 6, 7, 8, 9, 10]);
+        assert_eq!(select(&s, &request(50, false, false), false), [5, 6, 7, 8, 9, 10]);
+    }
+
+    #[test]
+    fn first_n_starts_at_the_oldest_flow_held() {
+        let s = store(10, 6);
+        assert_eq!(select(&s, &request(2, true, false), false), [5, 6]);
+    }
+
+    #[test]
+    fn last_n_counts_only_matching_flows() {
+        let s = store(10, 10);
+        assert_eq!(select(&s, &request(2, false, false), true), [7, 9]);
+        assert_eq!(select(&s, &request(2, true, false), true), [1, 3]);
+    }
+
+    #[test]
+    fn since_takes_precedence_over_number_and_until_ends_the_stream() {
+        let s = store(10, 10);
+        let mut req = request(0, false, false);
+        req.since = ts(45);
+        assert_eq!(select(&s, &req, false), [5, 6, 7, 8, 9, 10]);
+        req.number = 2;
+        assert_eq!(select(&s, &req, false), [5, 6]);
+        req.number = 0;
+        req.until = ts(70);
+        assert_eq!(select(&s, &req, false), [5, 6, 7]);
+        let mut req = request(3, true, false);
+        req.until = ts(20);
+        assert_eq!(select(&s, &req, false), [1, 2]);
+    }
+
+    #[test]
+    fn follow_without_number_starts_at_the_next_flow() {
+        let s = store(10, 10);
+        let q = Query::new(&request(0, false, true)).unwrap();
+        assert_eq!(q.start(&s.last(10), s.next_seq(), |_| true), 10);
+        let q = Query::new(&request(2, false, true)).unwrap();
+        assert_eq!(q.start(&s.last(10), s.next_seq(), |_| true), 8);
+    }
+
+    fn port_or_lost(r: GetFlowsResponse) -> (i32, u64) {
+        match r.response_types.unwrap() {
+            ResponseTypes::Flow(f) => match f.l4.and_then(|l| l.protocol) {
+                Some(lumen_proto::flow::layer4::Protocol::Tcp(t)) => (0, u64::from(t.destination_port)),
+                other => panic!("unexpected l4 {other:?}"),
+            },
+            ResponseTypes::LostEvents(l) => (l.source, l.num_events_lost),
+            ResponseTypes::NodeStatus(n) => panic!("unexpected node status {n:?}"),
+        }
+    }
+
+    fn tcp(port: u16) -> abi::Event {
+        abi::Event {
+            family: 4,
+            proto: 6,
+            dport: port,
+            ..Default::default()
+        }
+    }
+
+    // A current-thread runtime: the stream task runs only when the test yields.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_follower_the_store_laps_is_told_exactly_what_it_missed() {
+        let hub = Hub::new("n1", 4);
+        hub.push([tcp(1), tcp(2)]);
+        let (tx, mut rx) = mpsc::channel(1);
+        let (_stop, shutdown) = watch::channel(false);
+        let q = Query::new(&request(2, false, true)).unwrap();
+        tokio::spawn(stream_flows(hub.clone(), q, tx, shutdown));
+        // The task sends flow 1, then waits for room for flow 2.
+        tokio::task::yield_now().await;
+        hub.push((3..=12).map(tcp));
+        let mut got = Vec::new();
+        for _ in 0..7 {
+            got.push(port_or_lost(rx.recv().await.unwrap().unwrap()));
+        }
+        let hubble = LostEventSource::HubbleRingBuffer as i32;
+        assert_eq!(got, [(0, 1), (0, 2), (hubble, 6), (0, 9), (0, 10), (0, 11), (0, 12)]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn kernel_losses_reach_followers_and_shutdown_ends_the_stream() {
+        let hub = Hub::new("n1", 4);
+        let (tx, mut rx) = mpsc::channel(8);
+        let (stop, shutdown) = watch::channel(false);
+        let q = Query::new(&request(0, false, true)).unwrap();
+        tokio::spawn(stream_flows(hub.clone(), q, tx, shutdown));
+        tokio::task::yield_now().await;
+        hub.kernel_lost(5);
+        let r = rx.recv().await.unwrap().unwrap();
+        assert_eq!(r.node_name, "n1");
+        assert_eq!(port_or_lost(r), (LostEventSource::PerfEventRingBuffer as i32, 5));
+        hub.push([tcp(80)]);
+        assert_eq!(port_or_lost(rx.recv().await.unwrap().unwrap()), (0, 80));
+        stop.send_replace(true);
+        assert!(rx.recv().await.is_none());
+    }
+
+    #[test]
+    fn invalid_requests_are_invalid_arguments_naming_the_problem() {
+        let err = |req: &GetFlowsRequest| Status::from(Query::new(req).err().unwrap());
+        let e = err(&request(5, true, true));
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert_eq!(e.message(), "first cannot be specified with follow");
+
+        let mut req = request(5, false, false);
+        req.whitelist = vec![FlowFilter {
+            source_ip: vec!["10.0.0.300".into()],
+            ..Default::default()
+        }];
+        let e = err(&req);
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().starts_with("invalid filter: "), "{}", e.message());
+        assert!(e.message().contains("10.0.0.300"), "{}", e.message());
+
+        let mut req = request(5, false, false);
+        req.since = Some(prost_types::Timestamp { seconds: 1, nanos: -1 });
+        assert_eq!(err(&req).message(), "invalid since timestamp: 1s -1ns");
+
+        let mut req = request(5, false, false);
+        req.whitelist = vec![FlowFilter {
+            verdict: vec![Verdict::Dropped as i32],
+            ..Default::default()
+        }];
+        assert!(Query::new(&req).is_ok());
+    }
+}

@@ -1,0 +1,275 @@
+//! End to end over Hubble's Observer gRPC API: the real `lumen-observer`
+//! binary, real traffic, the generated tonic client on the Unix socket.
+//! Needs root: run `scripts/test.sh`.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::TokioIo;
+use lumen_proto::flow::{layer4::Protocol, DropReason, Flow, FlowFilter, TrafficDirection, Verdict};
+use lumen_proto::observer::{
+    get_flows_response::ResponseTypes, observer_client::ObserverClient, GetAgentEventsRequest, GetFlowsRequest,
+    GetNamespacesRequest, GetNodesRequest, ServerStatusRequest,
+};
+use lumen_proto::tonic::transport::{Channel, Endpoint, Uri};
+use lumen_proto::tonic::Code;
+use lumen_proto::tonic_health::pb::{
+    health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+};
+use lumen_proto::{relay, HEALTH_SERVICE_NAME};
+use support::*;
+
+const ALLOW_HTTP: &str = "rules:
+  - name: allow-http
+    endpoints: {app: backend}
+    direction: ingress
+    action: allow
+    peers: {app: frontend}
+    ports: [80/tcp]
+";
+
+async fn connect(path: PathBuf) -> Channel {
+    Endpoint::try_from("http://lumen")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+        }))
+        .await
+        .expect("connect to the observer socket")
+}
+
+async fn flows(client: &mut ObserverClient<Channel>, req: GetFlowsRequest) -> Vec<(String, Flow)> {
+    let mut stream = client.get_flows(req).await.unwrap().into_inner();
+    let mut out = Vec::new();
+    while let Some(r) = stream.message().await.unwrap() {
+        match r.response_types {
+            Some(ResponseTypes::Flow(f)) => {
+                assert_eq!(r.time, f.time, "response time is the flow's time");
+                out.push((r.node_name, f));
+            }
+            other => panic!("unexpected response {other:?}"),
+        }
+    }
+    out
+}
+
+fn dport(f: &Flow) -> u32 {
+    match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
+        Some(Protocol::Tcp(t)) => t.destination_port,
+        _ => 0,
+    }
+}
+
+/// The first packet of a connection: SYN without ACK.
+fn syn_only(f: &Flow) -> bool {
+    match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
+        Some(Protocol::Tcp(t)) => t.flags.is_some_and(|f| f.syn && !f.ack),
+        _ => false,
+    }
+}
+
+fn ingress_to(f: &Flow, port: u32) -> bool {
+    f.traffic_direction == TrafficDirection::Ingress as i32
+        && dport(f) == port
+        && f.source.as_ref().is_some_and(|s| s.pod_name == "frontend")
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn get_flows_serves_enriched_flows_filters_and_follows() {
+    let mut c = cluster(&[("frontend", &[("app", "frontend")]), ("backend", &[("app", "backend")])]);
+    c.start_observer(ALLOW_HTTP, &["--max-flows", "1000"]);
+    let be = c.pod("backend").clone();
+    let fe = c.pod("frontend").clone();
+    let _s80 = be.tcp_echo_server(80).unwrap();
+    let _s8080 = be.tcp_echo_server(8080).unwrap();
+    assert_eq!(
+        fe.tcp_request(c.addr("backend", false, 80), b"ok", LONG).unwrap(),
+        b"ok"
+    );
+    assert!(fe.tcp_request(c.addr("backend", false, 8080), b"no", SHORT).is_err());
+    // Once the JSON output has it, the store has it too (same batch).
+    c.wait_flow(|e| e["destination_port"] == 8080 && e["verdict"] == "DROPPED");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let channel = connect(c.grpc_socket()).await;
+        let mut client = ObserverClient::new(channel.clone());
+
+        let all = flows(
+            &mut client,
+            GetFlowsRequest {
+                number: 1000,
+                ..Default::default()
+            },
+        )
+        .await;
+        assert!(all
+            .iter()
+            .all(|(node, f)| *node == c.node_name && f.node_name == c.node_name));
+        let (_, denied) = all
+            .iter()
+            .find(|(_, f)| ingress_to(f, 8080))
+            .expect("the dropped SYN to 8080");
+        assert_eq!(denied.verdict, Verdict::Dropped as i32);
+        assert_eq!(denied.drop_reason_desc, DropReason::PolicyDenied as i32);
+        let (src, dst) = (denied.source.as_ref().unwrap(), denied.destination.as_ref().unwrap());
+        assert_eq!(
+            (src.pod_name.as_str(), src.namespace.as_str(), u64::from(src.identity)),
+            ("frontend", "default", c.identity("frontend"))
+        );
+        assert_eq!(
+            (dst.pod_name.as_str(), dst.namespace.as_str(), u64::from(dst.identity)),
+            ("backend", "default", c.identity("backend"))
+        );
+        assert!(src.labels.contains(&"k8s:app=frontend".to_string()), "{:?}", src.labels);
+        let ip = denied.ip.as_ref().unwrap();
+        assert_eq!((ip.source.as_str(), ip.destination.as_str()), ("10.0.0.1", "10.0.0.2"));
+        let Some(Protocol::Tcp(tcp)) = denied.l4.as_ref().unwrap().protocol else {
+            panic!("TCP flow expected")
+        };
+        assert_eq!(tcp.destination_port, 8080);
+        assert!(tcp.source_port >= 1024, "ephemeral source port {}", tcp.source_port);
+        assert!(tcp.flags.unwrap().syn);
+        assert!(denied.ingress_denied_by.is_empty(), "a default deny names no rule");
+
+        let (_, allowed) = all
+            .iter()
+            .find(|(_, f)| ingress_to(f, 80) && syn_only(f))
+            .expect("the allowed SYN to 80");
+        assert_eq!(allowed.verdict, Verdict::Forwarded as i32);
+        assert_eq!(allowed.ingress_allowed_by.len(), 1);
+        assert_eq!(allowed.ingress_allowed_by[0].name, "allow-http");
+
+        // Last N: the newest N, oldest first.
+        let last2 = flows(
+            &mut client,
+            GetFlowsRequest {
+                number: 2,
+                ..Default::default()
+            },
+        )
+        .await;
+        let uuids = |v: &[(String, Flow)]| v.iter().map(|(_, f)| f.uuid.clone()).collect::<Vec<_>>();
+        assert_eq!(uuids(&last2), uuids(&all[all.len() - 2..]));
+
+        let drops = flows(
+            &mut client,
+            GetFlowsRequest {
+                number: 1000,
+                whitelist: vec![FlowFilter {
+                    verdict: vec![Verdict::Dropped as i32],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        )
+        .await;
+        let expected: Vec<_> = all
+            .iter()
+            .filter(|(_, f)| f.verdict == Verdict::Dropped as i32)
+            .collect();
+        assert!(!expected.is_empty());
+        assert_eq!(
+            drops.iter().map(|(_, f)| &f.uuid).collect::<Vec<_>>(),
+            expected.iter().map(|(_, f)| &f.uuid).collect::<Vec<_>>()
+        );
+
+        let err = client
+            .get_flows(GetFlowsRequest {
+                first: true,
+                follow: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.code(), err.message()),
+            (Code::InvalidArgument, "first cannot be specified with follow")
+        );
+
+        // Follow: a new connection shows up within a second.
+        let mut stream = client
+            .get_flows(GetFlowsRequest {
+                follow: true,
+                whitelist: vec![FlowFilter {
+                    destination_port: vec!["80".into()],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let (fe2, addr) = (fe.clone(), c.addr("backend", false, 80));
+        let sent = Instant::now();
+        let request = tokio::task::spawn_blocking(move || fe2.tcp_request(addr, b"again", LONG).unwrap());
+        let seen = tokio::time::timeout(Duration::from_secs(1), async {
+            loop {
+                let r = stream.message().await.unwrap().expect("stream open");
+                if let Some(ResponseTypes::Flow(f)) = r.response_types {
+                    if ingress_to(&f, 80) {
+                        return f;
+                    }
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no followed flow within 1 s of the request ({:?} ago)", sent.elapsed()));
+        assert_eq!(seen.verdict, Verdict::Forwarded as i32);
+        assert_eq!(request.await.unwrap(), b"again");
+        drop(stream);
+
+        let status = client.server_status(ServerStatusRequest {}).await.unwrap().into_inner();
+        assert_eq!(status.max_flows, 1000);
+        assert!(
+            status.num_flows > 0 && status.seen_flows >= status.num_flows,
+            "{status:?}"
+        );
+        assert!(status.num_flows as usize >= all.len(), "{status:?}");
+        assert_eq!(status.version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(
+            (status.num_connected_nodes, status.num_unavailable_nodes),
+            (Some(1), Some(0))
+        );
+        assert!(status.uptime_ns > 0 && status.flows_rate > 0.0, "{status:?}");
+
+        let nodes = client.get_nodes(GetNodesRequest {}).await.unwrap().into_inner().nodes;
+        assert_eq!(nodes.len(), 1);
+        assert_eq!(nodes[0].name, c.node_name);
+        assert_eq!(nodes[0].state, relay::NodeState::NodeConnected as i32);
+        assert_eq!(nodes[0].max_flows, 1000);
+
+        let namespaces = client
+            .get_namespaces(GetNamespacesRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .namespaces;
+        assert_eq!(
+            namespaces.iter().map(|n| n.namespace.as_str()).collect::<Vec<_>>(),
+            ["default"]
+        );
+
+        let err = client
+            .get_agent_events(GetAgentEventsRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unimplemented);
+
+        let health = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: HEALTH_SERVICE_NAME.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(health.status, ServingStatus::Serving as i32);
+    });
+}
