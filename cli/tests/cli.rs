@@ -103,6 +103,7 @@ fn endpoint_commands_against_a_running_observer() {
     cfg.netns = Some(node.netns.clone());
     cfg.endpoints = Some(endpoints);
     cfg.control_socket = socket.clone();
+    cfg.socket = dir.join("observer.sock");
     cfg.state_dir = dir.join("state");
     cfg.events_output = "none".into();
     let observer = ObserverHandle::spawn(cfg.clone());

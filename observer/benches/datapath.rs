@@ -149,6 +149,7 @@ fn start_lumen(node: &Node, dir: &Path, node_name: &str, rules: &str, local_redi
     cfg.endpoints = Some(dir.join("endpoints.yaml"));
     cfg.rules = Some(dir.join("rules.yaml"));
     cfg.control_socket = dir.join("control.sock");
+    cfg.socket = dir.join("observer.sock");
     cfg.state_dir = dir.join("state");
     cfg.events_output = "none".into();
     cfg.local_redirect = local_redirect;
