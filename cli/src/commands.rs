@@ -42,6 +42,10 @@ pub enum Command {
         #[arg(value_enum)]
         level: Aggregation,
     },
+    /// Show flows from the observer's Hubble API (or from a file), like `hubble observe`.
+    Observe(Box<crate::observe::ObserveArgs>),
+    /// Health and flow-buffer status of the observer, like `hubble status`.
+    Status(crate::observe::ServerArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -167,6 +171,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!("applied {} rules from {}", rules.len(), file.display());
             Ok(())
         }
+        Command::Observe(args) => crate::observe::observe(args),
+        Command::Status(args) => crate::observe::status(args),
         Command::Aggregation { level } => {
             call(&cli, Request::SetAggregation { level: *level })?;
             println!("monitor aggregation is now {level:?}");

@@ -2,7 +2,9 @@ use clap::Parser;
 
 mod commands;
 mod demo;
+mod filters;
 mod format;
+mod observe;
 
 fn main() {
     let cli = commands::Cli::parse();

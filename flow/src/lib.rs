@@ -45,6 +45,7 @@ mod endpoint;
 mod error;
 mod event;
 mod filter;
+pub mod format;
 mod ip;
 mod l4;
 mod l7;

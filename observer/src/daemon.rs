@@ -270,12 +270,11 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
                 .map_err(io_err(format!("cannot open events output {path}")))?,
         )),
     };
-    let out = out.unwrap_or_else(|| Box::new(std::io::sink()));
     let reader = Reader::new(
         ring,
         pin_dir.clone(),
         state_dir.join("lost-reported"),
-        JsonLines::new(out, cfg.node_name.clone(), names),
+        out.map(|out| JsonLines::new(out, cfg.node_name.clone(), names)),
         hub.clone(),
     )
     .map_err(io_err("cannot poll the ring buffer"))?;

@@ -87,7 +87,8 @@ pub enum CtState {
 
 const HEADER: usize = std::mem::size_of::<abi::Event>();
 
-/// The fixed-size header of a ring-buffer record, as the datapath wrote it.
+/// The fixed-size header of a ring-buffer record, as the datapath wrote it,
+/// checked: long enough, a known address family, captured bytes present.
 pub fn header(record: &[u8]) -> Result<abi::Event, DecodeError> {
     if record.len() < HEADER {
         return Err(DecodeError::Short {
@@ -97,24 +98,29 @@ pub fn header(record: &[u8]) -> Result<abi::Event, DecodeError> {
     }
     // SAFETY: the length is checked above and `abi::Event` is plain data
     // valid for any bit pattern; read_unaligned copes with any alignment.
-    Ok(unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) })
+    let ev: abi::Event = unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) };
+    let cap_len = usize::from(ev.cap_len);
+    let available = record.len() - HEADER;
+    if cap_len > available {
+        return Err(DecodeError::CaptureOverrun { cap_len, available });
+    }
+    if ev.family != 4 && ev.family != 6 {
+        return Err(DecodeError::Family(ev.family));
+    }
+    Ok(ev)
 }
 
 /// Decodes one ring-buffer record.
 pub fn decode(record: &[u8]) -> Result<DatapathEvent, DecodeError> {
     let ev = header(record)?;
     let cap_len = usize::from(ev.cap_len);
-    let available = record.len() - HEADER;
-    if cap_len > available {
-        return Err(DecodeError::CaptureOverrun { cap_len, available });
-    }
-    let (source, destination) = match ev.family {
-        4 => (v4(&ev.saddr), v4(&ev.daddr)),
-        6 => (
+    let (source, destination) = if ev.family == 4 {
+        (v4(&ev.saddr), v4(&ev.daddr))
+    } else {
+        (
             IpAddr::V6(Ipv6Addr::from(ev.saddr)),
             IpAddr::V6(Ipv6Addr::from(ev.daddr)),
-        ),
-        f => return Err(DecodeError::Family(f)),
+        )
     };
     Ok(DatapathEvent {
         monotonic_ns: ev.timestamp_ns,

@@ -34,7 +34,8 @@ pub struct Reader {
     /// Lost events already reported, persisted so a restart does not
     /// report them again.
     lost_state: PathBuf,
-    out: JsonLines,
+    /// JSON-lines output, when asked for.
+    out: Option<JsonLines>,
     hub: Arc<Hub>,
     /// Records of the current batch, for the store.
     batch: Vec<lumen_probes::abi::Event>,
@@ -52,7 +53,7 @@ impl Reader {
         ring: RingBuf<MapData>,
         pin_dir: PathBuf,
         lost_state: PathBuf,
-        out: JsonLines,
+        out: Option<JsonLines>,
         hub: Arc<Hub>,
     ) -> io::Result<Reader> {
         let reported = std::fs::read_to_string(&lost_state)
@@ -104,11 +105,16 @@ impl Reader {
         let mut any = false;
         while let Some(item) = ring.next() {
             any = true;
-            match decode::decode(&item) {
-                Ok(ev) => {
+            let decoded = decode::header(&item).and_then(|raw| match self.out.as_mut() {
+                Some(_) => decode::decode(&item).map(|ev| (raw, Some(ev))),
+                None => Ok((raw, None)),
+            });
+            match decoded {
+                Ok((mut raw, ev)) => {
                     self.stats.received += 1;
-                    self.out.flow(&clock, &ev)?;
-                    let mut raw = decode::header(&item).expect("decoded records have a header");
+                    if let (Some(out), Some(ev)) = (self.out.as_mut(), ev) {
+                        out.flow(&clock, &ev)?;
+                    }
                     raw.timestamp_ns = wall_ns(&clock, raw.timestamp_ns);
                     self.batch.push(raw);
                 }
@@ -122,7 +128,9 @@ impl Reader {
         }
         if any {
             self.hub.push(self.batch.drain(..));
-            self.out.flush()?;
+            if let Some(out) = self.out.as_mut() {
+                out.flush()?;
+            }
         }
         Ok(())
     }
@@ -135,9 +143,11 @@ impl Reader {
             // Report after draining so the lost record follows the events
             // that made it.
             self.drain()?;
-            self.out.lost(c.lost - self.stats.lost_reported)?;
+            if let Some(out) = self.out.as_mut() {
+                out.lost(c.lost - self.stats.lost_reported)?;
+                out.flush()?;
+            }
             self.hub.kernel_lost(c.lost - self.stats.lost_reported);
-            self.out.flush()?;
             self.stats.lost_reported = c.lost;
             if let Err(e) = std::fs::write(&self.lost_state, c.lost.to_string()) {
                 tracing::warn!(error = %e, path = %self.lost_state.display(), "cannot persist lost-event count");

@@ -64,6 +64,9 @@ pub struct Query {
     pub since: Option<u64>,
     pub until: Option<u64>,
     pub filters: FlowFilterSet,
+    /// A cheap test on the stored record that never rejects a flow the
+    /// filters accept; only flows passing it are built and matched.
+    pub prefilter: Prefilter,
 }
 
 fn timestamp_ns(field: &'static str, t: &prost_types::Timestamp) -> Result<u64, RequestError> {
@@ -90,13 +93,25 @@ impl Query {
             since: req.since.as_ref().map(|t| timestamp_ns("since", t)).transpose()?,
             until: req.until.as_ref().map(|t| timestamp_ns("until", t)).transpose()?,
             filters: lumen_flow::compile(&req.whitelist, &req.blacklist)?,
+            prefilter: Prefilter::new(&req.whitelist),
         })
     }
 
-    /// Sequence number to start reading at. `held` is every flow the store
-    /// holds, oldest first; `next` the sequence number the next flow gets.
-    pub fn start(&self, held: &[StoredFlow], next: u64, matches: impl Fn(&StoredFlow) -> bool) -> u64 {
-        let oldest = held.first().map_or(next, |f| f.seq);
+    /// Whether a stored flow passes the request's filters.
+    pub fn matches(&self, hub: &Hub, f: &StoredFlow) -> bool {
+        self.prefilter.may_match(&f.event) && self.filters.matches(&hub.to_flow(f))
+    }
+
+    /// Sequence number to start reading at. `newest_first` walks the flows
+    /// held back from the newest; `oldest` is the oldest held and `next` the
+    /// sequence number the next flow gets.
+    pub fn start(
+        &self,
+        newest_first: impl IntoIterator<Item = StoredFlow>,
+        oldest: u64,
+        next: u64,
+        matches: impl Fn(&StoredFlow) -> bool,
+    ) -> u64 {
         if self.first && self.since.is_none() {
             return oldest;
         }
@@ -104,7 +119,8 @@ impl Query {
             return next;
         }
         let mut count = 0;
-        for f in held.iter().rev() {
+        for f in newest_first {
+            let f = &f;
             if let Some(since) = self.since {
                 if f.event.timestamp_ns < since {
                     return f.seq + 1;
@@ -165,17 +181,166 @@ fn flow_response(flow: Flow) -> GetFlowsResponse {
 
 type Tx = mpsc::Sender<Result<GetFlowsResponse, Status>>;
 
+/// Flows copied out of the store per lock while rewinding.
+const REWIND_CHUNK: u64 = 8192;
+
+/// Walks the store back from the newest flow, a chunk per lock.
+struct Rewind<'h> {
+    hub: &'h Hub,
+    hi: u64,
+    oldest: u64,
+    buf: Vec<StoredFlow>,
+}
+
+impl Iterator for Rewind<'_> {
+    type Item = StoredFlow;
+
+    fn next(&mut self) -> Option<StoredFlow> {
+        if let Some(f) = self.buf.pop() {
+            return Some(f);
+        }
+        if self.hi <= self.oldest {
+            return None;
+        }
+        let lo = self.hi.saturating_sub(REWIND_CHUNK).max(self.oldest);
+        let batch = self.hub.store().read(lo, (self.hi - lo) as usize);
+        // Flows the writer overwrote meanwhile are simply not there.
+        self.hi = lo;
+        self.oldest = self.oldest.max(batch.next - batch.flows.len() as u64);
+        self.buf = batch.flows;
+        self.buf.pop()
+    }
+}
+
+/// The fields of a whitelist that can be checked on the stored record.
+/// Over-approximates: a flow it rejects matches no whitelist filter.
+#[derive(Debug, Default)]
+pub struct Prefilter {
+    /// One entry per whitelist filter; empty means no prefiltering.
+    filters: Vec<RawFilter>,
+}
+
+#[derive(Debug, Default)]
+struct RawFilter {
+    verdicts: Vec<u8>,
+    drop_reasons: Vec<u8>,
+    directions: Vec<u8>,
+    source_ports: Vec<u16>,
+    destination_ports: Vec<u16>,
+    source_identities: Vec<u32>,
+    destination_identities: Vec<u32>,
+    source_nets: Vec<(std::net::IpAddr, u8)>,
+    destination_nets: Vec<(std::net::IpAddr, u8)>,
+}
+
+/// `ip` or `ip/len`; a value that does not parse leaves the field to the full filter.
+fn nets(values: &[String]) -> Vec<(std::net::IpAddr, u8)> {
+    let parsed: Option<Vec<_>> = values
+        .iter()
+        .map(|v| {
+            let (ip, len) = v.split_once('/').unwrap_or((v, ""));
+            let ip: std::net::IpAddr = ip.parse().ok()?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let len = if len.is_empty() {
+                max
+            } else {
+                len.parse().ok().filter(|l| *l <= max)?
+            };
+            Some((ip, len))
+        })
+        .collect();
+    parsed.unwrap_or_default()
+}
+
+/// Whether a datapath address (`family`, 16 bytes) lies in `net`.
+fn in_net(net: &(std::net::IpAddr, u8), family: u8, addr: &[u8; 16]) -> bool {
+    let mut bytes = [0u8; 16];
+    match (net.0, family) {
+        (std::net::IpAddr::V4(v4), 4) => bytes[..4].copy_from_slice(&v4.octets()),
+        (std::net::IpAddr::V6(v6), 6) => bytes = v6.octets(),
+        _ => return false,
+    }
+    let (full, rest) = (usize::from(net.1 / 8), net.1 % 8);
+    bytes[..full] == addr[..full] && (rest == 0 || (bytes[full] ^ addr[full]) >> (8 - rest) == 0)
+}
+
+fn ports(values: &[String]) -> Vec<u16> {
+    // A value that is not a plain port leaves the field to the full filter.
+    let parsed: Option<Vec<u16>> = values.iter().map(|v| v.parse().ok()).collect();
+    parsed.unwrap_or_default()
+}
+
+impl Prefilter {
+    pub fn new(whitelist: &[lumen_proto::flow::FlowFilter]) -> Prefilter {
+        let filters = whitelist
+            .iter()
+            .map(|w| RawFilter {
+                verdicts: w.verdict.iter().filter_map(|v| u8::try_from(*v).ok()).collect(),
+                drop_reasons: w
+                    .drop_reason_desc
+                    .iter()
+                    .filter_map(|v| u8::try_from(*v).ok())
+                    .collect(),
+                directions: w
+                    .traffic_direction
+                    .iter()
+                    .filter_map(|v| u8::try_from(*v).ok())
+                    .collect(),
+                source_ports: ports(&w.source_port),
+                destination_ports: ports(&w.destination_port),
+                source_identities: w.source_identity.clone(),
+                destination_identities: w.destination_identity.clone(),
+                source_nets: nets(&w.source_ip),
+                destination_nets: nets(&w.destination_ip),
+            })
+            .collect();
+        Prefilter { filters }
+    }
+
+    pub fn may_match(&self, ev: &lumen_probes::abi::Event) -> bool {
+        self.filters.is_empty() || self.filters.iter().any(|f| f.may_match(ev))
+    }
+}
+
+impl RawFilter {
+    fn may_match(&self, ev: &lumen_probes::abi::Event) -> bool {
+        let any = |set: &[u8], v: u8| set.is_empty() || set.contains(&v);
+        // Hubble matches ports only on TCP, UDP and SCTP flows.
+        let has_ports = matches!(ev.proto, 6 | 17 | 132);
+        let port = |set: &[u16], v: u16| set.is_empty() || (has_ports && set.contains(&v));
+        let id = |set: &[u32], v: u32| set.is_empty() || set.contains(&v);
+        // The datapath's verdict, drop reason and direction numbers are Hubble's.
+        any(&self.verdicts, ev.verdict)
+            && (self.drop_reasons.is_empty()
+                || (ev.verdict == lumen_probes::abi::VERDICT_DROPPED && self.drop_reasons.contains(&ev.drop_reason)))
+            && any(&self.directions, ev.direction)
+            && port(&self.source_ports, ev.sport)
+            && port(&self.destination_ports, ev.dport)
+            && id(&self.source_identities, ev.src_identity)
+            && id(&self.destination_identities, ev.dst_identity)
+            && (self.source_nets.is_empty() || self.source_nets.iter().any(|n| in_net(n, ev.family, &ev.saddr)))
+            && (self.destination_nets.is_empty()
+                || self.destination_nets.iter().any(|n| in_net(n, ev.family, &ev.daddr)))
+    }
+}
+
 /// Streams one client's flows until done, the client leaves or shutdown.
 async fn stream_flows(hub: Arc<Hub>, q: Query, tx: Tx, mut shutdown: watch::Receiver<bool>) {
     let mut newest = hub.subscribe_newest();
     let mut kernel = hub.subscribe_kernel_lost();
     let mut kernel_seen = *kernel.borrow_and_update();
     let (mut cursor, end) = {
-        let store = hub.store();
-        let next = store.next_seq();
-        let held = store.last(store.len());
-        drop(store);
-        let start = q.start(&held, next, |f| q.filters.matches(&hub.to_flow(f)));
+        let (oldest, next) = {
+            let store = hub.store();
+            (store.oldest(), store.next_seq())
+        };
+        let rewind = Rewind {
+            hub: &hub,
+            hi: next,
+            oldest,
+            buf: Vec::new(),
+        };
+        let start = q.start(rewind, oldest, next, |f| q.matches(&hub, f));
         (start, if q.follow { u64::MAX } else { next })
     };
     let mut sent = 0;
@@ -204,11 +369,15 @@ async fn stream_flows(hub: Arc<Hub>, q: Query, tx: Tx, mut shutdown: watch::Rece
         }
         let idle = batch.flows.is_empty();
         for f in &batch.flows {
-            let flow = hub.to_flow(f);
-            match q.admit(sent, f, || q.filters.matches(&flow)) {
+            let mut built = None;
+            let admit = q.admit(sent, f, || {
+                q.prefilter.may_match(&f.event) && q.filters.matches(built.insert(hub.to_flow(f)))
+            });
+            match admit {
                 Admit::End => return,
                 Admit::Skip => {}
                 Admit::Send => {
+                    let flow = built.unwrap_or_else(|| hub.to_flow(f));
                     if tx.send(Ok(flow_response(flow))).await.is_err() {
                         return;
                     }
@@ -412,7 +581,7 @@ mod tests {
     fn select(s: &FlowStore, req: &GetFlowsRequest, only_drops: bool) -> Vec<u16> {
         let q = Query::new(req).unwrap();
         let matches = |f: &StoredFlow| !only_drops || f.event.verdict == abi::VERDICT_DROPPED;
-        let start = q.start(&s.last(s.len()), s.next_seq(), matches);
+        let start = q.start(s.last(s.len()).into_iter().rev(), s.oldest(), s.next_seq(), matches);
         let mut out = Vec::new();
         for f in s.read(start, usize::MAX).flows {
             match q.admit(out.len() as u64, &f, || matches(&f)) {
@@ -466,9 +635,15 @@ mod tests {
     fn follow_without_number_starts_at_the_next_flow() {
         let s = store(10, 10);
         let q = Query::new(&request(0, false, true)).unwrap();
-        assert_eq!(q.start(&s.last(10), s.next_seq(), |_| true), 10);
+        assert_eq!(
+            q.start(s.last(10).into_iter().rev(), s.oldest(), s.next_seq(), |_| true),
+            10
+        );
         let q = Query::new(&request(2, false, true)).unwrap();
-        assert_eq!(q.start(&s.last(10), s.next_seq(), |_| true), 8);
+        assert_eq!(
+            q.start(s.last(10).into_iter().rev(), s.oldest(), s.next_seq(), |_| true),
+            8
+        );
     }
 
     fn port_or_lost(r: GetFlowsResponse) -> (i32, u64) {
@@ -556,5 +731,120 @@ mod tests {
             ..Default::default()
         }];
         assert!(Query::new(&req).is_ok());
+    }
+
+    #[test]
+    fn the_prefilter_never_rejects_what_the_filters_accept() {
+        let hub = Hub::new("n", 64);
+        let mut events = Vec::new();
+        for i in 0..48u32 {
+            let mut ev = abi::Event {
+                family: 4,
+                proto: [6, 17, 1][(i % 3) as usize],
+                direction: [abi::DIR_INGRESS, abi::DIR_EGRESS][(i % 2) as usize],
+                verdict: [abi::VERDICT_FORWARDED, abi::VERDICT_DROPPED, abi::VERDICT_AUDIT][(i % 3) as usize],
+                drop_reason: if i % 3 == 1 { [133, 181][(i % 2) as usize] } else { 0 },
+                sport: 40_000 + (i % 4) as u16,
+                dport: [80, 8080, 53][(i % 3) as usize],
+                src_identity: 300 + i % 2,
+                dst_identity: 400 + i % 3,
+                ..Default::default()
+            };
+            ev.saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
+            ev.daddr[..4].copy_from_slice(&[10, 0, 0, 2]);
+            events.push(ev);
+        }
+        hub.push(events);
+        let filters = [
+            vec![FlowFilter {
+                verdict: vec![Verdict::Dropped as i32],
+                destination_port: vec!["8080".into()],
+                ..Default::default()
+            }],
+            vec![FlowFilter {
+                drop_reason_desc: vec![181],
+                ..Default::default()
+            }],
+            vec![
+                FlowFilter {
+                    source_port: vec!["40001".into()],
+                    traffic_direction: vec![2],
+                    ..Default::default()
+                },
+                FlowFilter {
+                    destination_identity: vec![402],
+                    ..Default::default()
+                },
+            ],
+            vec![FlowFilter {
+                destination_port: vec!["80".into(), "53".into()],
+                verdict: vec![1, 4],
+                ..Default::default()
+            }],
+            vec![FlowFilter {
+                source_ip: vec!["10.0.0.1".into()],
+                verdict: vec![Verdict::Audit as i32],
+                ..Default::default()
+            }],
+            vec![FlowFilter {
+                destination_ip: vec!["10.0.0.0/30".into(), "fd00::/8".into()],
+                ..Default::default()
+            }],
+            vec![FlowFilter {
+                source_ip: vec!["10.0.0.0/8".into()],
+                destination_ip: vec!["10.0.0.2".into()],
+                ..Default::default()
+            }],
+        ];
+        // Addresses: inside and outside a prefix, and across families.
+        let mut v4 = [0u8; 16];
+        v4[..4].copy_from_slice(&[10, 0, 0, 2]);
+        let n = |s: &str| nets(&[s.to_string()])[0];
+        assert!(in_net(&n("10.0.0.0/30"), 4, &v4));
+        assert!(!in_net(&n("10.0.0.4/30"), 4, &v4));
+        assert!(in_net(&n("10.0.0.2"), 4, &v4));
+        assert!(!in_net(&n("fd00::/8"), 4, &v4));
+        assert!(nets(&["pod-a".to_string()]).is_empty(), "unparseable: no prefiltering");
+        for whitelist in filters {
+            let q = Query::new(&GetFlowsRequest {
+                whitelist: whitelist.clone(),
+                ..Default::default()
+            })
+            .unwrap();
+            let held = hub.store().last(64);
+            let (mut full, mut pre) = (0, 0);
+            for f in &held {
+                let matched = q.filters.matches(&hub.to_flow(f));
+                let passed = q.prefilter.may_match(&f.event);
+                assert!(
+                    !matched || passed,
+                    "{whitelist:?} rejected a matching flow: {:?}",
+                    f.event
+                );
+                full += usize::from(matched);
+                pre += usize::from(passed);
+            }
+            assert!(
+                full > 0 && pre >= full,
+                "{whitelist:?}: {full} matched, {pre} passed the prefilter"
+            );
+        }
+        // A selective filter: the prefilter spares building most flows.
+        let q = Query::new(&GetFlowsRequest {
+            whitelist: vec![FlowFilter {
+                verdict: vec![2],
+                destination_port: vec!["8080".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .unwrap();
+        let passed = hub
+            .store()
+            .last(64)
+            .iter()
+            .filter(|f| q.prefilter.may_match(&f.event))
+            .count();
+        assert_eq!(passed, 16);
     }
 }
