@@ -109,9 +109,8 @@ pub fn run(args: &DemoArgs, socket: &Path) -> anyhow::Result<()> {
     );
     println!("  {exe} endpoint list --control-socket {}", socket.display());
     println!("  bpftool map dump pinned {}/policy", pin_dir.display());
-    println!(
-        "  hubble observe --server unix:///var/run/lumen/observer.sock --last 20   # Hubble's CLI, if you have it"
-    );
+    println!("  {exe} observe -f --verdict DROPPED          # Hubble-style flows (hubble observe works too)");
+    println!("  {exe} status");
     println!("Traffic every second: frontend->backend:80, frontend->backend:8080, other->backend:80, DNS from frontend and other.");
     println!(
         "Policy applied after {}: backend accepts TCP 80 from frontend and DNS from anyone but other.",
