@@ -274,8 +274,10 @@ fn demo_shows_allowed_and_dropped_traffic_and_cleans_up() {
         assert!(after_policy.contains(expected), "missing {expected:?} in:\n{out}");
     }
     let before = out.split(">>> policy applied").next().unwrap();
+    let events_before: Vec<&str> = before.lines().filter(|l| l.contains(" -> ")).collect();
+    assert!(!events_before.is_empty(), "traffic flows before the policy:\n{before}");
     assert!(
-        !before.contains("DROPPED"),
+        events_before.iter().all(|l| !l.contains("DROPPED")),
         "nothing is dropped before the policy:\n{before}"
     );
     assert!(out.contains("\ndemo finished: "), "{out}");
