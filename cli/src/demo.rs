@@ -88,7 +88,12 @@ pub fn run(args: &DemoArgs, socket: &Path) -> anyhow::Result<()> {
     cfg.control_socket = socket.to_path_buf();
     cfg.events_output = events.display().to_string();
     let observer = ObserverHandle::spawn(cfg);
-    wait_ready(socket, &observer)?;
+    if !observer.wait_ready(Duration::from_secs(20)) {
+        return Err(match observer.stop() {
+            Err(e) => anyhow::Error::new(e).context("the observer did not start"),
+            Ok(_) => anyhow::anyhow!("the observer did not answer within 20 s"),
+        });
+    }
 
     let _http = backend.tcp_echo_server(80)?;
     let _alt = backend.tcp_echo_server(8080)?;
@@ -161,20 +166,6 @@ fn endpoint_file(pods: &[Pod]) -> String {
         ));
     }
     text
-}
-
-fn wait_ready(socket: &Path, observer: &ObserverHandle) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(Response::Endpoints { .. }) = rt.block_on(control::call(socket, &Request::ListEndpoints)) {
-            return Ok(());
-        }
-        if observer.is_finished() || Instant::now() > deadline {
-            bail!("the observer did not start (see the log above)");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn traffic_loop(frontend: &Pod, backend: &Pod, other: &Pod, stop: &AtomicBool, outcomes: &Outcomes) {

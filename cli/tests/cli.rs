@@ -1,29 +1,16 @@
 //! The `lumen` binary as a user runs it.
 
+mod support;
+
+use support::{lumen, temp};
+
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use lumen_observer::control::{self, Request, Response};
 use lumen_observer::identity::{IdentityAllocator, Labels};
 use lumen_observer::{ObserverConfig, ObserverHandle};
 use lumen_testbed::{PodSpec, Testbed};
-
-fn lumen(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lumen")).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn temp(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("lumen-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 #[test]
 fn rules_validate_names_file_line_and_reason() {
@@ -107,21 +94,7 @@ fn endpoint_commands_against_a_running_observer() {
     cfg.state_dir = dir.join("state");
     cfg.events_output = "none".into();
     let observer = ObserverHandle::spawn(cfg.clone());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !matches!(
-        rt.block_on(control::call(&socket, &Request::ListEndpoints)),
-        Ok(Response::Endpoints { .. })
-    ) {
-        assert!(
-            Instant::now() < deadline && !observer.is_finished(),
-            "observer did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(observer.wait_ready(Duration::from_secs(20)), "observer did not start");
     let sock = socket.to_str().unwrap();
 
     let (code, out, err) = lumen(&[

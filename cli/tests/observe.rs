@@ -2,30 +2,20 @@
 //! every format on fixed flows read with `--input-file`, and against a real
 //! observer on the testbed.
 
+mod support;
+
+use support::{lumen, temp};
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lumen_observer::control::{self, Request, Response};
 use lumen_observer::identity::{IdentityAllocator, Labels};
 use lumen_observer::{ObserverConfig, ObserverHandle};
 use lumen_testbed::{PodSpec, Testbed};
-
-fn lumen(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lumen"))
-        .args(args)
-        .env_remove("LUMEN_SERVER")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn fixture() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -253,12 +243,6 @@ fn hubble_time(rfc3339: &str) -> String {
     format!("{} {day:>2} {}.{}", months[month - 1], &rfc3339[11..19], &millis[..3])
 }
 
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lumen-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[test]
 #[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
 fn observe_and_status_against_a_running_observer() {
@@ -302,21 +286,7 @@ fn observe_and_status_against_a_running_observer() {
     cfg.events_output = "none".into();
     cfg.max_flows = 1000;
     let observer = ObserverHandle::spawn(cfg.clone());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !matches!(
-        rt.block_on(control::call(&cfg.control_socket, &Request::ListEndpoints)),
-        Ok(Response::Endpoints { .. })
-    ) {
-        assert!(
-            Instant::now() < deadline && !observer.is_finished(),
-            "observer did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(observer.wait_ready(Duration::from_secs(20)), "observer did not start");
 
     let _s80 = be.tcp_echo_server(80).unwrap();
     let _s8080 = be.tcp_echo_server(8080).unwrap();

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lumen_observer::control::{self, Request, Response};
 use lumen_observer::{daemon, ObserverConfig, ObserverHandle};
 
 #[path = "support/benchmarks_md.rs"]
@@ -159,21 +158,7 @@ fn start_lumen(node: &Node, dir: &Path, node_name: &str, rules: &str, local_redi
     pin_to_cpu(1);
     let handle = ObserverHandle::spawn(cfg);
     pin_to_cpu(0);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !matches!(
-        rt.block_on(control::call(&dir.join("control.sock"), &Request::ListEndpoints)),
-        Ok(Response::Endpoints { .. })
-    ) {
-        assert!(
-            !handle.is_finished() && Instant::now() < deadline,
-            "observer did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(handle.wait_ready(Duration::from_secs(120)), "observer did not start");
     Running { handle, pin_dir }
 }
 

@@ -352,11 +352,13 @@ pub fn enter_netns(name: &str) -> std::io::Result<()> {
 pub struct ObserverHandle {
     shutdown: watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<Result<ReaderStats, ObserverError>>>,
+    control_socket: PathBuf,
 }
 
 impl ObserverHandle {
     pub fn spawn(cfg: ObserverConfig) -> ObserverHandle {
         let (tx, rx) = watch::channel(false);
+        let control_socket = cfg.control_socket.clone();
         let thread = std::thread::spawn(move || {
             if let Some(ns) = &cfg.netns {
                 enter_netns(ns).map_err(io_err(format!("cannot enter network namespace {ns}")))?;
@@ -371,6 +373,29 @@ impl ObserverHandle {
         ObserverHandle {
             shutdown: tx,
             thread: Some(thread),
+            control_socket,
+        }
+    }
+
+    /// Waits until the observer answers on its control socket, which it
+    /// opens once its state is applied. False if it stopped or took longer
+    /// than `timeout`.
+    pub fn wait_ready(&self, timeout: std::time::Duration) -> bool {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return false;
+        };
+        let deadline = std::time::Instant::now() + timeout;
+        let list = crate::control::Request::ListEndpoints;
+        loop {
+            if let Ok(crate::control::Response::Endpoints { .. }) =
+                rt.block_on(crate::control::call(&self.control_socket, &list))
+            {
+                return true;
+            }
+            if self.is_finished() || std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
 
