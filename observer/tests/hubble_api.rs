@@ -273,3 +273,63 @@ fn get_flows_serves_enriched_flows_filters_and_follows() {
         assert_eq!(health.status, ServingStatus::Serving as i32);
     });
 }
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn a_follower_is_told_exactly_what_the_kernel_ring_buffer_lost() {
+    let mut c = cluster(&[("frontend", &[("app", "frontend")]), ("backend", &[("app", "backend")])]);
+    c.start_observer(
+        "rules: []\n",
+        &["--ring-buffer-bytes", "4096", "--monitor-aggregation", "none"],
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let fe = c.pod("frontend").clone();
+    let target = c.addr("backend", false, 9);
+    let pin_dir = c.pin_dir();
+    let socket = c.grpc_socket();
+    let (flows, lost, kernel) = rt.block_on(async move {
+        let mut client = ObserverClient::new(connect(socket).await);
+        let mut stream = client
+            .get_flows(GetFlowsRequest {
+                follow: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let sent = tokio::task::spawn_blocking(move || fe.udp_send(target, b"x", 20_000).unwrap());
+        assert_eq!(sent.await.unwrap(), 20_000);
+        // Read the stream until the losses it reported add up to the kernel's count.
+        let (mut flows, mut lost) = (0u64, 0u64);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let k = lumen_observer::counters::event_counters(&pin_dir).unwrap();
+            if k.lost > 0 && lost == k.lost {
+                break (flows, lost, k);
+            }
+            assert!(Instant::now() < deadline, "reported {lost} lost of {k:?}");
+            match tokio::time::timeout(Duration::from_millis(200), stream.message()).await {
+                Ok(Ok(Some(r))) => match r.response_types {
+                    Some(ResponseTypes::Flow(_)) => flows += 1,
+                    Some(ResponseTypes::LostEvents(l)) => {
+                        assert_eq!(l.source, lumen_proto::flow::LostEventSource::PerfEventRingBuffer as i32);
+                        lost += l.num_events_lost;
+                    }
+                    other => panic!("unexpected response {other:?}"),
+                },
+                Ok(other) => panic!("stream ended: {other:?}"),
+                Err(_) => {}
+            }
+        }
+    });
+    assert!(kernel.lost > 0, "a 4 KiB ring buffer must overflow");
+    assert_eq!(
+        lost, kernel.lost,
+        "every kernel loss reaches the follower, counted exactly"
+    );
+    assert!(flows > 0 && flows <= kernel.emitted - kernel.lost);
+}
