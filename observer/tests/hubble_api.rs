@@ -333,3 +333,74 @@ fn a_follower_is_told_exactly_what_the_kernel_ring_buffer_lost() {
     );
     assert!(flows > 0 && flows <= kernel.emitted - kernel.lost);
 }
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn a_slow_follower_is_told_exactly_what_it_missed_and_blocks_nobody() {
+    let mut c = cluster(&[("frontend", &[("app", "frontend")]), ("backend", &[("app", "backend")])]);
+    c.start_observer("rules: []\n", &["--max-flows", "200", "--monitor-aggregation", "none"]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let fe = c.pod("frontend").clone();
+    let target = c.addr("backend", false, 9);
+    let socket = c.grpc_socket();
+    rt.block_on(async move {
+        let mut client = ObserverClient::new(connect(socket).await);
+        let seen = |s: lumen_proto::observer::ServerStatusResponse| s.seen_flows;
+        let before = seen(client.server_status(ServerStatusRequest {}).await.unwrap().into_inner());
+        let mut slow = client
+            .get_flows(GetFlowsRequest {
+                follow: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        // 3,000 datagrams, two events each, into a store of 200, while the
+        // slow follower reads nothing.
+        let sent = tokio::task::spawn_blocking(move || fe.udp_send(target, b"x", 3_000).unwrap());
+        assert_eq!(sent.await.unwrap(), 3_000);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Another client is served meanwhile: the slow one blocks nobody.
+        let status = client.server_status(ServerStatusRequest {}).await.unwrap().into_inner();
+        let stored = status.seen_flows - before;
+        assert!(stored >= 6_000, "{stored} flows stored");
+        assert_eq!(status.num_flows, 200);
+        let last = flows(
+            &mut client,
+            GetFlowsRequest {
+                number: 10,
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(last.len(), 10);
+
+        let (mut got, mut lost) = (0u64, 0u64);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while got + lost < stored {
+            assert!(Instant::now() < deadline, "{got} flows + {lost} lost of {stored}");
+            match tokio::time::timeout(Duration::from_millis(500), slow.message()).await {
+                Ok(Ok(Some(r))) => match r.response_types {
+                    Some(ResponseTypes::Flow(_)) => got += 1,
+                    Some(ResponseTypes::LostEvents(l)) => {
+                        assert_eq!(l.source, lumen_proto::flow::LostEventSource::HubbleRingBuffer as i32);
+                        lost += l.num_events_lost;
+                    }
+                    other => panic!("unexpected response {other:?}"),
+                },
+                Ok(other) => panic!("stream ended: {other:?}"),
+                Err(_) => {}
+            }
+        }
+        assert_eq!(
+            got + lost,
+            stored,
+            "every flow is either delivered or reported lost, exactly"
+        );
+        assert!(lost > 0, "a follower that reads nothing falls behind a 200-flow store");
+    });
+}
