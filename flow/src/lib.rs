@@ -50,6 +50,7 @@ mod ip;
 mod l4;
 mod l7;
 mod label;
+pub mod mask;
 mod pattern;
 
 #[cfg(test)]

@@ -42,6 +42,8 @@ pub enum RequestError {
     FirstWithFollow,
     #[error("invalid filter: {0}")]
     Filter(#[from] FilterError),
+    #[error(transparent)]
+    Mask(#[from] lumen_flow::mask::MaskError),
     #[error("invalid {field} timestamp: {seconds}s {nanos}ns")]
     Timestamp {
         field: &'static str,
@@ -67,6 +69,8 @@ pub struct Query {
     /// A cheap test on the stored record that never rejects a flow the
     /// filters accept; only flows passing it are built and matched.
     pub prefilter: Prefilter,
+    /// The flow fields the client asked for, if it named any.
+    pub mask: Option<lumen_flow::mask::FlowMask>,
 }
 
 fn timestamp_ns(field: &'static str, t: &prost_types::Timestamp) -> Result<u64, RequestError> {
@@ -94,6 +98,7 @@ impl Query {
             until: req.until.as_ref().map(|t| timestamp_ns("until", t)).transpose()?,
             filters: lumen_flow::compile(&req.whitelist, &req.blacklist)?,
             prefilter: Prefilter::new(&req.whitelist),
+            mask: lumen_flow::mask::FlowMask::new(req.field_mask.as_ref().map_or(&[][..], |m| &m.paths[..]))?,
         })
     }
 
@@ -171,11 +176,14 @@ fn lost(hub: &Hub, source: LostEventSource, count: u64) -> GetFlowsResponse {
     }
 }
 
-fn flow_response(flow: Flow) -> GetFlowsResponse {
+fn flow_response(flow: Flow, mask: Option<&lumen_flow::mask::FlowMask>) -> GetFlowsResponse {
     GetFlowsResponse {
         node_name: flow.node_name.clone(),
         time: flow.time,
-        response_types: Some(ResponseTypes::Flow(flow)),
+        response_types: Some(ResponseTypes::Flow(match mask {
+            Some(m) => m.apply(&flow),
+            None => flow,
+        })),
     }
 }
 
@@ -378,7 +386,7 @@ async fn stream_flows(hub: Arc<Hub>, q: Query, tx: Tx, mut shutdown: watch::Rece
                 Admit::Skip => {}
                 Admit::Send => {
                     let flow = built.unwrap_or_else(|| hub.to_flow(f));
-                    if tx.send(Ok(flow_response(flow))).await.is_err() {
+                    if tx.send(Ok(flow_response(flow, q.mask.as_ref()))).await.is_err() {
                         return;
                     }
                     sent += 1;

@@ -404,3 +404,69 @@ fn a_slow_follower_is_told_exactly_what_it_missed_and_blocks_nobody() {
         assert!(lost > 0, "a follower that reads nothing falls behind a 200-flow store");
     });
 }
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn a_field_mask_sends_only_the_named_fields() {
+    let mut c = cluster(&[("frontend", &[("app", "frontend")]), ("backend", &[("app", "backend")])]);
+    c.start_observer(ALLOW_HTTP, &[]);
+    let be = c.pod("backend").clone();
+    let _s = be.tcp_echo_server(8080).unwrap();
+    assert!(c
+        .pod("frontend")
+        .tcp_request(c.addr("backend", false, 8080), b"no", SHORT)
+        .is_err());
+    c.wait_flow(|e| e["destination_port"] == 8080 && e["verdict"] == "DROPPED");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut client = ObserverClient::new(connect(c.grpc_socket()).await);
+        let mask = |paths: &[&str]| {
+            Some(lumen_proto::prost_types::FieldMask {
+                paths: paths.iter().map(|p| p.to_string()).collect(),
+            })
+        };
+        let drops = FlowFilter {
+            verdict: vec![Verdict::Dropped as i32],
+            ..Default::default()
+        };
+        let req = GetFlowsRequest {
+            number: 1,
+            whitelist: vec![drops.clone()],
+            field_mask: mask(&["verdict", "source.pod_name"]),
+            ..Default::default()
+        };
+        let mut stream = client.get_flows(req).await.unwrap().into_inner();
+        let mut got = Vec::new();
+        while let Some(r) = stream.message().await.unwrap() {
+            assert!(r.time.is_some(), "the response keeps its time");
+            if let Some(ResponseTypes::Flow(f)) = r.response_types {
+                got.push((r.node_name, f));
+            }
+        }
+        assert_eq!(got.len(), 1);
+        let want = Flow {
+            verdict: Verdict::Dropped as i32,
+            source: Some(lumen_proto::flow::Endpoint {
+                pod_name: "frontend".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(got[0].1, want);
+        assert_eq!(got[0].0, c.node_name, "the response still names the node");
+
+        let bad = GetFlowsRequest {
+            field_mask: mask(&["source.podname"]),
+            ..Default::default()
+        };
+        let status = client.get_flows(bad).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(
+            status.message(),
+            "field_mask path \"source.podname\": flow.Endpoint has no field \"podname\""
+        );
+    });
+}
