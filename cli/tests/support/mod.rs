@@ -26,3 +26,76 @@ pub fn temp(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A node with `frontend`, `backend` and `other` pods (10.0.0.1-3, labelled
+/// `app=<name>`, namespace default), guarded by a real observer in-process
+/// with its own sockets. Everything goes away on drop.
+pub struct Live {
+    pub tb: lumen_testbed::Testbed,
+    pub pods: Vec<lumen_testbed::Pod>,
+    pub cfg: lumen_observer::ObserverConfig,
+    pub dir: PathBuf,
+    observer: Option<lumen_observer::ObserverHandle>,
+}
+
+impl Live {
+    pub fn start(name: &str, rules: &str) -> Live {
+        use lumen_testbed::{PodSpec, Testbed};
+        let mut tb = Testbed::new().unwrap();
+        let node = tb.add_node("n").unwrap();
+        let mut pods = Vec::new();
+        let mut text = String::from("endpoints:\n");
+        for (i, app) in ["frontend", "backend", "other"].iter().enumerate() {
+            let ip = std::net::Ipv4Addr::new(10, 0, 0, i as u8 + 1);
+            let pod = tb
+                .add_pod(&node, PodSpec::new(app, "default", ip).label("app", app))
+                .unwrap();
+            text += &format!(
+                "  - name: {app}\n    labels: {{app: {app}}}\n    interface: {}\n    ips: [{ip}]\n",
+                pod.host_ifname
+            );
+            pods.push(pod);
+        }
+        let dir = temp(name);
+        std::fs::write(dir.join("endpoints.yaml"), text).unwrap();
+        std::fs::write(dir.join("rules.yaml"), rules).unwrap();
+        let mut cfg = lumen_observer::ObserverConfig::for_node(&format!("{}-{name}", tb.prefix()));
+        cfg.netns = Some(node.netns.clone());
+        cfg.endpoints = Some(dir.join("endpoints.yaml"));
+        cfg.rules = Some(dir.join("rules.yaml"));
+        cfg.control_socket = dir.join("control.sock");
+        cfg.socket = dir.join("observer.sock");
+        cfg.state_dir = dir.join("state");
+        cfg.events_output = "none".into();
+        let observer = lumen_observer::ObserverHandle::spawn(cfg.clone());
+        assert!(
+            observer.wait_ready(std::time::Duration::from_secs(20)),
+            "observer did not start"
+        );
+        Live {
+            tb,
+            pods,
+            cfg,
+            dir,
+            observer: Some(observer),
+        }
+    }
+
+    pub fn pod(&self, name: &str) -> &lumen_testbed::Pod {
+        self.pods.iter().find(|p| p.name == name).unwrap()
+    }
+
+    pub fn server(&self) -> String {
+        format!("unix://{}", self.cfg.socket.display())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if let Some(o) = self.observer.take() {
+            let _ = o.stop();
+        }
+        let _ = lumen_observer::daemon::uninstall(&self.cfg.pin_dir());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
