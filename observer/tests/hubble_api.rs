@@ -470,3 +470,48 @@ fn a_field_mask_sends_only_the_named_fields() {
         );
     });
 }
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn the_api_is_also_served_over_tcp_when_asked() {
+    let mut c = cluster(&[("frontend", &[("app", "frontend")])]);
+    c.start_observer(
+        "rules: []\n",
+        &["--listen-address", "127.0.0.1:4244", "--max-flows", "777"],
+    );
+    let netns = c.node.netns.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        // 127.0.0.1 of the node's namespace: connect from inside it.
+        let channel = Endpoint::try_from("http://127.0.0.1:4244")
+            .unwrap()
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let netns = netns.clone();
+                async move {
+                    let std = lumen_testbed::in_netns(&netns, || std::net::TcpStream::connect("127.0.0.1:4244"))
+                        .map_err(std::io::Error::other)??;
+                    std.set_nonblocking(true)?;
+                    Ok::<_, std::io::Error>(TokioIo::new(tokio::net::TcpStream::from_std(std)?))
+                }
+            }))
+            .await
+            .expect("connect over TCP inside the node");
+        let status = ObserverClient::new(channel.clone())
+            .server_status(ServerStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(status.max_flows, 777);
+        let health = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: HEALTH_SERVICE_NAME.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(health.status, ServingStatus::Serving as i32);
+    });
+}
