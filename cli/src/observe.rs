@@ -321,7 +321,14 @@ fn thousands(n: u64) -> String {
 }
 
 /// The lines `hubble status` prints for a health answer and a ServerStatus.
-pub fn status_lines(server: &str, health: &str, s: &lumen_proto::observer::ServerStatusResponse) -> String {
+/// `lost`: events the kernel ring buffer could not take and flows clients
+/// missed, when the server reports them (Lumen does, in metadata).
+pub fn status_lines(
+    server: &str,
+    health: &str,
+    s: &lumen_proto::observer::ServerStatusResponse,
+    lost: Option<(u64, u64)>,
+) -> String {
     let mut out = format!("Healthcheck (via {server}): {health}\n");
     let percent = if s.max_flows == 0 {
         0.0
@@ -346,6 +353,13 @@ pub fn status_lines(server: &str, health: &str, s: &lumen_proto::observer::Serve
             out += &format!("Unavailable Nodes: {}\n", s.unavailable_nodes.join(", "));
         }
     }
+    if let Some((kernel, client)) = lost {
+        out += &format!(
+            "Lost Events: {} in the kernel ring buffer, {} by slow clients\n",
+            thousands(kernel),
+            thousands(client)
+        );
+    }
     out
 }
 
@@ -364,12 +378,14 @@ pub fn status(args: &ServerArgs) -> anyhow::Result<()> {
             ServingStatus::Serving => "Ok".to_string(),
             other => other.as_str_name().to_string(),
         };
-        let s = ObserverClient::new(channel)
+        let response = ObserverClient::new(channel)
             .server_status(ServerStatusRequest {})
             .await
-            .with_context(|| format!("ServerStatus on {server}"))?
-            .into_inner();
-        anyhow::Ok(status_lines(server, &health, &s))
+            .with_context(|| format!("ServerStatus on {server}"))?;
+        let count = |key: &str| -> Option<u64> { response.metadata().get(key)?.to_str().ok()?.parse().ok() };
+        let lost =
+            count(lumen_observer::server::LOST_KERNEL_HEADER).zip(count(lumen_observer::server::LOST_CLIENT_HEADER));
+        anyhow::Ok(status_lines(server, &health, response.get_ref(), lost))
     })?;
     print!("{text}");
     Ok(())
@@ -410,8 +426,10 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            status_lines("unix:///run/o.sock", "Ok", &s),
+            status_lines("unix:///run/o.sock", "Ok", &s, None),
             "Healthcheck (via unix:///run/o.sock): Ok\nCurrent/Max Flows: 1,234/65,535 (1.88%)\nFlows/s: 12.34\nConnected Nodes: 1/1\n"
         );
+        assert!(status_lines("x", "Ok", &s, Some((12_345, 6)))
+            .ends_with("Connected Nodes: 1/1\nLost Events: 12,345 in the kernel ring buffer, 6 by slow clients\n"));
     }
 }

@@ -388,7 +388,7 @@ fn observe_and_status_against_a_running_observer() {
     let (code, out, err) = lumen(&["status", "--server", &server]);
     assert_eq!((code, err.as_str()), (0, ""));
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 4, "{out}");
+    assert_eq!(lines.len(), 5, "{out}");
     assert_eq!(lines[0], format!("Healthcheck (via {server}): Ok"));
     let current: u64 = lines[1]
         .trim_start_matches("Current/Max Flows: ")
@@ -406,6 +406,7 @@ fn observe_and_status_against_a_running_observer() {
     let rate: f64 = lines[2].trim_start_matches("Flows/s: ").parse().unwrap();
     assert_eq!(lines[2], format!("Flows/s: {rate:.2}"));
     assert_eq!(lines[3], "Connected Nodes: 1/1");
+    assert_eq!(lines[4], "Lost Events: 0 in the kernel ring buffer, 0 by slow clients");
 
     observer.stop().unwrap();
     lumen_observer::daemon::uninstall(&cfg.pin_dir()).unwrap();

@@ -26,6 +26,8 @@ pub struct HubStatus {
     pub uptime_ns: u64,
     pub flows_rate: f64,
     pub kernel_lost: u64,
+    /// Flows clients missed because they read slower than the store turned over.
+    pub client_lost: u64,
 }
 
 pub struct Hub {
@@ -38,6 +40,7 @@ pub struct Hub {
     newest: watch::Sender<u64>,
     /// Events the kernel ring buffer could not take, since start.
     kernel_lost: watch::Sender<u64>,
+    client_lost: std::sync::atomic::AtomicU64,
 }
 
 /// A random id per observer start, so flow uuids differ across restarts.
@@ -67,6 +70,7 @@ impl Hub {
             snapshots: RwLock::new(VecDeque::from([(0, Arc::new(snapshot))])),
             newest: watch::channel(0).0,
             kernel_lost: watch::channel(0).0,
+            client_lost: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -144,6 +148,11 @@ impl Hub {
         self.kernel_lost.send_modify(|n| *n += count);
     }
 
+    /// Records flows a client was told it missed.
+    pub fn client_lost(&self, count: u64) {
+        self.client_lost.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn subscribe_newest(&self) -> watch::Receiver<u64> {
         self.newest.subscribe()
     }
@@ -165,6 +174,7 @@ impl Hub {
             uptime_ns: uptime.as_nanos() as u64,
             flows_rate: seen_flows as f64 / uptime.as_secs_f64().max(1e-9),
             kernel_lost: *self.kernel_lost.borrow(),
+            client_lost: self.client_lost.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 }

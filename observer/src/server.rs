@@ -30,6 +30,11 @@ use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream, UnixListenerStre
 use crate::hub::Hub;
 use crate::store::StoredFlow;
 
+/// ServerStatus metadata: events the kernel ring buffer could not take.
+pub const LOST_KERNEL_HEADER: &str = "lumen-lost-kernel-events";
+/// ServerStatus metadata: flows clients missed by reading too slowly.
+pub const LOST_CLIENT_HEADER: &str = "lumen-lost-client-flows";
+
 /// Responses buffered per client before it falls behind in the store.
 const CLIENT_BUFFER: usize = 256;
 /// Flows copied out of the store per lock.
@@ -367,6 +372,9 @@ async fn stream_flows(hub: Arc<Hub>, q: Query, tx: Tx, mut shutdown: watch::Rece
         let max = READ_BATCH.min(usize::try_from(end - cursor).unwrap_or(READ_BATCH));
         let batch = hub.store().read(cursor, max);
         cursor = batch.next;
+        if batch.lost > 0 {
+            hub.client_lost(batch.lost);
+        }
         if batch.lost > 0
             && tx
                 .send(Ok(lost(&hub, LostEventSource::HubbleRingBuffer, batch.lost)))
@@ -483,7 +491,7 @@ impl Observer for ObserverService {
 
     async fn server_status(&self, _: Request<ServerStatusRequest>) -> Result<Response<ServerStatusResponse>, Status> {
         let s = self.hub.status();
-        Ok(Response::new(ServerStatusResponse {
+        let mut response = Response::new(ServerStatusResponse {
             num_flows: s.num_flows,
             max_flows: s.max_flows,
             seen_flows: s.seen_flows,
@@ -493,7 +501,13 @@ impl Observer for ObserverService {
             unavailable_nodes: Vec::new(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             flows_rate: s.flows_rate,
-        }))
+        });
+        // Losses have no field in Hubble's message: Lumen adds them as
+        // response metadata, which Hubble clients ignore.
+        let meta = response.metadata_mut();
+        meta.insert(LOST_KERNEL_HEADER, s.kernel_lost.into());
+        meta.insert(LOST_CLIENT_HEADER, s.client_lost.into());
+        Ok(response)
     }
 }
 

@@ -402,6 +402,20 @@ fn a_slow_follower_is_told_exactly_what_it_missed_and_blocks_nobody() {
             "every flow is either delivered or reported lost, exactly"
         );
         assert!(lost > 0, "a follower that reads nothing falls behind a 200-flow store");
+        // ServerStatus counts what clients missed (in Lumen's response metadata).
+        let status = client.server_status(ServerStatusRequest {}).await.unwrap();
+        let meta = |k: &str| {
+            status
+                .metadata()
+                .get(k)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        };
+        assert_eq!(meta(lumen_observer::server::LOST_CLIENT_HEADER), lost);
+        assert_eq!(meta(lumen_observer::server::LOST_KERNEL_HEADER), 0);
     });
 }
 
