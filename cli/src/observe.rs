@@ -7,11 +7,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use hyper_util::rt::TokioIo;
 use lumen_flow::format;
 use lumen_proto::observer::get_flows_response::ResponseTypes;
 use lumen_proto::observer::{observer_client::ObserverClient, GetFlowsRequest, GetFlowsResponse, ServerStatusRequest};
-use lumen_proto::tonic::transport::{Channel, Endpoint, Uri};
+use lumen_proto::tonic::transport::{Channel, Endpoint};
 use lumen_proto::tonic_health::pb::{
     health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
 };
@@ -241,12 +240,7 @@ fn unreachable(server: &str, e: &(dyn std::error::Error + 'static)) -> anyhow::E
 
 async fn connect(server: &str) -> anyhow::Result<Channel> {
     if let Some(path) = server.strip_prefix("unix://") {
-        let path = PathBuf::from(path);
-        return Endpoint::from_static("http://lumen")
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                let path = path.clone();
-                async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
-            }))
+        return lumen_observer::server::connect_unix(std::path::Path::new(path))
             .await
             .map_err(|e| unreachable(server, &e));
     }

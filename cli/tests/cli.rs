@@ -86,13 +86,9 @@ fn endpoint_commands_against_a_running_observer() {
     let rules = dir.join("rules.yaml");
     std::fs::write(&rules, "rules:\n  - name: web-in\n    endpoints: {app: web}\n    direction: ingress\n    action: allow\n    ports: [80/tcp]\n").unwrap();
     let node_name = format!("{}-cli", tb.prefix());
-    let mut cfg = ObserverConfig::for_node(&node_name);
+    let mut cfg = ObserverConfig::in_dir(&node_name, &dir);
     cfg.netns = Some(node.netns.clone());
     cfg.endpoints = Some(endpoints);
-    cfg.control_socket = socket.clone();
-    cfg.socket = dir.join("observer.sock");
-    cfg.state_dir = dir.join("state");
-    cfg.events_output = "none".into();
     let observer = ObserverHandle::spawn(cfg.clone());
     assert!(observer.wait_ready(Duration::from_secs(20)), "observer did not start");
     let sock = socket.to_str().unwrap();

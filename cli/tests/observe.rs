@@ -276,14 +276,10 @@ fn observe_and_status_against_a_running_observer() {
         "rules:\n  - name: allow-http\n    endpoints: {app: backend}\n    direction: ingress\n    action: allow\n    peers: {app: frontend}\n    ports: [80/tcp]\n",
     )
     .unwrap();
-    let mut cfg = ObserverConfig::for_node(&format!("{}-obs", tb.prefix()));
+    let mut cfg = ObserverConfig::in_dir(&format!("{}-obs", tb.prefix()), &dir);
     cfg.netns = Some(node.netns.clone());
     cfg.endpoints = Some(endpoints);
     cfg.rules = Some(rules);
-    cfg.control_socket = dir.join("control.sock");
-    cfg.socket = dir.join("observer.sock");
-    cfg.state_dir = dir.join("state");
-    cfg.events_output = "none".into();
     cfg.max_flows = 1000;
     let observer = ObserverHandle::spawn(cfg.clone());
     assert!(observer.wait_ready(Duration::from_secs(20)), "observer did not start");

@@ -143,14 +143,10 @@ struct Running {
 
 fn start_lumen(node: &Node, dir: &Path, node_name: &str, rules: &str, local_redirect: bool) -> Running {
     std::fs::write(dir.join("rules.yaml"), rules).unwrap();
-    let mut cfg = ObserverConfig::for_node(node_name);
+    let mut cfg = ObserverConfig::in_dir(node_name, dir);
     cfg.netns = Some(node.netns.clone());
     cfg.endpoints = Some(dir.join("endpoints.yaml"));
     cfg.rules = Some(dir.join("rules.yaml"));
-    cfg.control_socket = dir.join("control.sock");
-    cfg.socket = dir.join("observer.sock");
-    cfg.state_dir = dir.join("state");
-    cfg.events_output = "none".into();
     cfg.local_redirect = local_redirect;
     let pin_dir = cfg.pin_dir();
     // The observer gets the other core, so its threads do not perturb the

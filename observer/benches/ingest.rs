@@ -13,11 +13,9 @@ use std::time::{Duration, Instant};
 
 use aya::programs::SchedClassifier;
 use aya::EbpfLoader;
-use hyper_util::rt::TokioIo;
 use lumen_observer::{counters, ObserverConfig, ObserverHandle};
 use lumen_proto::observer::observer_client::ObserverClient;
 use lumen_proto::observer::ServerStatusRequest;
-use lumen_proto::tonic::transport::{Endpoint, Uri};
 
 #[path = "support/benchmarks_md.rs"]
 mod benchmarks_md;
@@ -34,16 +32,8 @@ fn pin_to_cpu(cpu: usize) {
 }
 
 fn seen_flows(rt: &tokio::runtime::Runtime, socket: &Path) -> u64 {
-    let path = socket.to_path_buf();
     rt.block_on(async move {
-        let channel = Endpoint::try_from("http://lumen")
-            .unwrap()
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                let path = path.clone();
-                async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
-            }))
-            .await
-            .unwrap();
+        let channel = lumen_observer::server::connect_unix(socket).await.unwrap();
         ObserverClient::new(channel)
             .server_status(ServerStatusRequest {})
             .await
@@ -94,14 +84,10 @@ fn main() {
         "rules:\n  - name: gen-out\n    endpoints: {app: gen}\n    direction: egress\n    action: allow\n    ports: [9/udp]\n",
     )
     .unwrap();
-    let mut cfg = ObserverConfig::for_node(&format!("{}-ingest", tb.prefix()));
+    let mut cfg = ObserverConfig::in_dir(&format!("{}-ingest", tb.prefix()), &dir);
     cfg.netns = Some(node.netns.clone());
     cfg.endpoints = Some(dir.join("endpoints.yaml"));
     cfg.rules = Some(dir.join("rules.yaml"));
-    cfg.control_socket = dir.join("control.sock");
-    cfg.socket = dir.join("observer.sock");
-    cfg.state_dir = dir.join("state");
-    cfg.events_output = "none".into();
     cfg.ring_buffer_bytes = 16 << 20;
     cfg.max_flows = 1_000_000;
     let pin_dir = cfg.pin_dir();

@@ -10,7 +10,6 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use hyper_util::rt::TokioIo;
 use lumen_observer::hub::Hub;
 use lumen_observer::{decode, server};
 use lumen_probes::abi;
@@ -18,7 +17,6 @@ use lumen_proto::flow::{FlowFilter, Verdict};
 use lumen_proto::observer::get_flows_response::ResponseTypes;
 use lumen_proto::observer::observer_client::ObserverClient;
 use lumen_proto::observer::GetFlowsRequest;
-use lumen_proto::tonic::transport::{Endpoint, Uri};
 
 #[path = "support/benchmarks_md.rs"]
 mod benchmarks_md;
@@ -125,15 +123,7 @@ fn main() {
     let listener = rt.block_on(async { server::bind_unix(&socket) }).unwrap();
     let server = rt.spawn(server::serve(hub.clone(), listener, None, stop_rx));
     let latencies: Vec<Vec<Duration>> = rt.block_on(async {
-        let path = socket.clone();
-        let channel = Endpoint::try_from("http://lumen")
-            .unwrap()
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                let path = path.clone();
-                async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
-            }))
-            .await
-            .unwrap();
+        let channel = server::connect_unix(&socket).await.unwrap();
         let mut client = ObserverClient::new(channel).max_decoding_message_size(64 << 20);
         // Both are checked on the stored records before flows are built.
         let filters = [

@@ -156,6 +156,18 @@ impl ObserverConfig {
         <ObserverConfig as clap::Parser>::parse_from(["lumen-observer", "--node-name", node_name])
     }
 
+    /// Defaults for `node_name` with its sockets and state under `dir` and
+    /// no JSON-lines output: several observers side by side on one machine
+    /// (tests, benchmarks), none touching /var/run/lumen.
+    pub fn in_dir(node_name: &str, dir: &Path) -> ObserverConfig {
+        let mut cfg = Self::for_node(node_name);
+        cfg.control_socket = dir.join("control.sock");
+        cfg.socket = dir.join("observer.sock");
+        cfg.state_dir = dir.join("state");
+        cfg.events_output = "none".into();
+        cfg
+    }
+
     pub fn pin_dir(&self) -> PathBuf {
         self.bpffs_root.join(&self.node_name)
     }

@@ -511,6 +511,22 @@ impl Observer for ObserverService {
     }
 }
 
+/// A gRPC channel to a server on a Unix socket (tonic dials only TCP by
+/// itself): for the CLI, tests and benchmarks.
+pub async fn connect_unix(path: &Path) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    let path = path.to_path_buf();
+    tonic::transport::Endpoint::from_static("http://lumen")
+        .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(path).await?,
+                ))
+            }
+        }))
+        .await
+}
+
 /// Binds the Unix socket, replacing a stale socket file.
 pub fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
     if let Some(dir) = path.parent() {

@@ -21,15 +21,6 @@ const FRONTEND: &[(&str, &str)] = &[("app", "frontend")];
 const BACKEND: &[(&str, &str)] = &[("app", "backend")];
 const OTHER: &[(&str, &str)] = &[("app", "other")];
 
-const ALLOW_HTTP: &str = "rules:
-  - name: allow-http
-    endpoints: {app: backend}
-    direction: ingress
-    action: allow
-    peers: {app: frontend}
-    ports: [80/tcp]
-";
-
 fn three_pods() -> Cluster {
     cluster(&[("frontend", FRONTEND), ("backend", BACKEND), ("other", OTHER)])
 }

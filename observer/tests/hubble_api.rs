@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioIo;
-use lumen_proto::flow::{layer4::Protocol, DropReason, Flow, FlowFilter, TrafficDirection, Verdict};
+use lumen_proto::flow::{layer4::Protocol, DropReason, Flow, FlowFilter, LostEventSource, TrafficDirection, Verdict};
 use lumen_proto::observer::{
     get_flows_response::ResponseTypes, observer_client::ObserverClient, GetAgentEventsRequest, GetFlowsRequest,
     GetNamespacesRequest, GetNodesRequest, ServerStatusRequest,
@@ -21,22 +21,8 @@ use lumen_proto::tonic_health::pb::{
 use lumen_proto::{relay, HEALTH_SERVICE_NAME};
 use support::*;
 
-const ALLOW_HTTP: &str = "rules:
-  - name: allow-http
-    endpoints: {app: backend}
-    direction: ingress
-    action: allow
-    peers: {app: frontend}
-    ports: [80/tcp]
-";
-
 async fn connect(path: PathBuf) -> Channel {
-    Endpoint::try_from("http://lumen")
-        .unwrap()
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
-        }))
+    lumen_observer::server::connect_unix(&path)
         .await
         .expect("connect to the observer socket")
 }
@@ -54,6 +40,33 @@ async fn flows(client: &mut ObserverClient<Channel>, req: GetFlowsRequest) -> Ve
         }
     }
     out
+}
+
+/// Reads a follow stream until `done(flows, lost)`, counting the flows and
+/// the losses it reports (each from `source`); fails after 15 s.
+async fn tally(
+    stream: &mut lumen_proto::tonic::Streaming<lumen_proto::observer::GetFlowsResponse>,
+    source: LostEventSource,
+    done: impl Fn(u64, u64) -> bool,
+) -> (u64, u64) {
+    let (mut flows, mut lost) = (0u64, 0u64);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !done(flows, lost) {
+        assert!(Instant::now() < deadline, "{flows} flows and {lost} lost so far");
+        match tokio::time::timeout(Duration::from_millis(200), stream.message()).await {
+            Ok(Ok(Some(r))) => match r.response_types {
+                Some(ResponseTypes::Flow(_)) => flows += 1,
+                Some(ResponseTypes::LostEvents(l)) => {
+                    assert_eq!(l.source, source as i32);
+                    lost += l.num_events_lost;
+                }
+                other => panic!("unexpected response {other:?}"),
+            },
+            Ok(other) => panic!("stream ended: {other:?}"),
+            Err(_) => {}
+        }
+    }
+    (flows, lost)
 }
 
 fn dport(f: &Flow) -> u32 {
@@ -304,27 +317,12 @@ fn a_follower_is_told_exactly_what_the_kernel_ring_buffer_lost() {
         let sent = tokio::task::spawn_blocking(move || fe.udp_send(target, b"x", 20_000).unwrap());
         assert_eq!(sent.await.unwrap(), 20_000);
         // Read the stream until the losses it reported add up to the kernel's count.
-        let (mut flows, mut lost) = (0u64, 0u64);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
+        let (flows, lost) = tally(&mut stream, LostEventSource::PerfEventRingBuffer, |_, lost| {
             let k = lumen_observer::counters::event_counters(&pin_dir).unwrap();
-            if k.lost > 0 && lost == k.lost {
-                break (flows, lost, k);
-            }
-            assert!(Instant::now() < deadline, "reported {lost} lost of {k:?}");
-            match tokio::time::timeout(Duration::from_millis(200), stream.message()).await {
-                Ok(Ok(Some(r))) => match r.response_types {
-                    Some(ResponseTypes::Flow(_)) => flows += 1,
-                    Some(ResponseTypes::LostEvents(l)) => {
-                        assert_eq!(l.source, lumen_proto::flow::LostEventSource::PerfEventRingBuffer as i32);
-                        lost += l.num_events_lost;
-                    }
-                    other => panic!("unexpected response {other:?}"),
-                },
-                Ok(other) => panic!("stream ended: {other:?}"),
-                Err(_) => {}
-            }
-        }
+            k.lost > 0 && lost == k.lost
+        })
+        .await;
+        (flows, lost, lumen_observer::counters::event_counters(&pin_dir).unwrap())
     });
     assert!(kernel.lost > 0, "a 4 KiB ring buffer must overflow");
     assert_eq!(
@@ -379,23 +377,10 @@ fn a_slow_follower_is_told_exactly_what_it_missed_and_blocks_nobody() {
         .await;
         assert_eq!(last.len(), 10);
 
-        let (mut got, mut lost) = (0u64, 0u64);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while got + lost < stored {
-            assert!(Instant::now() < deadline, "{got} flows + {lost} lost of {stored}");
-            match tokio::time::timeout(Duration::from_millis(500), slow.message()).await {
-                Ok(Ok(Some(r))) => match r.response_types {
-                    Some(ResponseTypes::Flow(_)) => got += 1,
-                    Some(ResponseTypes::LostEvents(l)) => {
-                        assert_eq!(l.source, lumen_proto::flow::LostEventSource::HubbleRingBuffer as i32);
-                        lost += l.num_events_lost;
-                    }
-                    other => panic!("unexpected response {other:?}"),
-                },
-                Ok(other) => panic!("stream ended: {other:?}"),
-                Err(_) => {}
-            }
-        }
+        let (got, lost) = tally(&mut slow, LostEventSource::HubbleRingBuffer, |got, lost| {
+            got + lost >= stored
+        })
+        .await;
         assert_eq!(
             got + lost,
             stored,

@@ -59,14 +59,10 @@ impl Live {
         let dir = temp(name);
         std::fs::write(dir.join("endpoints.yaml"), text).unwrap();
         std::fs::write(dir.join("rules.yaml"), rules).unwrap();
-        let mut cfg = lumen_observer::ObserverConfig::for_node(&format!("{}-{name}", tb.prefix()));
+        let mut cfg = lumen_observer::ObserverConfig::in_dir(&format!("{}-{name}", tb.prefix()), &dir);
         cfg.netns = Some(node.netns.clone());
         cfg.endpoints = Some(dir.join("endpoints.yaml"));
         cfg.rules = Some(dir.join("rules.yaml"));
-        cfg.control_socket = dir.join("control.sock");
-        cfg.socket = dir.join("observer.sock");
-        cfg.state_dir = dir.join("state");
-        cfg.events_output = "none".into();
         let observer = lumen_observer::ObserverHandle::spawn(cfg.clone());
         assert!(
             observer.wait_ready(std::time::Duration::from_secs(20)),

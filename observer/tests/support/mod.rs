@@ -16,6 +16,16 @@ use serde_json::Value;
 
 pub const BPFFS_ROOT: &str = "/sys/fs/bpf/lumen";
 
+/// The backend accepts TCP 80 from the frontend, nothing else.
+pub const ALLOW_HTTP: &str = "rules:
+  - name: allow-http
+    endpoints: {app: backend}
+    direction: ingress
+    action: allow
+    peers: {app: frontend}
+    ports: [80/tcp]
+";
+
 pub struct Cluster {
     pub tb: Testbed,
     pub node: Node,
