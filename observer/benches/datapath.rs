@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use lumen_observer::{daemon, ObserverConfig, ObserverHandle};
 
+#[path = "support/cpu.rs"]
+mod cpu;
+use cpu::pin_to_cpu;
 #[path = "support/benchmarks_md.rs"]
 mod benchmarks_md;
 use benchmarks_md::update_benchmarks;
@@ -181,16 +184,6 @@ fn attach_pass(node: &Node, ifnames: &[&str]) -> aya::Ebpf {
         ebpf
     })
     .unwrap()
-}
-
-/// Pins the calling thread to one CPU.
-fn pin_to_cpu(cpu: usize) {
-    // SAFETY: cpu_set_t is plain data; sched_setaffinity(0, …) affects only this thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -17,19 +17,13 @@ use lumen_observer::{counters, ObserverConfig, ObserverHandle};
 use lumen_proto::observer::observer_client::ObserverClient;
 use lumen_proto::observer::ServerStatusRequest;
 
+#[path = "support/cpu.rs"]
+mod cpu;
+use cpu::pin_to_cpu;
 #[path = "support/benchmarks_md.rs"]
 mod benchmarks_md;
 #[path = "support/test_run.rs"]
 mod test_run;
-
-fn pin_to_cpu(cpu: usize) {
-    // SAFETY: cpu_set_t is plain data; sched_setaffinity(0, …) affects only this thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
 
 fn seen_flows(rt: &tokio::runtime::Runtime, socket: &Path) -> u64 {
     rt.block_on(async move {

@@ -11,10 +11,10 @@ use hyper_util::rt::TokioIo;
 use lumen_proto::flow::{layer4::Protocol, DropReason, Flow, FlowFilter, LostEventSource, TrafficDirection, Verdict};
 use lumen_proto::observer::{
     get_flows_response::ResponseTypes, observer_client::ObserverClient, GetAgentEventsRequest, GetFlowsRequest,
-    GetNamespacesRequest, GetNodesRequest, ServerStatusRequest,
+    GetFlowsResponse, GetNamespacesRequest, GetNodesRequest, ServerStatusRequest,
 };
 use lumen_proto::tonic::transport::{Channel, Endpoint, Uri};
-use lumen_proto::tonic::Code;
+use lumen_proto::tonic::{Code, Streaming};
 use lumen_proto::tonic_health::pb::{
     health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
 };
@@ -42,10 +42,19 @@ async fn flows(client: &mut ObserverClient<Channel>, req: GetFlowsRequest) -> Ve
     out
 }
 
+/// Opens a stream of every new flow.
+async fn follow(client: &mut ObserverClient<Channel>) -> Streaming<GetFlowsResponse> {
+    let req = GetFlowsRequest {
+        follow: true,
+        ..Default::default()
+    };
+    client.get_flows(req).await.unwrap().into_inner()
+}
+
 /// Reads a follow stream until `done(flows, lost)`, counting the flows and
 /// the losses it reports (each from `source`); fails after 15 s.
 async fn tally(
-    stream: &mut lumen_proto::tonic::Streaming<lumen_proto::observer::GetFlowsResponse>,
+    stream: &mut Streaming<GetFlowsResponse>,
     source: LostEventSource,
     done: impl Fn(u64, u64) -> bool,
 ) -> (u64, u64) {
@@ -306,14 +315,7 @@ fn a_follower_is_told_exactly_what_the_kernel_ring_buffer_lost() {
     let socket = c.grpc_socket();
     let (flows, lost, kernel) = rt.block_on(async move {
         let mut client = ObserverClient::new(connect(socket).await);
-        let mut stream = client
-            .get_flows(GetFlowsRequest {
-                follow: true,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let mut stream = follow(&mut client).await;
         let sent = tokio::task::spawn_blocking(move || fe.udp_send(target, b"x", 20_000).unwrap());
         assert_eq!(sent.await.unwrap(), 20_000);
         // Read the stream until the losses it reported add up to the kernel's count.
@@ -349,14 +351,7 @@ fn a_slow_follower_is_told_exactly_what_it_missed_and_blocks_nobody() {
         let mut client = ObserverClient::new(connect(socket).await);
         let seen = |s: lumen_proto::observer::ServerStatusResponse| s.seen_flows;
         let before = seen(client.server_status(ServerStatusRequest {}).await.unwrap().into_inner());
-        let mut slow = client
-            .get_flows(GetFlowsRequest {
-                follow: true,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let mut slow = follow(&mut client).await;
         // 3,000 datagrams, two events each, into a store of 200, while the
         // slow follower reads nothing.
         let sent = tokio::task::spawn_blocking(move || fe.udp_send(target, b"x", 3_000).unwrap());
