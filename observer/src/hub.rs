@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use lumen_probes::abi;
 use lumen_proto::flow::Flow;
@@ -16,6 +16,26 @@ use crate::store::{FlowStore, StoredFlow};
 /// Snapshots kept at most, even if old flows still refer to older ones
 /// (those are then named with the oldest snapshot kept).
 const MAX_SNAPSHOTS: usize = 1024;
+
+/// Kernel losses kept in the stream at most; a newer one beyond that is
+/// added to the newest kept, so counts stay exact.
+const MAX_KERNEL_LOSSES: usize = 4096;
+
+/// `flows_rate` is the rate over this window, like Hubble's.
+const RATE_WINDOW: Duration = Duration::from_secs(60);
+
+/// How often the seen-flows count is sampled for `flows_rate`.
+const RATE_SAMPLE: Duration = Duration::from_secs(1);
+
+/// Events the kernel ring buffer could not take, placed in the stream: they
+/// were lost before the flow numbered `seq` arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelLoss {
+    /// Position among all kernel losses since start.
+    pub id: u64,
+    pub seq: u64,
+    pub count: u64,
+}
 
 /// Counts the server reports, taken at one instant.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -40,7 +60,11 @@ pub struct Hub {
     newest: watch::Sender<u64>,
     /// Events the kernel ring buffer could not take, since start.
     kernel_lost: watch::Sender<u64>,
+    /// The same losses by position in the stream, for readers replaying it.
+    kernel_losses: Mutex<VecDeque<KernelLoss>>,
     client_lost: std::sync::atomic::AtomicU64,
+    /// (when, flows seen by then), a sample per second over the rate window.
+    rate_samples: Mutex<VecDeque<(Instant, u64)>>,
 }
 
 /// A random id per observer start, so flow uuids differ across restarts.
@@ -70,7 +94,9 @@ impl Hub {
             snapshots: RwLock::new(VecDeque::from([(0, Arc::new(snapshot))])),
             newest: watch::channel(0).0,
             kernel_lost: watch::channel(0).0,
+            kernel_losses: Mutex::new(VecDeque::new()),
             client_lost: std::sync::atomic::AtomicU64::new(0),
+            rate_samples: Mutex::new(VecDeque::new()),
         })
     }
 
@@ -136,16 +162,87 @@ impl Hub {
             }
             store.next_seq()
         };
+        self.sample_rate(Instant::now(), next);
         self.newest.send_replace(next);
+    }
+
+    fn sample_rate(&self, now: Instant, seen: u64) {
+        let mut samples = self.rate_samples.lock().unwrap_or_else(|e| e.into_inner());
+        if samples
+            .back()
+            .is_some_and(|(t, _)| now.duration_since(*t) < RATE_SAMPLE)
+        {
+            if let Some(last) = samples.back_mut() {
+                last.1 = seen;
+            }
+            return;
+        }
+        samples.push_back((now, seen));
+        // Keep one sample at or before the window's start as its baseline.
+        while samples.len() > 1 && now.duration_since(samples[1].0) >= RATE_WINDOW {
+            samples.pop_front();
+        }
+    }
+
+    /// Flows per second over the last minute (over the uptime if shorter).
+    fn flows_rate(&self, now: Instant, seen_now: u64) -> f64 {
+        let uptime = now.duration_since(self.started);
+        let window = uptime.min(RATE_WINDOW);
+        let samples = self.rate_samples.lock().unwrap_or_else(|e| e.into_inner());
+        // Flows seen when the window opened: the newest sample at or before it.
+        let window_start = now - window;
+        let base = samples
+            .iter()
+            .rev()
+            .find(|(t, _)| *t <= window_start)
+            .map_or(0, |(_, seen)| *seen);
+        seen_now.saturating_sub(base) as f64 / window.as_secs_f64().max(1e-9)
     }
 
     pub fn to_flow(&self, stored: &StoredFlow) -> Flow {
         parser::to_flow(stored, &self.snapshot(stored.names), self.instance)
     }
 
-    /// Records events the kernel ring buffer could not take.
+    /// Records events the kernel ring buffer could not take, at the current
+    /// end of the stream.
     pub fn kernel_lost(&self, count: u64) {
+        {
+            let store = self.store();
+            let (seq, oldest) = (store.next_seq(), store.oldest());
+            let mut losses = self.kernel_losses.lock().unwrap_or_else(|e| e.into_inner());
+            while losses.front().is_some_and(|l| l.seq < oldest) {
+                losses.pop_front();
+            }
+            let full = losses.len() >= MAX_KERNEL_LOSSES;
+            match losses.back_mut() {
+                Some(last) if full => last.count += count,
+                last => {
+                    let id = last.map_or(0, |l| l.id + 1);
+                    losses.push_back(KernelLoss { id, seq, count });
+                }
+            }
+        }
         self.kernel_lost.send_modify(|n| *n += count);
+    }
+
+    /// Id of the first kernel loss at or after stream position `seq`.
+    pub fn first_kernel_loss_at(&self, seq: u64) -> u64 {
+        let losses = self.kernel_losses.lock().unwrap_or_else(|e| e.into_inner());
+        match losses.iter().find(|l| l.seq >= seq) {
+            Some(l) => l.id,
+            None => losses.back().map_or(0, |l| l.id + 1),
+        }
+    }
+
+    /// Kernel losses from id `from` on that happened before flow `upto_seq`
+    /// (or at the end of the stream, if that is `upto_seq`).
+    pub fn kernel_losses(&self, from: u64, upto_seq: u64) -> Vec<KernelLoss> {
+        let losses = self.kernel_losses.lock().unwrap_or_else(|e| e.into_inner());
+        losses
+            .iter()
+            .filter(|l| l.id >= from && l.seq <= upto_seq)
+            .copied()
+            .collect()
     }
 
     /// Records flows a client was told it missed.
@@ -172,7 +269,7 @@ impl Hub {
             max_flows,
             seen_flows,
             uptime_ns: uptime.as_nanos() as u64,
-            flows_rate: seen_flows as f64 / uptime.as_secs_f64().max(1e-9),
+            flows_rate: self.flows_rate(Instant::now(), seen_flows),
             kernel_lost: *self.kernel_lost.borrow(),
             client_lost: self.client_lost.load(std::sync::atomic::Ordering::Relaxed),
         }
@@ -250,5 +347,37 @@ mod tests {
         assert_eq!((s.num_flows, s.max_flows, s.seen_flows, s.kernel_lost), (2, 2, 3, 5));
         assert!(s.flows_rate > 0.0 && s.uptime_ns > 0);
         assert_ne!(hub.instance(), 0);
+    }
+
+    #[test]
+    fn flows_rate_is_over_the_last_minute() {
+        let hub = Hub::new("n1", 8);
+        let at = |secs| hub.started + Duration::from_secs(secs);
+        hub.sample_rate(at(10), 100);
+        hub.sample_rate(at(70), 700);
+        // Within the first minute: over the uptime.
+        assert_eq!(hub.flows_rate(at(20), 100), 5.0);
+        // Later: flows seen since the window opened (at 40 s, 100 seen by then) over 60 s.
+        assert_eq!(hub.flows_rate(at(100), 1000), 15.0);
+        // Nothing for a minute: zero.
+        hub.sample_rate(at(200), 1000);
+        assert_eq!(hub.flows_rate(at(260), 1000), 0.0);
+    }
+
+    #[test]
+    fn kernel_losses_keep_their_place_in_the_stream() {
+        let hub = Hub::new("n1", 2);
+        hub.kernel_lost(1);
+        hub.push([ev(1)]);
+        hub.kernel_lost(2);
+        hub.push([ev(2), ev(3)]);
+        hub.kernel_lost(3);
+        let seqs = |l: Vec<KernelLoss>| l.iter().map(|l| (l.id, l.seq, l.count)).collect::<Vec<_>>();
+        assert_eq!(seqs(hub.kernel_losses(0, 3)), [(1, 1, 2), (2, 3, 3)]);
+        assert_eq!(seqs(hub.kernel_losses(0, 2)), [(1, 1, 2)]);
+        // Loss 0 preceded a flow no longer held, so it is gone.
+        assert_eq!(hub.first_kernel_loss_at(0), 1);
+        assert_eq!(hub.first_kernel_loss_at(4), 3);
+        assert_eq!(hub.status().kernel_lost, 6);
     }
 }

@@ -337,11 +337,28 @@ impl RawFilter {
     }
 }
 
+/// Sends the kernel losses from id `next` on that precede flow `upto_seq`;
+/// false if the client left.
+async fn send_kernel_losses(hub: &Hub, tx: &Tx, next: &mut u64, upto_seq: u64) -> bool {
+    for l in hub.kernel_losses(*next, upto_seq) {
+        if tx
+            .send(Ok(lost(hub, LostEventSource::PerfEventRingBuffer, l.count)))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        *next = l.id + 1;
+    }
+    true
+}
+
 /// Streams one client's flows until done, the client leaves or shutdown.
+/// Kernel losses come in stream order, before the first flow after them.
 async fn stream_flows(hub: Arc<Hub>, q: Query, tx: Tx, mut shutdown: watch::Receiver<bool>) {
     let mut newest = hub.subscribe_newest();
     let mut kernel = hub.subscribe_kernel_lost();
-    let mut kernel_seen = *kernel.borrow_and_update();
+    kernel.mark_unchanged();
     let (mut cursor, end) = {
         let (oldest, next) = {
             let store = hub.store();
@@ -356,19 +373,14 @@ async fn stream_flows(hub: Arc<Hub>, q: Query, tx: Tx, mut shutdown: watch::Rece
         let start = q.start(rewind, oldest, next, |f| q.matches(&hub, f));
         (start, if q.follow { u64::MAX } else { next })
     };
+    // A replay starts at a flow: losses before it are outside the window.
+    let mut next_loss = hub.first_kernel_loss_at(if cursor < end.min(hub.store().next_seq()) {
+        cursor + 1
+    } else {
+        cursor
+    });
     let mut sent = 0;
     loop {
-        if q.follow && kernel.has_changed().unwrap_or(false) {
-            let n = *kernel.borrow_and_update();
-            if tx
-                .send(Ok(lost(&hub, LostEventSource::PerfEventRingBuffer, n - kernel_seen)))
-                .await
-                .is_err()
-            {
-                return;
-            }
-            kernel_seen = n;
-        }
         let max = READ_BATCH.min(usize::try_from(end - cursor).unwrap_or(READ_BATCH));
         let batch = hub.store().read(cursor, max);
         cursor = batch.next;
@@ -385,6 +397,9 @@ async fn stream_flows(hub: Arc<Hub>, q: Query, tx: Tx, mut shutdown: watch::Rece
         }
         let idle = batch.flows.is_empty();
         for f in &batch.flows {
+            if !send_kernel_losses(&hub, &tx, &mut next_loss, f.seq).await {
+                return;
+            }
             let mut built = None;
             let admit = q.admit(sent, f, || {
                 q.prefilter.may_match(&f.event) && q.filters.matches(built.insert(hub.to_flow(f)))
@@ -401,13 +416,16 @@ async fn stream_flows(hub: Arc<Hub>, q: Query, tx: Tx, mut shutdown: watch::Rece
                 }
             }
         }
+        if !send_kernel_losses(&hub, &tx, &mut next_loss, cursor.min(end)).await {
+            return;
+        }
         if cursor >= end || (!q.follow && idle && batch.lost == 0) {
             return;
         }
         if idle {
             tokio::select! {
                 r = newest.changed() => if r.is_err() { return },
-                r = kernel.changed() => if r.is_err() { return } else { kernel.mark_changed() },
+                r = kernel.changed() => if r.is_err() { return },
                 _ = tx.closed() => return,
                 _ = shutdown.changed() => return,
             }
@@ -740,6 +758,33 @@ mod tests {
         assert_eq!(port_or_lost(rx.recv().await.unwrap().unwrap()), (0, 80));
         stop.send_replace(true);
         assert!(rx.recv().await.is_none());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn kernel_losses_reach_replays_in_stream_order() {
+        let hub = Hub::new("n1", 4);
+        hub.push([tcp(1)]);
+        hub.kernel_lost(3);
+        hub.push([tcp(2)]);
+        hub.kernel_lost(2);
+        let replay = |number| {
+            let hub = hub.clone();
+            async move {
+                let (tx, mut rx) = mpsc::channel(16);
+                let (_stop, shutdown) = watch::channel(false);
+                let q = Query::new(&request(number, false, false)).unwrap();
+                stream_flows(hub, q, tx, shutdown).await;
+                let mut got = Vec::new();
+                while let Some(r) = rx.recv().await {
+                    got.push(port_or_lost(r.unwrap()));
+                }
+                got
+            }
+        };
+        let perf = LostEventSource::PerfEventRingBuffer as i32;
+        assert_eq!(replay(10).await, [(0, 1), (perf, 3), (0, 2), (perf, 2)]);
+        // `--last 1` starts at flow 2: the loss before it is not in the window.
+        assert_eq!(replay(1).await, [(0, 2), (perf, 2)]);
     }
 
     #[test]

@@ -313,7 +313,7 @@ fn a_follower_is_told_exactly_what_the_kernel_ring_buffer_lost() {
     let target = c.addr("backend", false, 9);
     let pin_dir = c.pin_dir();
     let socket = c.grpc_socket();
-    let (flows, lost, kernel) = rt.block_on(async move {
+    let (flows, lost, kernel, replayed, replay_lost) = rt.block_on(async move {
         let mut client = ObserverClient::new(connect(socket).await);
         let mut stream = follow(&mut client).await;
         let sent = tokio::task::spawn_blocking(move || fe.udp_send(target, b"x", 20_000).unwrap());
@@ -324,7 +324,31 @@ fn a_follower_is_told_exactly_what_the_kernel_ring_buffer_lost() {
             k.lost > 0 && lost == k.lost
         })
         .await;
-        (flows, lost, lumen_observer::counters::event_counters(&pin_dir).unwrap())
+        let kernel = lumen_observer::counters::event_counters(&pin_dir).unwrap();
+        // A replay of everything stored (no follow) carries the same losses.
+        let seen = |s: lumen_proto::observer::ServerStatusResponse| s.seen_flows;
+        while seen(client.server_status(ServerStatusRequest {}).await.unwrap().into_inner())
+            < kernel.emitted - kernel.lost
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let req = GetFlowsRequest {
+            number: 1_000_000,
+            ..Default::default()
+        };
+        let mut replay = client.get_flows(req).await.unwrap().into_inner();
+        let (mut replayed, mut replay_lost) = (0u64, 0u64);
+        while let Some(r) = replay.message().await.unwrap() {
+            match r.response_types {
+                Some(ResponseTypes::Flow(_)) => replayed += 1,
+                Some(ResponseTypes::LostEvents(l)) => {
+                    assert_eq!(l.source, LostEventSource::PerfEventRingBuffer as i32);
+                    replay_lost += l.num_events_lost;
+                }
+                other => panic!("unexpected response {other:?}"),
+            }
+        }
+        (flows, lost, kernel, replayed, replay_lost)
     });
     assert!(kernel.lost > 0, "a 4 KiB ring buffer must overflow");
     assert_eq!(
@@ -332,6 +356,11 @@ fn a_follower_is_told_exactly_what_the_kernel_ring_buffer_lost() {
         "every kernel loss reaches the follower, counted exactly"
     );
     assert!(flows > 0 && flows <= kernel.emitted - kernel.lost);
+    assert_eq!(
+        (replayed, replay_lost),
+        (kernel.emitted - kernel.lost, kernel.lost),
+        "a replay holds every stored flow and every kernel loss"
+    );
 }
 
 #[test]
