@@ -5,11 +5,10 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::{Parser, Subcommand};
 use lumen_observer::control::{self, Request, Response};
-use lumen_observer::endpoint::EndpointSpec;
-use lumen_observer::rules::RuleSet;
+use lumen_observer::endpoint::{EndpointSpec, PortSpec};
 use lumen_observer::Aggregation;
 
 #[derive(Debug, Parser)]
@@ -34,9 +33,9 @@ pub enum Command {
     /// Endpoints the observer guards.
     #[command(subcommand)]
     Endpoint(EndpointCommand),
-    /// Policy rules.
+    /// Network policy: CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, NetworkPolicy.
     #[command(subcommand)]
-    Rules(RulesCommand),
+    Policy(crate::policy::PolicyCommand),
     /// Set which packets become events: none (every packet), medium, max.
     Aggregation {
         #[arg(value_enum)]
@@ -70,6 +69,9 @@ pub enum EndpointCommand {
         /// An IP of the endpoint; repeat for more.
         #[arg(long = "ip", required = true)]
         ips: Vec<IpAddr>,
+        /// A named port `NAME=PORT[/PROTOCOL]` (e.g. `http=8080/tcp`) policies can refer to.
+        #[arg(long = "port", value_parser = parse_named_port)]
+        ports: Vec<PortSpec>,
     },
     /// Remove an endpoint added at runtime.
     Delete {
@@ -79,12 +81,19 @@ pub enum EndpointCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
-pub enum RulesCommand {
-    /// Check a rule file without applying it.
-    Validate { file: PathBuf },
-    /// Replace the observer's rules with those of a file.
-    Apply { file: PathBuf },
+fn parse_named_port(s: &str) -> Result<PortSpec, String> {
+    let (name, rest) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not a named port: use NAME=PORT[/PROTOCOL]"))?;
+    let (port, protocol) = rest.split_once('/').unwrap_or((rest, "tcp"));
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("{port:?} in {s:?} is not a port number"))?;
+    Ok(PortSpec {
+        name: name.to_string(),
+        port,
+        protocol: protocol.to_ascii_uppercase(),
+    })
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -94,7 +103,7 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
     }
 }
 
-fn call(cli: &Cli, request: Request) -> anyhow::Result<Response> {
+pub(crate) fn call(cli: &Cli, request: Request) -> anyhow::Result<Response> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     match rt.block_on(control::call(&cli.control_socket, &request))? {
         Response::Error { error } => bail!("{error}"),
@@ -122,6 +131,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             labels,
             interface,
             ips,
+            ports,
         }) => {
             let endpoint = EndpointSpec {
                 name: name.clone(),
@@ -129,6 +139,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 labels: labels.iter().cloned().collect::<BTreeMap<_, _>>(),
                 interface: interface.clone(),
                 ips: ips.clone(),
+                ports: ports.clone(),
             };
             let Response::Endpoint { endpoint } = call(&cli, Request::AddEndpoint { endpoint })? else {
                 bail!("unexpected response from the observer")
@@ -152,25 +163,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!("deleted {namespace}/{name}");
             Ok(())
         }
-        Command::Rules(RulesCommand::Validate { file }) => {
-            let rules = RuleSet::load_file(file)?;
-            println!("{}: {} rules, valid", file.display(), rules.len());
-            Ok(())
-        }
-        Command::Rules(RulesCommand::Apply { file }) => {
-            // Checked here first so the error names the operator's file.
-            let rules = RuleSet::load_file(file)?;
-            let yaml = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-            call(
-                &cli,
-                Request::SetRules {
-                    yaml,
-                    source: file.display().to_string(),
-                },
-            )?;
-            println!("applied {} rules from {}", rules.len(), file.display());
-            Ok(())
-        }
+        Command::Policy(command) => crate::policy::run(&cli, command),
         Command::Observe(args) => crate::observe::observe(args),
         Command::Status(args) => crate::observe::status(args),
         Command::Aggregation { level } => {

@@ -30,24 +30,36 @@ pub struct DemoArgs {
     pub all_events: bool,
 }
 
-const POLICY: &str = "rules:
-  - name: backend-allow-http-from-frontend
-    endpoints: {app: backend}
-    direction: ingress
-    action: allow
-    peers: {app: frontend}
-    ports: [80/tcp]
-  - name: backend-allow-dns
-    endpoints: {app: backend}
-    direction: ingress
-    action: allow
-    ports: [53/udp]
-  - name: backend-deny-other
-    endpoints: {app: backend}
-    direction: ingress
-    action: deny
-    peers: {app: other}
-    ports: [53/udp]
+const POLICY: &str = "\
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: backend-allow
+  namespace: default
+spec:
+  endpointSelector:
+    matchLabels: {app: backend}
+  ingress:
+    - fromEndpoints:
+        - matchLabels: {app: frontend}
+      toPorts:
+        - ports: [{port: \"80\", protocol: TCP}]
+    - toPorts:
+        - ports: [{port: \"53\", protocol: UDP}]
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: backend-deny-dns-from-other
+  namespace: default
+spec:
+  endpointSelector:
+    matchLabels: {app: backend}
+  ingressDeny:
+    - fromEndpoints:
+        - matchLabels: {app: other}
+      toPorts:
+        - ports: [{port: \"53\", protocol: UDP}]
 ";
 
 struct Outcomes {
@@ -224,7 +236,8 @@ fn watch(args: &DemoArgs, socket: &Path, events: &Path, stop: &AtomicBool) -> an
                 }
             }
             if !policy_applied && start.elapsed() >= args.policy_after {
-                let request = Request::SetRules { yaml: POLICY.to_string(), source: "demo-policy.yaml".into() };
+                let documents = vec![control::PolicyDocument { source: "demo-policy.yaml".into(), yaml: POLICY.to_string() }];
+                let request = Request::ApplyPolicies { documents };
                 match control::call(socket, &request).await? {
                     Response::Error { error } => bail!("applying the demo policy: {error}"),
                     _ => println!("\n>>> policy applied: backend now accepts TCP 80 from frontend and DNS from anyone but other\n"),

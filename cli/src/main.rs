@@ -5,6 +5,7 @@ mod demo;
 mod filters;
 mod format;
 mod observe;
+mod policy;
 
 fn main() {
     let cli = commands::Cli::parse();

@@ -13,32 +13,37 @@ use lumen_observer::{ObserverConfig, ObserverHandle};
 use lumen_testbed::{PodSpec, Testbed};
 
 #[test]
-fn rules_validate_names_file_line_and_reason() {
+fn policy_validate_names_file_document_field_and_reason() {
     let dir = temp("validate");
-    let bad = dir.join("rules.yaml");
+    let bad = dir.join("bad.yaml");
     std::fs::write(
         &bad,
-        "rules:\n  - name: a\n    endpoints: {app: x}\n    direction: inbound\n    action: allow\n",
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: web}\nspec:\n  endpointSelector: {}\n---\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: db, namespace: shop}\nspec:\n  endpointSelector: {}\n  ingress:\n    - fromCIDR: [10.0.0.0/33]\n      toPorts: [{ports: [{port: \"80\", protocol: GRE}]}]\n",
     )
     .unwrap();
-    let (code, out, err) = lumen(&["rules", "validate", bad.to_str().unwrap()]);
-    assert_eq!(code, 1);
-    assert_eq!(out, "");
+    let (code, out, err) = lumen(&["policy", "validate", bad.to_str().unwrap()]);
+    assert_eq!((code, out.as_str()), (1, ""));
+    let b = bad.display();
     assert_eq!(
         err,
         format!(
-            "error: {}:4:16: rules[0].direction: unknown variant `inbound`, expected `ingress` or `egress`\n",
-            bad.display()
+            "{b}:13: document 2 (CiliumNetworkPolicy shop/db): spec.ingress[0].fromCIDR[0]: \"10.0.0.0/33\" is not a CIDR (address/prefix such as 10.0.0.0/8 or fd00::/64, or one address)\n\
+             {b}:14: document 2 (CiliumNetworkPolicy shop/db): spec.ingress[0].toPorts[0].ports[0].protocol: unknown protocol \"GRE\" (TCP, UDP, SCTP, ANY)\n\
+             error: 2 errors in the policies; nothing was applied\n"
         )
     );
-    let good = dir.join("good.yaml");
-    std::fs::write(
-        &good,
-        "rules:\n  - name: a\n    endpoints: {app: x}\n    direction: ingress\n    action: allow\n",
-    )
-    .unwrap();
-    let (code, out, _) = lumen(&["rules", "validate", good.to_str().unwrap()]);
-    assert_eq!((code, out), (0, format!("{}: 1 rules, valid\n", good.display())));
+    // A directory: every policy file in it.
+    let good = dir.join("good");
+    std::fs::create_dir(&good).unwrap();
+    for name in ["a", "b"] {
+        std::fs::write(
+            good.join(format!("{name}.yaml")),
+            format!("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {name}}}\nspec:\n  podSelector: {{}}\n"),
+        )
+        .unwrap();
+    }
+    let (code, out, _) = lumen(&["policy", "validate", good.to_str().unwrap()]);
+    assert_eq!((code, out.as_str()), (0, "2 policies valid\n"));
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -83,8 +88,12 @@ fn endpoint_commands_against_a_running_observer() {
         format!("endpoints:\n  - name: web\n    namespace: shop\n    labels: {{app: web}}\n    interface: {}\n    ips: [10.0.0.1]\n", web.host_ifname),
     )
     .unwrap();
-    let rules = dir.join("rules.yaml");
-    std::fs::write(&rules, "rules:\n  - name: web-in\n    endpoints: {app: web}\n    direction: ingress\n    action: allow\n    ports: [80/tcp]\n").unwrap();
+    let policy = dir.join("web-in.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: web-in, namespace: shop}\nspec:\n  endpointSelector: {matchLabels: {app: web}}\n  ingress:\n    - toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]\n",
+    )
+    .unwrap();
     let node_name = format!("{}-cli", tb.prefix());
     let mut cfg = ObserverConfig::in_dir(&node_name, &dir);
     cfg.netns = Some(node.netns.clone());
@@ -118,12 +127,24 @@ fn endpoint_commands_against_a_running_observer() {
         labels: BTreeMap::new(),
         interface: None,
         ips: vec![],
+        ports: vec![],
     }
     .endpoint_id();
     assert_eq!(out, format!("added shop/db (endpoint {db_ep}, identity {db_id})\n"));
 
-    let (code, _, err) = lumen(&["rules", "apply", rules.to_str().unwrap(), "--control-socket", sock]);
-    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = lumen(&[
+        "policy",
+        "apply",
+        "-f",
+        policy.to_str().unwrap(),
+        "--control-socket",
+        sock,
+    ]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "applied CiliumNetworkPolicy/shop/web-in\n"),
+        "{err}"
+    );
     let (code, out, _) = lumen(&["endpoint", "list", "--control-socket", sock]);
     assert_eq!(code, 0);
     let web_ep = lumen_observer::endpoint::EndpointSpec {
@@ -132,6 +153,7 @@ fn endpoint_commands_against_a_running_observer() {
         labels: BTreeMap::new(),
         interface: None,
         ips: vec![],
+        ports: vec![],
     }
     .endpoint_id();
     let expected = [
@@ -236,9 +258,9 @@ fn demo_shows_allowed_and_dropped_traffic_and_cleans_up() {
     for expected in [
         "-> default/backend:8080 (ID:",
         "to-endpoint DROPPED (TCP Flags: SYN) POLICY_DENIED",
-        "to-endpoint DROPPED (UDP) POLICY_DENY [rule backend-deny-other]",
-        "to-endpoint FORWARDED (TCP Flags: SYN) [rule backend-allow-http-from-frontend]",
-        "to-endpoint FORWARDED (UDP) [rule backend-allow-dns]",
+        "to-endpoint DROPPED (UDP) POLICY_DENY [rule backend-deny-dns-from-other]",
+        "to-endpoint FORWARDED (TCP Flags: SYN) [rule backend-allow]",
+        "to-endpoint FORWARDED (UDP) [rule backend-allow]",
     ] {
         assert!(after_policy.contains(expected), "missing {expected:?} in:\n{out}");
     }

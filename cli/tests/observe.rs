@@ -270,16 +270,16 @@ fn observe_and_status_against_a_running_observer() {
         );
     }
     std::fs::write(&endpoints, text).unwrap();
-    let rules = dir.join("rules.yaml");
+    let policy = dir.join("policy.yaml");
     std::fs::write(
-        &rules,
-        "rules:\n  - name: allow-http\n    endpoints: {app: backend}\n    direction: ingress\n    action: allow\n    peers: {app: frontend}\n    ports: [80/tcp]\n",
+        &policy,
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: allow-http}\nspec:\n  endpointSelector: {matchLabels: {app: backend}}\n  ingress:\n    - fromEndpoints: [{matchLabels: {app: frontend}}]\n      toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]\n",
     )
     .unwrap();
     let mut cfg = ObserverConfig::in_dir(&format!("{}-obs", tb.prefix()), &dir);
     cfg.netns = Some(node.netns.clone());
     cfg.endpoints = Some(endpoints);
-    cfg.rules = Some(rules);
+    cfg.policy = Some(policy);
     cfg.max_flows = 1000;
     let observer = ObserverHandle::spawn(cfg.clone());
     assert!(observer.wait_ready(Duration::from_secs(20)), "observer did not start");

@@ -10,18 +10,18 @@ use lumen_observer::identity::{IdentityAllocator, Labels};
 use serde_json::Value;
 use support::{lumen, Live};
 
-const RULES: &str = "rules:
-  - name: allow-http
-    endpoints: {app: backend}
-    direction: ingress
-    action: allow
-    peers: {app: frontend}
-    ports: [80/tcp]
-  - name: allow-dns
-    endpoints: {app: backend}
-    direction: ingress
-    action: allow
-    ports: [53/udp]
+const RULES: &str = "\
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: backend-in
+spec:
+  endpointSelector:
+    matchLabels: {app: backend}
+  ingress:
+    - fromEndpoints: [{matchLabels: {app: frontend}}]
+      toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]
+    - toPorts: [{ports: [{port: \"53\", protocol: UDP}]}]
 ";
 
 fn observe(live: &Live, args: &[&str]) -> Vec<Value> {

@@ -78,25 +78,35 @@ fn endpoints_yaml(client: &Pod, server: &Pod) -> String {
 
 /// Rule i: peer svc(i mod 998), port 10000 + i / 998; half ingress on the
 /// server, half egress on the client; plus the two rules that allow the
-/// benchmark's own traffic, last.
+/// benchmark's own traffic, last. One CiliumNetworkPolicy per side.
 fn rules_yaml() -> String {
-    let mut s = String::from("rules:\n");
+    let (mut server, mut client) = (String::new(), String::new());
     for i in 0..RULES - 2 {
-        let (owner, dir) = if i % 2 == 0 {
-            ("server", "ingress")
+        let (out, peer_key) = if i % 2 == 0 {
+            (&mut server, "fromEndpoints")
         } else {
-            ("client", "egress")
+            (&mut client, "toEndpoints")
         };
         let _ = write!(
-            s,
-            "  - name: r{i}\n    endpoints: {{app: {owner}}}\n    direction: {dir}\n    action: allow\n    peers: {{app: svc{}}}\n    ports: [{}/tcp]\n",
+            out,
+            "    - {peer_key}: [{{matchLabels: {{app: svc{}}}}}]\n      toPorts: [{{ports: [{{port: \"{}\", protocol: TCP}}]}}]\n",
             i % (IDENTITIES - 2),
             10_000 + i / (IDENTITIES - 2)
         );
     }
-    s.push_str("  - name: server-in\n    endpoints: {app: server}\n    direction: ingress\n    action: allow\n    peers: {app: client}\n    ports: [7000-7001/tcp]\n");
-    s.push_str("  - name: client-out\n    endpoints: {app: client}\n    direction: egress\n    action: allow\n    peers: {app: server}\n    ports: [7000-7001/tcp]\n");
-    s
+    let own = |peer_key: &str, peer: &str| {
+        format!("    - {peer_key}: [{{matchLabels: {{app: {peer}}}}}]\n      toPorts: [{{ports: [{{port: \"7000\", endPort: 7001, protocol: TCP}}]}}]\n")
+    };
+    server.push_str(&own("fromEndpoints", "client"));
+    client.push_str(&own("toEndpoints", "server"));
+    let cnp = |name: &str, owner: &str, dir: &str, rules: &str| {
+        format!("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: {name}\nspec:\n  endpointSelector: {{matchLabels: {{app: {owner}}}}}\n  {dir}:\n{rules}")
+    };
+    format!(
+        "{}---\n{}",
+        cnp("server-in", "server", "ingress", &server),
+        cnp("client-out", "client", "egress", &client)
+    )
 }
 
 /// The same rules for iptables: each a non-matching ACCEPT the packet walks
@@ -145,11 +155,11 @@ struct Running {
 }
 
 fn start_lumen(node: &Node, dir: &Path, node_name: &str, rules: &str, local_redirect: bool) -> Running {
-    std::fs::write(dir.join("rules.yaml"), rules).unwrap();
+    std::fs::write(dir.join("policy.yaml"), rules).unwrap();
     let mut cfg = ObserverConfig::in_dir(node_name, dir);
     cfg.netns = Some(node.netns.clone());
     cfg.endpoints = Some(dir.join("endpoints.yaml"));
-    cfg.rules = Some(dir.join("rules.yaml"));
+    cfg.policy = Some(dir.join("policy.yaml"));
     cfg.local_redirect = local_redirect;
     let pin_dir = cfg.pin_dir();
     // The observer gets the other core, so its threads do not perturb the
@@ -255,7 +265,7 @@ fn main() {
                     pass = Some(attach_pass(&node, &[&client.host_ifname, &server.host_ifname]));
                     None
                 }
-                Setup::LumenNoRules => Some(start_lumen(&node, &dir, &node_name, "rules: []\n", true)),
+                Setup::LumenNoRules => Some(start_lumen(&node, &dir, &node_name, "", true)),
                 Setup::Lumen10k => Some(start_lumen(&node, &dir, &node_name, &big_rules, true)),
                 Setup::Lumen10kNoRedirect => Some(start_lumen(&node, &dir, &node_name, &big_rules, false)),
                 Setup::Iptables10k => {

@@ -74,14 +74,14 @@ fn main() {
     )
     .unwrap();
     std::fs::write(
-        dir.join("rules.yaml"),
-        "rules:\n  - name: gen-out\n    endpoints: {app: gen}\n    direction: egress\n    action: allow\n    ports: [9/udp]\n",
+        dir.join("policy.yaml"),
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: gen-out}\nspec:\n  endpointSelector: {matchLabels: {app: gen}}\n  egress:\n    - toPorts: [{ports: [{port: \"9\", protocol: UDP}]}]\n",
     )
     .unwrap();
     let mut cfg = ObserverConfig::in_dir(&format!("{}-ingest", tb.prefix()), &dir);
     cfg.netns = Some(node.netns.clone());
     cfg.endpoints = Some(dir.join("endpoints.yaml"));
-    cfg.rules = Some(dir.join("rules.yaml"));
+    cfg.policy = Some(dir.join("policy.yaml"));
     cfg.ring_buffer_bytes = 16 << 20;
     cfg.max_flows = 1_000_000;
     let pin_dir = cfg.pin_dir();

@@ -12,8 +12,10 @@ use aya::maps::lpm_trie::LpmTrie;
 use aya::maps::MapData;
 use aya::programs::SchedClassifier;
 use aya::{Ebpf, EbpfLoader};
-use lumen_observer::datapath::policy_trie_key;
-use lumen_observer::rules::{PolicyEntry, PROTO_TCP};
+use lumen_observer::datapath::{policy_key, policy_trie_key, policy_value};
+use lumen_policy::PolicyEntry;
+
+const PROTO_TCP: u8 = 6;
 use lumen_probes::abi;
 
 #[path = "support/benchmarks_md.rs"]
@@ -78,7 +80,7 @@ fn main() {
                     capture_len: 0,
                     wakeup_bytes: 64 << 10,
                     local_redirect: 1,
-                    pad: 0,
+                    policy_revision: 0,
                 },
                 0,
             )
@@ -86,8 +88,8 @@ fn main() {
         let info = abi::EndpointInfo {
             endpoint_id: 1,
             identity: 300,
-            policy_id: 1,
-            flags: abi::EP_ENFORCE_EGRESS,
+            policy_id: [1, 1],
+            flags: [abi::EP_ENFORCE_EGRESS; 2],
             ..Default::default()
         };
         endpoints.set(ENDPOINT_IFINDEX, info, 0).unwrap();
@@ -157,7 +159,9 @@ fn main() {
 }
 
 fn insert(policy: &mut LpmTrie<MapData, [u8; 16], abi::PolicyValue>, e: &PolicyEntry) {
-    policy.insert(&policy_trie_key(&e.key(1)), e.value(), 0).unwrap();
+    policy
+        .insert(&policy_trie_key(&policy_key(e, 1)), policy_value(e), 0)
+        .unwrap();
 }
 
 fn leak(s: String) -> &'static str {

@@ -12,8 +12,8 @@ use tokio::sync::watch;
 
 use crate::daemon::Aggregation;
 use crate::endpoint::EndpointSpec;
-use crate::rules::RuleSet;
-use crate::state::{EndpointView, NodeState};
+use crate::policies::PolicyView;
+use crate::state::{EndpointView, NodeState, StateError};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
@@ -26,15 +26,35 @@ pub enum Request {
         name: String,
     },
     ListEndpoints,
-    /// Replaces the rule set with the YAML text (`source` names it in errors).
-    SetRules {
-        yaml: String,
-        source: String,
+    /// Creates or replaces the policies the YAML documents define, all or
+    /// none (`source` names a document's file in errors).
+    ApplyPolicies {
+        documents: Vec<PolicyDocument>,
+    },
+    /// Deletes policies by key (`Kind/namespace/name`, `Kind/name`).
+    DeletePolicies {
+        keys: Vec<String>,
+    },
+    ListPolicies,
+    /// The verdict for a new connection, computed without traffic.
+    TracePolicy {
+        from: String,
+        to: String,
+        /// IP protocol number.
+        proto: u8,
+        port: u16,
     },
     /// Changes which packets become events, at once.
     SetAggregation {
         level: Aggregation,
     },
+}
+
+/// One file's text as the CLI read it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyDocument {
+    pub source: String,
+    pub yaml: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -43,7 +63,53 @@ pub enum Response {
     Ok,
     Endpoint { endpoint: EndpointView },
     Endpoints { endpoints: Vec<EndpointView> },
+    Policies { policies: Vec<PolicyView> },
+    Trace { trace: lumen_policy::trace::Trace },
     Error { error: String },
+}
+
+/// Parses every document; the policies of all, or every error of all.
+pub fn parse_documents(
+    documents: &[PolicyDocument],
+) -> Result<Vec<lumen_policy::Policy>, Vec<lumen_policy::PolicyError>> {
+    let mut policies: Vec<lumen_policy::Policy> = Vec::new();
+    let mut errors = Vec::new();
+    for d in documents {
+        match lumen_policy::parse_str(&d.yaml, Path::new(&d.source)) {
+            Ok(ps) => {
+                for p in ps {
+                    if let Some(first) = policies.iter().find(|q| q.key() == p.key()) {
+                        errors.push(lumen_policy::PolicyError {
+                            file: p.origin.file.clone(),
+                            document: p.origin.document,
+                            line: None,
+                            object: Some(format!(
+                                "{} {}",
+                                p.kind,
+                                p.namespace
+                                    .as_deref()
+                                    .map_or(p.name.clone(), |ns| format!("{ns}/{}", p.name))
+                            )),
+                            field: "metadata.name".into(),
+                            reason: format!(
+                                "also defined in {} document {}",
+                                first.origin.file.display(),
+                                first.origin.document
+                            ),
+                        });
+                    } else {
+                        policies.push(p);
+                    }
+                }
+            }
+            Err(e) => errors.extend(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(policies)
+    } else {
+        Err(errors)
+    }
 }
 
 fn handle(state: &Mutex<NodeState>, line: &str) -> Response {
@@ -64,14 +130,17 @@ fn handle(state: &Mutex<NodeState>, line: &str) -> Response {
         Request::ListEndpoints => Ok(Response::Endpoints {
             endpoints: state.endpoints(),
         }),
-        Request::SetRules { yaml, source } => match RuleSet::parse(&yaml, Path::new(&source)) {
-            Ok(rules) => state.set_rules(rules).map(|_| Response::Ok),
-            Err(e) => {
-                return Response::Error {
-                    error: crate::error_chain(&e),
-                }
-            }
+        Request::ApplyPolicies { documents } => match parse_documents(&documents) {
+            Ok(policies) => state.apply_policies(policies).map(|_| Response::Ok),
+            Err(errors) => Err(StateError::from(crate::policies::PolicyStoreError::Invalid { errors })),
         },
+        Request::DeletePolicies { keys } => state.delete_policies(&keys).map(|_| Response::Ok),
+        Request::ListPolicies => Ok(Response::Policies {
+            policies: state.list_policies(),
+        }),
+        Request::TracePolicy { from, to, proto, port } => state
+            .trace(&from, &to, proto, port)
+            .map(|trace| Response::Trace { trace }),
         Request::SetAggregation { level } => state.set_aggregation(level.abi()).map(|_| Response::Ok),
     };
     result.unwrap_or_else(|e| Response::Error {

@@ -17,8 +17,8 @@ use crate::datapath::{Datapath, DatapathConfig, DatapathError};
 use crate::endpoint;
 use crate::hub::Hub;
 use crate::output::{JsonLines, Names};
+use crate::policies::{PolicyStore, PolicyStoreError};
 use crate::reader::{Reader, ReaderStats};
-use crate::rules::RuleSet;
 use crate::source::FileError;
 use crate::state::{NodeState, StateError};
 use crate::store::FlowStore;
@@ -78,10 +78,18 @@ pub struct ObserverConfig {
     /// YAML file of endpoints to guard (see README).
     #[arg(long, env = "LUMEN_ENDPOINTS")]
     pub endpoints: Option<PathBuf>,
-    /// YAML file of policy rules (see README).
-    #[arg(long, env = "LUMEN_RULES")]
-    pub rules: Option<PathBuf>,
-    /// Unix socket of the control API (`lumen endpoint …`, `lumen rules apply`).
+    /// CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy and NetworkPolicy
+    /// YAML: a file or a directory of them. `lumen policy apply` adds more.
+    #[arg(long, env = "LUMEN_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Policy enforcement: `default` (an endpoint a rule selects is default-deny
+    /// in that direction), `always` (every endpoint is), `never`.
+    #[arg(long, env = "LUMEN_ENABLE_POLICY", default_value = "default")]
+    pub enable_policy: lumen_policy::compile::Enforcement,
+    /// Report what policy would drop with verdict AUDIT and drop nothing.
+    #[arg(long, env = "LUMEN_POLICY_AUDIT_MODE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub policy_audit_mode: bool,
+    /// Unix socket of the control API (`lumen endpoint …`, `lumen policy …`).
     #[arg(long, env = "LUMEN_CONTROL_SOCKET", default_value = "/var/run/lumen/control.sock")]
     pub control_socket: PathBuf,
     /// Unix socket of Hubble's Observer gRPC API (`hubble observe`, `lumen observe`).
@@ -184,7 +192,7 @@ pub enum ObserverError {
     #[error(transparent)]
     Endpoints(FileError),
     #[error(transparent)]
-    Rules(FileError),
+    Policy(PolicyStoreError),
     #[error(transparent)]
     Datapath(#[from] DatapathError),
     #[error(transparent)]
@@ -222,10 +230,16 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
         Some(path) => endpoint::load_file(path).map_err(ObserverError::Endpoints)?,
         None => Vec::new(),
     };
-    let rules = match &cfg.rules {
-        Some(path) => RuleSet::load_file(path).map_err(ObserverError::Rules)?,
-        None => RuleSet::default(),
+    let options = lumen_policy::Options {
+        enforcement: cfg.enable_policy,
+        audit: cfg.policy_audit_mode,
     };
+    let policies = PolicyStore::load(
+        cfg.policy.as_deref(),
+        cfg.node_state_dir().join("policies.json"),
+        options,
+    )
+    .map_err(ObserverError::Policy)?;
     // Checked before the datapath is touched, so a bad file changes nothing.
     for ep in &file_endpoints {
         if let Some(ifname) = ep
@@ -264,7 +278,7 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
         file_endpoints,
         file_name,
         state_dir.join("endpoints.json"),
-        rules,
+        policies,
         names.clone(),
         hub.clone(),
     )?;

@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
@@ -18,10 +18,11 @@ use aya::programs::links::{FdLink, LinkOrder, PinnedLink};
 use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
 use aya::programs::{SchedClassifier, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
+use ipnet::IpNet;
 use lumen_probes::abi;
 use lumen_probes::maps as names;
 
-use crate::rules::EndpointPolicy;
+use lumen_policy::compile::{EndpointPolicy, PolicyEntry};
 
 /// Why the datapath could not be set up or changed.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +106,45 @@ pub fn ifindex(ifname: &str) -> Option<u32> {
     (idx != 0).then_some(idx)
 }
 
+/// The unicast addresses of this network namespace's interfaces (loopback
+/// and link-local left out): traffic from them is the host's.
+pub fn local_addresses() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills a list we only read and then free once.
+    unsafe {
+        if libc::getifaddrs(&mut head) != 0 {
+            return out;
+        }
+        let mut cur = head;
+        while !cur.is_null() {
+            let addr = (*cur).ifa_addr;
+            if !addr.is_null() {
+                match i32::from((*addr).sa_family) {
+                    libc::AF_INET => {
+                        let sin = &*(addr as *const libc::sockaddr_in);
+                        out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))));
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(addr as *const libc::sockaddr_in6);
+                        out.push(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
+                    }
+                    _ => {}
+                }
+            }
+            cur = (*cur).ifa_next;
+        }
+        libc::freeifaddrs(head);
+    }
+    out.retain(|ip| match ip {
+        IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_unspecified(),
+        IpAddr::V6(v6) => !v6.is_loopback() && !v6.is_unspecified() && v6.segments()[0] & 0xffc0 != 0xfe80,
+    });
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// The hardware address of an interface in this network namespace.
 pub fn mac_address(ifname: &str) -> Option<[u8; 6]> {
     let name = CString::new(ifname).ok()?;
@@ -139,22 +179,46 @@ pub fn mac_address(ifname: &str) -> Option<[u8; 6]> {
     }
 }
 
-/// `(family, address bytes, prefix bits)` of an IP for the ipcache trie.
-fn ipcache_key(ip: IpAddr) -> Key<[u8; 20]> {
+/// `(family, address bytes, prefix bits)` of a prefix for the ipcache trie.
+fn ipcache_key(net: IpNet) -> Key<[u8; 20]> {
     let mut data = [0u8; 20];
-    let bits = match ip {
-        IpAddr::V4(v4) => {
+    match net.trunc() {
+        IpNet::V4(v4) => {
             data[0] = 4;
-            data[4..8].copy_from_slice(&v4.octets());
-            32
+            data[4..8].copy_from_slice(&v4.addr().octets());
         }
-        IpAddr::V6(v6) => {
+        IpNet::V6(v6) => {
             data[0] = 6;
-            data[4..20].copy_from_slice(&v6.octets());
-            128
+            data[4..20].copy_from_slice(&v6.addr().octets());
         }
+    }
+    Key::new(32 + u32::from(net.prefix_len()), data)
+}
+
+/// The datapath's key for a policy entry of the endpoint policy `policy_id`.
+pub fn policy_key(e: &PolicyEntry, policy_id: u32) -> abi::PolicyKey {
+    let prefixlen = match (e.proto, e.port_bits) {
+        (0, _) => abi::POLICY_PREFIX_FIXED,
+        (_, 0) => abi::POLICY_PREFIX_FIXED + 8,
+        (_, bits) => abi::POLICY_PREFIX_FIXED + 16 + u32::from(bits),
     };
-    Key::new(32 + bits, data)
+    abi::PolicyKey {
+        prefixlen,
+        policy_id_be: policy_id.to_be(),
+        direction: e.direction,
+        identity_be: e.identity.to_be(),
+        proto: e.proto,
+        dport_be: if e.proto == 0 { 0 } else { e.port.to_be() },
+        ..Default::default()
+    }
+}
+
+pub fn policy_value(e: &PolicyEntry) -> abi::PolicyValue {
+    abi::PolicyValue {
+        action: e.action,
+        rule_id: e.rule_id,
+        ..Default::default()
+    }
 }
 
 /// The LPM-trie key of a policy map key (aya keeps the prefix length apart).
@@ -181,12 +245,15 @@ pub struct IpcacheEntry {
     pub interface: Option<String>,
 }
 
-/// Where an endpoint's programs are attached.
+/// Where an endpoint's programs are attached, and its policy: the one in
+/// force and the one staged for the next commit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Attachment {
     ifindex: u32,
-    policy: EndpointPolicy,
-    policy_id: u32,
+    endpoint_id: u32,
+    identity: u32,
+    active: (EndpointPolicy, u32),
+    staged: Option<(EndpointPolicy, u32)>,
 }
 
 /// The endpoint maps (an array indexed by ifindex, a hash for the rare
@@ -212,10 +279,6 @@ impl EndpointTable {
             }
         }
         Ok(EndpointTable { array, ext, mirror })
-    }
-
-    fn get(&self, ifindex: u32) -> Option<abi::EndpointInfo> {
-        self.mirror.get(&ifindex).copied()
     }
 
     fn set(&mut self, ifindex: u32, mut info: abi::EndpointInfo) -> Result<(), DatapathError> {
@@ -252,7 +315,7 @@ impl EndpointTable {
     }
 
     fn policy_ids(&self) -> HashSet<u32> {
-        self.mirror.values().map(|v| v.policy_id).collect()
+        self.mirror.values().flat_map(|v| v.policy_id).collect()
     }
 }
 
@@ -265,6 +328,8 @@ pub struct Datapath {
     config: Array<MapData, abi::Config>,
     attached: HashMap<String, Attachment>,
     next_policy_id: u32,
+    /// The datapath uses policy slot `revision & 1`.
+    revision: u32,
 }
 
 fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> DatapathError {
@@ -318,7 +383,7 @@ impl Datapath {
                     capture_len: cfg.capture_bytes.min(abi::CAPTURE_MAX),
                     wakeup_bytes: cfg.wakeup_bytes.min(u64::from(cfg.ring_buffer_bytes) / 4),
                     local_redirect: u32::from(cfg.local_redirect),
-                    pad: 0,
+                    policy_revision: 0,
                 },
                 0,
             )
@@ -334,6 +399,7 @@ impl Datapath {
             pin_dir: cfg.pin_dir.clone(),
             attached: HashMap::new(),
             next_policy_id,
+            revision: 0,
         })
     }
 
@@ -353,10 +419,10 @@ impl Datapath {
         &self.pin_dir
     }
 
-    /// Makes the ipcache hold exactly `entries`: IP → identity, and the
+    /// Makes the ipcache hold exactly `entries`: prefix → identity, and the
     /// host-side interface for endpoints guarded on this node.
-    pub fn sync_ipcache(&mut self, entries: &HashMap<IpAddr, IpcacheEntry>) -> Result<(), DatapathError> {
-        for (ip, entry) in entries {
+    pub fn sync_ipcache(&mut self, entries: &HashMap<IpNet, IpcacheEntry>) -> Result<(), DatapathError> {
+        for (net, entry) in entries {
             let ifindex = entry.interface.as_deref().and_then(ifindex).unwrap_or(0);
             let value = abi::IpcacheValue {
                 identity: entry.identity,
@@ -365,10 +431,10 @@ impl Datapath {
                 pad: 0,
             };
             self.ipcache
-                .insert(&ipcache_key(*ip), value, 0)
+                .insert(&ipcache_key(*net), value, 0)
                 .map_err(map_err(names::IPCACHE))?;
         }
-        let wanted: HashSet<[u8; 20]> = entries.keys().map(|ip| ipcache_key(*ip).data()).collect();
+        let wanted: HashSet<[u8; 20]> = entries.keys().map(|net| ipcache_key(*net).data()).collect();
         let stale: Vec<_> = self
             .ipcache
             .keys()
@@ -381,8 +447,10 @@ impl Datapath {
         Ok(())
     }
 
-    /// Guards `ifname` as endpoint `info` with `policy`. Idempotent; a change
-    /// of policy is swapped in atomically under a fresh policy id.
+    /// Guards `ifname` as endpoint `endpoint_id` with `identity`, and stages
+    /// `policy` for it: the datapath enforces it from the next
+    /// [`commit_policy`](Self::commit_policy), together with every other
+    /// endpoint's. A new endpoint starts with `policy` at once.
     pub fn upsert_endpoint(
         &mut self,
         ifname: &str,
@@ -393,39 +461,114 @@ impl Datapath {
         let ifindex = ifindex(ifname).ok_or_else(|| DatapathError::NoInterface {
             ifname: ifname.to_string(),
         })?;
-        if let Some(a) = self.attached.get(ifname) {
-            if a.ifindex == ifindex && a.policy == *policy {
-                let info = self.endpoints.get(ifindex);
-                if info.is_some_and(|i| i.identity == identity && i.endpoint_id == endpoint_id) {
-                    return Ok(());
-                }
+        let known = self
+            .attached
+            .get(ifname)
+            .filter(|a| a.ifindex == ifindex && a.endpoint_id == endpoint_id)
+            .cloned();
+        if let Some(a) = &known {
+            let pending = a.staged.as_ref().unwrap_or(&a.active);
+            if pending.0 == *policy && a.identity == identity {
+                return Ok(());
             }
         }
-        let policy_id = self.allocate_policy_id();
-        for entry in &policy.entries {
-            self.policy
-                .insert(&policy_trie_key(&entry.key(policy_id)), entry.value(), 0)
-                .map_err(map_err(names::POLICY))?;
-        }
-        // One map update flips identity, flags and policy together.
-        let info = abi::EndpointInfo {
+        let policy_id = match &known {
+            Some(a) if a.active.0 == *policy => a.active.1,
+            _ => self.write_policy(policy)?,
+        };
+        let new = (policy.clone(), policy_id);
+        let (active, staged) = match known {
+            Some(a) if a.active.1 != policy_id => (a.active, Some(new)),
+            _ => (new, None),
+        };
+        let slot = (self.revision & 1) as usize;
+        self.set_endpoint(
+            ifname,
+            ifindex,
             endpoint_id,
             identity,
-            policy_id,
-            flags: policy.flags,
-            host_mac: mac_address(ifname).unwrap_or_default(),
-            ..Default::default()
-        };
-        self.endpoints.set(ifindex, info)?;
+            [&active, staged.as_ref().unwrap_or(&active)],
+            slot,
+        )?;
         self.attach(ifname)?;
         self.attached.insert(
             ifname.to_string(),
             Attachment {
                 ifindex,
-                policy: policy.clone(),
-                policy_id,
+                endpoint_id,
+                identity,
+                active,
+                staged,
             },
         );
+        Ok(())
+    }
+
+    fn write_policy(&mut self, policy: &EndpointPolicy) -> Result<u32, DatapathError> {
+        let policy_id = self.allocate_policy_id();
+        for entry in &policy.entries {
+            self.policy
+                .insert(&policy_trie_key(&policy_key(entry, policy_id)), policy_value(entry), 0)
+                .map_err(map_err(names::POLICY))?;
+        }
+        Ok(policy_id)
+    }
+
+    /// One map update sets identity and both policy slots: `policies[0]`
+    /// into `active_slot`, `policies[1]` into the other.
+    fn set_endpoint(
+        &mut self,
+        ifname: &str,
+        ifindex: u32,
+        endpoint_id: u32,
+        identity: u32,
+        policies: [&(EndpointPolicy, u32); 2],
+        active_slot: usize,
+    ) -> Result<(), DatapathError> {
+        let mut info = abi::EndpointInfo {
+            endpoint_id,
+            identity,
+            host_mac: mac_address(ifname).unwrap_or_default(),
+            ..Default::default()
+        };
+        for (i, (policy, id)) in policies.into_iter().enumerate() {
+            let slot = (active_slot + i) % 2;
+            info.policy_id[slot] = *id;
+            info.flags[slot] = policy.flags;
+        }
+        self.endpoints.set(ifindex, info)
+    }
+
+    /// Switches every endpoint to its staged policy at once (one write of
+    /// the policy revision), then drops policy entries nothing refers to.
+    pub fn commit_policy(&mut self) -> Result<(), DatapathError> {
+        if self.attached.values().any(|a| a.staged.is_some()) {
+            let mut cfg = self.config.get(&0, 0).map_err(map_err(names::CONFIG))?;
+            self.revision = self.revision.wrapping_add(1);
+            cfg.policy_revision = self.revision;
+            self.config.set(0, cfg, 0).map_err(map_err(names::CONFIG))?;
+            let slot = (self.revision & 1) as usize;
+            let staged: Vec<(String, Attachment)> = self
+                .attached
+                .iter()
+                .filter(|(_, a)| a.staged.is_some())
+                .map(|(n, a)| (n.clone(), a.clone()))
+                .collect();
+            // The slot just left now gets the new policy too, so both agree
+            // until the next change.
+            for (ifname, mut a) in staged {
+                a.active = a.staged.take().expect("staged");
+                self.set_endpoint(
+                    &ifname,
+                    a.ifindex,
+                    a.endpoint_id,
+                    a.identity,
+                    [&a.active, &a.active],
+                    slot,
+                )?;
+                self.attached.insert(ifname, a);
+            }
+        }
         self.collect_policy_garbage()
     }
 

@@ -7,6 +7,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use lumen_policy::compile::NamedPort;
+
 use crate::identity::{self, Labels};
 use crate::source::{self, FileError};
 
@@ -24,6 +26,47 @@ pub struct EndpointSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<String>,
     pub ips: Vec<IpAddr>,
+    /// Ports the endpoint declares by name, for policies' named ports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortSpec>,
+}
+
+/// A named port, as a container declares it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortSpec {
+    pub name: String,
+    pub port: u16,
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+}
+
+fn default_protocol() -> String {
+    "TCP".to_string()
+}
+
+impl PortSpec {
+    fn named_port(&self) -> Result<NamedPort, String> {
+        let proto = match self.protocol.as_str() {
+            "TCP" => 6,
+            "UDP" => 17,
+            "SCTP" => 132,
+            other => {
+                return Err(format!(
+                    "port {:?}: unknown protocol {other:?} (TCP, UDP, SCTP)",
+                    self.name
+                ))
+            }
+        };
+        if self.port == 0 {
+            return Err(format!("port {:?}: port 0 is not a port (1-65535)", self.name));
+        }
+        Ok(NamedPort {
+            name: self.name.clone(),
+            port: self.port,
+            proto,
+        })
+    }
 }
 
 fn default_namespace() -> String {
@@ -43,6 +86,11 @@ impl EndpointSpec {
     /// Endpoint id: small, stable for the same name on this node.
     pub fn endpoint_id(&self) -> u32 {
         1 + (identity::fnv1a(self.key().as_bytes()) % 65_535) as u32
+    }
+
+    /// The named ports policies can refer to (validated).
+    pub fn named_ports(&self) -> Vec<NamedPort> {
+        self.ports.iter().filter_map(|p| p.named_port().ok()).collect()
     }
 
     /// Checks one endpoint on its own; returns the reason it is unusable.
@@ -68,6 +116,13 @@ impl EndpointSpec {
                     "interface {ifname:?} of {} is not a valid interface name",
                     self.key()
                 ));
+            }
+        }
+        let mut port_names = HashSet::new();
+        for p in &self.ports {
+            p.named_port().map_err(|r| format!("{} {r}", self.key()))?;
+            if !port_names.insert(&p.name) {
+                return Err(format!("{}: port name {:?} is declared twice", self.key(), p.name));
             }
         }
         for (k, v) in &self.labels {
@@ -246,6 +301,7 @@ mod tests {
             labels: BTreeMap::new(),
             interface: None,
             ips: vec![],
+            ports: vec![],
         };
         assert_eq!(ep.endpoint_id(), ep.clone().endpoint_id());
         assert!((1..=65_535).contains(&ep.endpoint_id()));

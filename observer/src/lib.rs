@@ -13,11 +13,10 @@ pub mod datapath;
 pub mod decode;
 pub mod endpoint;
 pub mod hub;
-pub mod identity;
 pub mod output;
 pub mod parser;
+pub mod policies;
 pub mod reader;
-pub mod rules;
 pub mod server;
 pub mod source;
 pub mod state;
@@ -34,5 +33,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
     text
 }
+
+pub use lumen_policy::identity;
 
 pub use daemon::{run, Aggregation, ObserverConfig, ObserverError, ObserverHandle};

@@ -30,17 +30,12 @@ pub struct EndpointMeta {
     pub pod_name: String,
     /// `k8s:key=value`, sorted, the namespace label included.
     pub labels: Vec<String>,
+    /// Policies selecting the endpoint per direction (why it is default-deny).
+    pub selected_by_ingress: Vec<RuleMeta>,
+    pub selected_by_egress: Vec<RuleMeta>,
 }
 
-/// A policy rule as flows name it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RuleMeta {
-    pub name: String,
-    pub namespace: String,
-    pub kind: String,
-    /// Cilium's PolicyMatchType: 1 L3 only, 2 L3 and L4, 3 L4 only, 4 all.
-    pub match_type: u32,
-}
+pub use lumen_policy::compile::RuleMeta;
 
 /// Enrichment state at one point in time. Flows keep the id of the snapshot
 /// they arrived under, so later changes do not rewrite history.
@@ -48,6 +43,10 @@ pub struct RuleMeta {
 pub struct Snapshot {
     pub node_name: String,
     pub endpoints: HashMap<IpAddr, Arc<EndpointMeta>>,
+    /// The same endpoints by endpoint id.
+    pub endpoints_by_id: HashMap<u32, Arc<EndpointMeta>>,
+    /// Labels of identities that are not endpoints (CIDR identities).
+    pub identity_labels: HashMap<u32, Vec<String>>,
     pub rules: HashMap<u32, RuleMeta>,
     /// Host-side interface names by ifindex.
     pub interfaces: HashMap<u32, String>,
@@ -85,9 +84,10 @@ fn endpoint(ip: IpAddr, identity: u32, snap: &Snapshot) -> flow::Endpoint {
         },
         None => flow::Endpoint {
             identity,
-            labels: reserved::label(identity)
-                .map(|l| vec![l.to_string()])
-                .unwrap_or_default(),
+            labels: match reserved::label(identity) {
+                Some(l) => vec![l.to_string()],
+                None => snap.identity_labels.get(&identity).cloned().unwrap_or_default(),
+            },
             ..Default::default()
         },
     }
@@ -161,12 +161,25 @@ pub fn to_flow(stored: &StoredFlow, snap: &Snapshot, instance: u64) -> flow::Flo
     };
     let (ct_name, trace_reason) = ct_state(ev.ct_state);
     let rule = snap.rules.get(&ev.rule_id).filter(|_| ev.rule_id != 0);
-    let policy = rule.map(|r| flow::Policy {
+    let as_policy = |r: &RuleMeta| flow::Policy {
         name: r.name.clone(),
         namespace: r.namespace.clone(),
         kind: r.kind.clone(),
         ..Default::default()
-    });
+    };
+    let policy = rule.map(as_policy);
+    // Under default deny no rule decided: say which policies made it so.
+    let selected_by = match snap.endpoints_by_id.get(&ev.endpoint_id) {
+        Some(ep) if dropped && ev.drop_reason == abi::DROP_POLICY_DENIED => {
+            let metas = if ingress {
+                &ep.selected_by_ingress
+            } else {
+                &ep.selected_by_egress
+            };
+            metas.iter().map(as_policy).collect()
+        }
+        _ => Vec::new(),
+    };
     let mut f = flow::Flow {
         time: Some(prost_types::Timestamp {
             seconds: (ev.timestamp_ns / 1_000_000_000) as i64,
@@ -226,6 +239,7 @@ pub fn to_flow(stored: &StoredFlow, snap: &Snapshot, instance: u64) -> flow::Flo
                 rule_name: rule.map(|r| r.name.clone()).unwrap_or_default(),
                 ct_state: ct_name.to_string(),
                 local_redirect: false,
+                selected_by,
             }
             .to_any(),
         ),
@@ -263,6 +277,7 @@ mod tests {
                     format!("k8s:app={pod}"),
                     "k8s:io.kubernetes.pod.namespace=default".into(),
                 ],
+                ..Default::default()
             })
         };
         let mut s = Snapshot {
@@ -278,7 +293,7 @@ mod tests {
             RuleMeta {
                 name: "deny-http".into(),
                 namespace: String::new(),
-                kind: "LumenRule".into(),
+                kind: "CiliumNetworkPolicy".into(),
                 match_type: 2,
             },
         );
@@ -371,7 +386,7 @@ mod tests {
             f.ingress_denied_by,
             vec![flow::Policy {
                 name: "deny-http".into(),
-                kind: "LumenRule".into(),
+                kind: "CiliumNetworkPolicy".into(),
                 ..Default::default()
             }]
         );
@@ -393,6 +408,54 @@ mod tests {
             (ext.rule_id, ext.rule_name.as_str(), ext.ct_state.as_str()),
             (77, "deny-http", "new")
         );
+    }
+
+    #[test]
+    fn a_default_deny_drop_names_the_policies_that_select_the_endpoint() {
+        let mut snap = snapshot();
+        let selecting = RuleMeta {
+            name: "backend-in".into(),
+            namespace: "default".into(),
+            kind: "CiliumNetworkPolicy".into(),
+            match_type: 0,
+        };
+        let backend = EndpointMeta {
+            selected_by_ingress: vec![selecting],
+            ..(*snap.endpoints[&"10.0.0.2".parse::<IpAddr>().unwrap()]).clone()
+        };
+        snap.endpoints_by_id.insert(22, Arc::new(backend));
+        let f = to_flow(&stored(abi::VERDICT_DROPPED, abi::DROP_POLICY_DENIED, 0), &snap, 1);
+        assert!(f.ingress_denied_by.is_empty(), "no rule decided");
+        let ext = FlowExtension::from_any(f.extensions.as_ref().unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            ext.selected_by,
+            vec![flow::Policy {
+                name: "backend-in".into(),
+                namespace: "default".into(),
+                kind: "CiliumNetworkPolicy".into(),
+                ..Default::default()
+            }]
+        );
+        // A drop for another reason, or a forwarded flow, carries none.
+        let f = to_flow(&stored(abi::VERDICT_FORWARDED, 0, 0), &snap, 1);
+        let ext = FlowExtension::from_any(f.extensions.as_ref().unwrap())
+            .unwrap()
+            .unwrap();
+        assert!(ext.selected_by.is_empty());
+    }
+
+    #[test]
+    fn cidr_identities_are_labelled_with_their_prefix() {
+        let mut snap = snapshot();
+        snap.identity_labels
+            .insert(16_777_300, vec!["cidr:198.51.100.0/24".into(), "reserved:world".into()]);
+        let mut s = stored(abi::VERDICT_FORWARDED, 0, 0);
+        s.event.saddr[..4].copy_from_slice(&[198, 51, 100, 10]);
+        s.event.src_identity = 16_777_300;
+        let src = to_flow(&s, &snap, 1).source.unwrap();
+        assert_eq!(src.labels, vec!["cidr:198.51.100.0/24", "reserved:world"]);
     }
 
     #[test]

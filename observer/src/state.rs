@@ -2,20 +2,24 @@
 //! the datapath. Every change is validated as a whole before anything is
 //! written; on error the running state is unchanged.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use ipnet::IpNet;
+use lumen_policy::compile::{self, RuleMeta, Universe};
+use lumen_policy::trace::{self, End, Trace};
+use lumen_policy::{Policy, PolicySet};
 use serde::{Deserialize, Serialize};
 
 use crate::datapath::{self, Datapath, DatapathError, IpcacheEntry};
 use crate::endpoint::{self, EndpointSpec};
 use crate::hub::Hub;
-use crate::identity::IdentityAllocator;
+use crate::identity::{reserved, IdentityAllocator, Labels};
 use crate::output::{Names, SharedNames};
 use crate::parser::{EndpointMeta, Snapshot};
-use crate::rules::RuleSet;
+use crate::policies::{PolicyStore, PolicyStoreError, PolicyView};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -27,6 +31,8 @@ pub enum StateError {
     FromFile { key: String, file: String },
     #[error(transparent)]
     Datapath(#[from] DatapathError),
+    #[error(transparent)]
+    Policy(#[from] PolicyStoreError),
     #[error("cannot save runtime endpoints to {}", path.display())]
     Persist { path: PathBuf, source: std::io::Error },
 }
@@ -49,7 +55,11 @@ pub struct NodeState {
     file_name: String,
     runtime_endpoints: Vec<EndpointSpec>,
     runtime_file: PathBuf,
-    rules: RuleSet,
+    policies: PolicyStore,
+    /// The policies the datapath enforces.
+    in_force: PolicySet,
+    /// Identities of the prefixes policies name.
+    cidr_ids: BTreeMap<IpNet, u32>,
     identities: IdentityAllocator,
     datapath: Datapath,
     names: SharedNames,
@@ -62,7 +72,7 @@ impl NodeState {
         file_endpoints: Vec<EndpointSpec>,
         file_name: String,
         runtime_file: PathBuf,
-        rules: RuleSet,
+        policies: PolicyStore,
         names: SharedNames,
         hub: Arc<Hub>,
     ) -> Result<NodeState, StateError> {
@@ -85,7 +95,9 @@ impl NodeState {
             file_name,
             runtime_endpoints,
             runtime_file,
-            rules,
+            policies,
+            in_force: PolicySet::default(),
+            cidr_ids: BTreeMap::new(),
             identities: IdentityAllocator::default(),
             datapath,
             names,
@@ -118,45 +130,110 @@ impl NodeState {
 
     /// Projects the whole state onto the datapath.
     pub fn apply(&mut self) -> Result<(), StateError> {
+        self.project(PolicySet::new(self.policies.all()))
+    }
+
+    /// Projects endpoints and the policies `next` onto the datapath, moving
+    /// from the policies in force so that no packet meets a mix of old and
+    /// new: each step flips every endpoint at once (see
+    /// [`Datapath::commit_policy`]). New CIDR prefixes enter the ipcache
+    /// only once the old policies are compiled over their identities too,
+    /// and old prefixes leave only once the new policies are in force; a
+    /// rule selects a prefix's identity exactly when it selects every
+    /// address the prefix resolves, so neither step changes a decision.
+    fn project(&mut self, next: PolicySet) -> Result<(), StateError> {
         let all = self.all_endpoints();
-        let labels: Vec<_> = all.iter().map(EndpointSpec::security_labels).collect();
+        let labels: Vec<Labels> = all.iter().map(EndpointSpec::security_labels).collect();
         let wanted: HashSet<_> = labels.iter().cloned().collect();
         self.identities.retain(|l| wanted.contains(l));
         let ids: Vec<u32> = labels.iter().map(|l| self.identities.allocate(l)).collect();
 
-        let mut ipcache = HashMap::new();
-        let mut names = Names::default();
-        let mut snapshot = Snapshot::default();
-        for ((ep, id), l) in all.iter().zip(&ids).zip(&labels) {
-            let meta = Arc::new(EndpointMeta {
-                id: ep.endpoint_id(),
-                identity: *id,
-                namespace: ep.namespace.clone(),
-                pod_name: ep.name.clone(),
-                labels: l.iter().map(|(k, v)| format!("k8s:{k}={v}")).collect(),
-            });
-            if let Some((ifname, index)) = ep.interface.as_ref().and_then(|i| Some((i, datapath::ifindex(i)?))) {
-                snapshot.interfaces.insert(index, ifname.clone());
+        let old_cidrs: BTreeSet<IpNet> = self.cidr_ids.keys().copied().collect();
+        let new_cidrs = next.cidrs();
+        for net in &new_cidrs {
+            if !self.cidr_ids.contains_key(net) {
+                let taken: HashSet<u32> = self.cidr_ids.values().copied().collect();
+                let id = compile::cidr_identity(net, |id| taken.contains(&id));
+                self.cidr_ids.insert(*net, id);
             }
+        }
+        let union: BTreeSet<IpNet> = old_cidrs.union(&new_cidrs).copied().collect();
+        let mut base = Universe::new();
+        for ((ep, id), l) in all.iter().zip(&ids).zip(&labels) {
+            base.add_workload(*id, l.clone(), &ep.named_ports());
+        }
+        let cidr_ids = self.cidr_ids.clone();
+        let universe = |cidrs: &BTreeSet<IpNet>| {
+            let mut u = base.clone();
+            for net in cidrs {
+                u.add_cidr(cidr_ids[net], *net);
+            }
+            u
+        };
+        let ipcache = self.ipcache(&all, &ids, &union);
+        let u_union = universe(&union);
+        if !new_cidrs.is_subset(&old_cidrs) {
+            let current = self.in_force.clone();
+            self.install(&current, &all, &ids, &labels, &u_union)?;
+        }
+        self.datapath.sync_ipcache(&ipcache)?;
+        self.install(&next, &all, &ids, &labels, &u_union)?;
+        if !old_cidrs.is_subset(&new_cidrs) {
+            let ipcache = self.ipcache(&all, &ids, &new_cidrs);
+            self.datapath.sync_ipcache(&ipcache)?;
+            self.cidr_ids.retain(|net, _| new_cidrs.contains(net));
+            self.install(&next, &all, &ids, &labels, &universe(&new_cidrs))?;
+        }
+        self.in_force = next;
+        self.publish(&all, &ids, &labels);
+        Ok(())
+    }
+
+    /// Endpoint addresses, the host's own addresses and policy prefixes.
+    fn ipcache(&self, all: &[EndpointSpec], ids: &[u32], cidrs: &BTreeSet<IpNet>) -> HashMap<IpNet, IpcacheEntry> {
+        let mut out = HashMap::new();
+        for net in cidrs {
+            let entry = IpcacheEntry {
+                identity: self.cidr_ids[net],
+                endpoint_id: 0,
+                interface: None,
+            };
+            out.insert(*net, entry);
+        }
+        for ip in datapath::local_addresses() {
+            let entry = IpcacheEntry {
+                identity: reserved::HOST,
+                endpoint_id: 0,
+                interface: None,
+            };
+            out.insert(IpNet::from(ip), entry);
+        }
+        for (ep, id) in all.iter().zip(ids) {
             for ip in &ep.ips {
-                snapshot.endpoints.insert(*ip, meta.clone());
                 let entry = IpcacheEntry {
                     identity: *id,
                     endpoint_id: ep.endpoint_id(),
                     interface: ep.interface.clone(),
                 };
-                ipcache.insert(*ip, entry);
-                names.endpoints_by_ip.insert(*ip, ep.key());
+                out.insert(IpNet::from(*ip), entry);
             }
         }
-        names.rules = self.rules.names().map(|(id, n)| (id, n.to_string())).collect();
-        snapshot.rules = self.rules.metas().collect();
-        self.datapath.sync_ipcache(&ipcache)?;
+        out
+    }
 
+    /// Compiles `set` for every guarded endpoint, stages it and commits.
+    fn install(
+        &mut self,
+        set: &PolicySet,
+        all: &[EndpointSpec],
+        ids: &[u32],
+        labels: &[Labels],
+        universe: &Universe,
+    ) -> Result<(), StateError> {
         let mut guarded = HashSet::new();
-        for ((ep, id), l) in all.iter().zip(&ids).zip(&labels) {
+        for ((ep, id), l) in all.iter().zip(ids).zip(labels) {
             let Some(ifname) = &ep.interface else { continue };
-            let policy = self.rules.compile(l, self.identities.iter());
+            let policy = set.compile(l, &ep.named_ports(), universe, self.policies.options());
             self.datapath.upsert_endpoint(ifname, ep.endpoint_id(), *id, &policy)?;
             guarded.insert(ifname.clone());
         }
@@ -164,9 +241,153 @@ impl NodeState {
             tracing::info!(ifname, "no longer an endpoint; detaching");
             self.datapath.remove_endpoint(&ifname)?;
         }
+        self.datapath.commit_policy()?;
+        Ok(())
+    }
+
+    /// Makes the names of endpoints, identities and rules known to flows.
+    fn publish(&mut self, all: &[EndpointSpec], ids: &[u32], labels: &[Labels]) {
+        let mut names = Names::default();
+        let mut snapshot = Snapshot::default();
+        let selected_by = |l: &Labels, dir| {
+            let mut v: Vec<RuleMeta> = self
+                .in_force
+                .selecting(l, dir)
+                .iter()
+                .map(|(p, _)| RuleMeta::of(p, 0))
+                .collect();
+            v.dedup();
+            v
+        };
+        for ((ep, id), l) in all.iter().zip(ids).zip(labels) {
+            let meta = Arc::new(EndpointMeta {
+                id: ep.endpoint_id(),
+                identity: *id,
+                namespace: ep.namespace.clone(),
+                pod_name: ep.name.clone(),
+                labels: l.iter().map(|(k, v)| format!("k8s:{k}={v}")).collect(),
+                selected_by_ingress: selected_by(l, compile::DIR_INGRESS),
+                selected_by_egress: selected_by(l, compile::DIR_EGRESS),
+            });
+            if let Some((ifname, index)) = ep.interface.as_ref().and_then(|i| Some((i, datapath::ifindex(i)?))) {
+                snapshot.interfaces.insert(index, ifname.clone());
+            }
+            snapshot.endpoints_by_id.insert(meta.id, meta.clone());
+            for ip in &ep.ips {
+                snapshot.endpoints.insert(*ip, meta.clone());
+                names.endpoints_by_ip.insert(*ip, ep.key());
+            }
+        }
+        for (net, id) in &self.cidr_ids {
+            snapshot
+                .identity_labels
+                .insert(*id, vec![format!("cidr:{net}"), "reserved:world".into()]);
+        }
+        for (id, meta) in self.in_force.rule_metas() {
+            names.rules.insert(id, meta.name.clone());
+            snapshot.rules.insert(id, meta.clone());
+        }
         *self.names.write().unwrap_or_else(|e| e.into_inner()) = names;
         self.hub.publish(snapshot);
+    }
+
+    /// Applies `policies` (created or replaced); on error nothing changes.
+    pub fn apply_policies(&mut self, policies: Vec<Policy>) -> Result<(), StateError> {
+        let next = self.policies.applying(&policies)?;
+        self.switch_policies(next)
+    }
+
+    /// Deletes the runtime policies keyed `keys`; on error nothing changes.
+    pub fn delete_policies(&mut self, keys: &[String]) -> Result<(), StateError> {
+        let next = self.policies.deleting(keys)?;
+        self.switch_policies(next)
+    }
+
+    fn switch_policies(&mut self, runtime: BTreeMap<String, Policy>) -> Result<(), StateError> {
+        let old = self.in_force.clone();
+        let result = self
+            .project(PolicySet::new(self.policies.all_with(&runtime)))
+            .and_then(|_| Ok(self.policies.commit(runtime)?));
+        if let Err(e) = result {
+            if let Err(again) = self.project(old) {
+                tracing::error!(error = %again, "cannot restore the previous policies");
+            }
+            return Err(e);
+        }
         Ok(())
+    }
+
+    pub fn list_policies(&self) -> Vec<PolicyView> {
+        self.policies.list()
+    }
+
+    /// The verdict policy gives a new connection, without sending traffic.
+    pub fn trace(&mut self, from: &str, to: &str, proto: u8, port: u16) -> Result<Trace, StateError> {
+        let (from, to) = (self.trace_end(from)?, self.trace_end(to)?);
+        Ok(trace::trace(
+            &self.in_force,
+            self.policies.options(),
+            &from,
+            &to,
+            proto,
+            port,
+        ))
+    }
+
+    /// `ns/pod` or `pod` (namespace default), `key=value,…` labels of a
+    /// local endpoint, an IP address, or `reserved:<name>`.
+    fn trace_end(&self, spec: &str) -> Result<End, StateError> {
+        let invalid = |reason: String| StateError::Invalid { reason };
+        if let Some(name) = spec.strip_prefix("reserved:") {
+            return crate::identity::RESERVED
+                .iter()
+                .find(|(_, n)| *n == name)
+                .map(|(id, _)| End::Reserved(*id))
+                .ok_or_else(|| invalid(format!("unknown reserved identity {spec:?}")));
+        }
+        let endpoint = |ep: &EndpointSpec| End::Endpoint {
+            labels: ep.security_labels(),
+            named_ports: ep.named_ports(),
+            local: ep.interface.is_some(),
+        };
+        if let Ok(ip) = spec.parse::<IpAddr>() {
+            if let Some(ep) = self.all_endpoints().iter().find(|e| e.ips.contains(&ip)) {
+                return Ok(endpoint(ep));
+            }
+            if datapath::local_addresses().contains(&ip) {
+                return Ok(End::Reserved(reserved::HOST));
+            }
+            return Ok(End::World(ip));
+        }
+        if spec.contains('=') {
+            let mut map = BTreeMap::new();
+            for pair in spec.split(',') {
+                let (k, v) = pair
+                    .split_once('=')
+                    .ok_or_else(|| invalid(format!("{pair:?} in {spec:?} is not key=value")))?;
+                let k = k.trim();
+                let k = k.strip_prefix("k8s:").or_else(|| k.strip_prefix("any:")).unwrap_or(k);
+                map.insert(k.to_string(), v.trim().to_string());
+            }
+            let ns = map
+                .remove(crate::identity::NAMESPACE_LABEL)
+                .unwrap_or_else(|| "default".to_string());
+            return Ok(End::Endpoint {
+                labels: Labels::for_endpoint(&map, &ns),
+                named_ports: Vec::new(),
+                local: true,
+            });
+        }
+        let key = if spec.contains('/') {
+            spec.to_string()
+        } else {
+            format!("default/{spec}")
+        };
+        self.all_endpoints()
+            .iter()
+            .find(|e| e.key() == key)
+            .map(endpoint)
+            .ok_or(StateError::NotFound { key })
     }
 
     pub fn add_endpoint(&mut self, spec: EndpointSpec) -> Result<EndpointView, StateError> {
@@ -200,16 +421,6 @@ impl NodeState {
         self.apply()
     }
 
-    pub fn set_rules(&mut self, rules: RuleSet) -> Result<(), StateError> {
-        let old = std::mem::replace(&mut self.rules, rules);
-        if let Err(e) = self.apply() {
-            self.rules = old;
-            let _ = self.apply();
-            return Err(e);
-        }
-        Ok(())
-    }
-
     pub fn set_aggregation(&mut self, level: u32) -> Result<(), StateError> {
         Ok(self.datapath.set_aggregation(level)?)
     }
@@ -225,14 +436,16 @@ impl NodeState {
     fn view(&mut self, spec: &EndpointSpec, origin: &str) -> EndpointView {
         let labels = spec.security_labels();
         let identity = self.identities.allocate(&labels);
-        let policy = self.rules.compile(&labels, self.identities.iter());
+        let policy = self
+            .in_force
+            .compile(&labels, &spec.named_ports(), &Universe::new(), self.policies.options());
         EndpointView {
             spec: spec.clone(),
             endpoint_id: spec.endpoint_id(),
             identity,
             origin: origin.to_string(),
-            enforce_ingress: policy.flags & lumen_probes::abi::EP_ENFORCE_INGRESS != 0,
-            enforce_egress: policy.flags & lumen_probes::abi::EP_ENFORCE_EGRESS != 0,
+            enforce_ingress: policy.flags & compile::ENFORCE_INGRESS != 0,
+            enforce_egress: policy.flags & compile::ENFORCE_EGRESS != 0,
         }
     }
 

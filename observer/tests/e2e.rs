@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use lumen_observer::control::{Request, Response};
 use lumen_observer::counters;
 use lumen_observer::endpoint::EndpointSpec;
-use lumen_observer::rules::rule_id;
 use support::*;
 
 const ROOT: &str = "needs root and a BPF-capable kernel: run scripts/test.sh";
@@ -30,7 +29,7 @@ fn three_pods() -> Cluster {
 fn without_policy_ping_tcp_and_udp_pass_and_are_reported() {
     let _ = ROOT;
     let mut c = three_pods();
-    c.start_observer("rules: []\n", &[]);
+    c.start_observer("", &[]);
     let fe = c.pod("frontend").clone();
     let be = c.pod("backend").clone();
     let _tcp = be.tcp_echo_server(80).unwrap();
@@ -104,7 +103,10 @@ fn allow_only_tcp_80_from_frontend_to_backend() {
         let allowed = c.wait_flow(|e| flow_is(e, "INGRESS", fe_ip, be_ip, 6, 80) && e["ct_state"] == "new");
         assert_eq!(allowed["verdict"], "FORWARDED");
         assert_eq!(allowed["rule"], "allow-http");
-        assert_eq!(allowed["rule_id"], rule_id("allow-http"));
+        assert_eq!(
+            allowed["rule_id"],
+            lumen_policy::compile::rule_id_candidate("CiliumNetworkPolicy/default/allow-http", 2, 0)
+        );
         // The reply of the allowed connection passes without a policy lookup.
         let reply =
             c.wait_flow(|e| e["direction"] == "EGRESS" && e["source"] == be_ip.to_string() && e["source_port"] == 80);
@@ -133,19 +135,17 @@ fn allow_only_tcp_80_from_frontend_to_backend() {
 fn explicit_deny_beats_allow() {
     let mut c = three_pods();
     c.start_observer(
-        "rules:
-  - name: allow-frontend
-    endpoints: {app: backend}
-    direction: ingress
-    action: allow
-    peers: {app: frontend}
-  - name: deny-http
-    endpoints: {app: backend}
-    direction: ingress
-    action: deny
-    peers: {app: frontend}
-    ports: [80/tcp]
-",
+        &[
+            cnp(
+                "allow-frontend",
+                "  endpointSelector: {matchLabels: {app: backend}}\n  ingress:\n    - fromEndpoints: [{matchLabels: {app: frontend}}]\n",
+            ),
+            cnp(
+                "deny-http",
+                "  endpointSelector: {matchLabels: {app: backend}}\n  ingressDeny:\n    - fromEndpoints: [{matchLabels: {app: frontend}}]\n      toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]\n",
+            ),
+        ]
+        .join("---\n"),
         &[],
     );
     let be = c.pod("backend").clone();
@@ -172,12 +172,11 @@ fn explicit_deny_beats_allow() {
 fn restart_keeps_connections_and_never_lets_denied_traffic_through() {
     let mut c = three_pods();
     let rules = format!(
-        "{ALLOW_HTTP}  - name: deny-other
-    endpoints: {{app: backend}}
-    direction: ingress
-    action: deny
-    peers: {{app: other}}
-"
+        "{ALLOW_HTTP}---\n{}",
+        cnp(
+            "deny-other",
+            "  endpointSelector: {matchLabels: {app: backend}}\n  ingressDeny:\n    - fromEndpoints: [{matchLabels: {app: other}}]\n"
+        )
     );
     c.start_observer(&rules, &[]);
     let be = c.pod("backend").clone();
@@ -234,10 +233,7 @@ fn restart_keeps_connections_and_never_lets_denied_traffic_through() {
 #[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
 fn ring_buffer_overflow_is_counted_exactly() {
     let mut c = cluster(&[("frontend", FRONTEND), ("backend", BACKEND)]);
-    c.start_observer(
-        "rules: []\n",
-        &["--ring-buffer-bytes", "4096", "--monitor-aggregation", "none"],
-    );
+    c.start_observer("", &["--ring-buffer-bytes", "4096", "--monitor-aggregation", "none"]);
     let fe = c.pod("frontend").clone();
     let sent = fe.udp_send(c.addr("backend", false, 9), b"x", 20_000).unwrap();
     assert_eq!(sent, 20_000);
@@ -276,7 +272,7 @@ fn endpoints_can_be_added_and_removed_at_runtime() {
     let late =
         c.tb.add_pod(
             &c.node,
-            lumen_testbed::PodSpec::new("late", "prod", "10.0.0.9".parse().unwrap()).label("app", "late"),
+            lumen_testbed::PodSpec::new("late", "default", "10.0.0.9".parse().unwrap()).label("app", "late"),
         )
         .unwrap();
     c.start_observer(ALLOW_HTTP, &[]);
@@ -290,10 +286,11 @@ fn endpoints_can_be_added_and_removed_at_runtime() {
 
     let spec = EndpointSpec {
         name: "late".into(),
-        namespace: "prod".into(),
+        namespace: "default".into(),
         labels: [("app".to_string(), "frontend".to_string())].into(),
         interface: Some(late.host_ifname.clone()),
         ips: vec!["10.0.0.9".parse().unwrap()],
+        ports: vec![],
     };
     let Response::Endpoint { endpoint } = c.call(Request::AddEndpoint { endpoint: spec.clone() }).unwrap() else {
         panic!("add failed")
@@ -306,7 +303,7 @@ fn endpoints_can_be_added_and_removed_at_runtime() {
         b"x"
     );
     let own = c.wait_flow(|e| e["source"] == "10.0.0.9" && e["direction"] == "EGRESS");
-    assert_eq!(own["source_endpoint"], "prod/late");
+    assert_eq!(own["source_endpoint"], "default/late");
     assert_eq!(own["endpoint_id"], spec.endpoint_id());
 
     // A duplicate IP is refused and changes nothing.
@@ -316,16 +313,16 @@ fn endpoints_can_be_added_and_removed_at_runtime() {
     let Response::Error { error } = c.call(Request::AddEndpoint { endpoint: dup }).unwrap() else {
         panic!()
     };
-    assert_eq!(error, "ip 10.0.0.9 of prod/dup is already used by another endpoint");
+    assert_eq!(error, "ip 10.0.0.9 of default/dup is already used by another endpoint");
     let Response::Endpoints { endpoints } = c.call(Request::ListEndpoints).unwrap() else {
         panic!()
     };
     let names: Vec<String> = endpoints.iter().map(|e| e.spec.key()).collect();
-    assert_eq!(names, vec!["default/backend", "default/frontend", "prod/late"]);
+    assert_eq!(names, vec!["default/backend", "default/frontend", "default/late"]);
 
     let ok = c
         .call(Request::DeleteEndpoint {
-            namespace: "prod".into(),
+            namespace: "default".into(),
             name: "late".into(),
         })
         .unwrap();
@@ -343,42 +340,6 @@ fn endpoints_can_be_added_and_removed_at_runtime() {
     assert!(error.starts_with("endpoint default/backend comes from "), "{error}");
 }
 
-#[test]
-#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
-fn malformed_rules_are_rejected_and_the_old_policy_stays() {
-    let mut c = three_pods();
-    c.start_observer(ALLOW_HTTP, &[]);
-    let be = c.pod("backend").clone();
-    let _s80 = be.tcp_echo_server(80).unwrap();
-    let _s8080 = be.tcp_echo_server(8080).unwrap();
-    let bad = [
-        (
-            "rules:\n  - name: x\n    endpoints: {}\n    direction: ingress\n    action: allow\n    ports: [80/gre]\n",
-            "bad.yaml:2: rule \"x\": unknown protocol \"gre\" in port \"80/gre\" (tcp, udp, sctp, icmp, icmpv6, any)",
-        ),
-        (
-            "rules:\n  - name: x\n    endpoints: {}\n    direction: up\n    action: allow\n",
-            "bad.yaml:4:16: rules[0].direction: unknown variant `up`, expected `ingress` or `egress`",
-        ),
-        ("rules: [\n", "bad.yaml:2:1: did not find expected node content"),
-    ];
-    for (yaml, expected) in bad {
-        let r = c
-            .call(Request::SetRules {
-                yaml: yaml.into(),
-                source: "bad.yaml".into(),
-            })
-            .unwrap();
-        assert_eq!(r, Response::Error { error: expected.into() });
-    }
-    let fe = c.pod("frontend").clone();
-    assert_eq!(
-        fe.tcp_request(c.addr("backend", false, 80), b"ok", LONG).unwrap(),
-        b"ok"
-    );
-    assert!(fe.tcp_request(c.addr("backend", false, 8080), b"no", SHORT).is_err());
-}
-
 fn observer_error(c: &Cluster, rules: &str, extra: &[&str]) -> String {
     let out = c.observer_command(rules, extra).output().unwrap();
     assert!(!out.status.success());
@@ -389,15 +350,18 @@ fn observer_error(c: &Cluster, rules: &str, extra: &[&str]) -> String {
 #[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
 fn bad_input_and_missing_prerequisites_are_named() {
     let c = cluster(&[("frontend", FRONTEND)]);
-    let rules = c.rules_file().display().to_string();
+    let policy = c.policy_file().display().to_string();
     let err = observer_error(
         &c,
-        "rules:\n  - name: a\n    endpoints: {}\n    direction: ingress\n    action: allow\n    ports: [0]\n",
+        &cnp(
+            "a",
+            "  endpointSelector: {}\n  ingress:\n    - toPorts: [{ports: [{port: \"70000\"}]}]\n",
+        ),
         &[],
     );
     assert!(
         err.contains(&format!(
-            "error: {rules}:2: rule \"a\": port \"0\" in \"0\" is not a number from 1 to 65535"
+            "error: invalid policy:\n{policy}:8: document 1 (CiliumNetworkPolicy default/a): spec.ingress[0].toPorts[0].ports[0].port: port 70000 is out of range (0-65535)"
         )),
         "{err}"
     );
@@ -407,7 +371,7 @@ fn bad_input_and_missing_prerequisites_are_named() {
         "endpoints:\n  - name: ghost\n    interface: nosuchif0\n    ips: [10.0.0.50]\n",
     )
     .unwrap();
-    let err = observer_error(&c, "rules: []\n", &[]);
+    let err = observer_error(&c, "", &[]);
     assert!(
         err.contains("interface nosuchif0 does not exist in this network namespace"),
         "{err}"
@@ -417,7 +381,7 @@ fn bad_input_and_missing_prerequisites_are_named() {
         "endpoints:\n  - name: a\n    ips: [10.0.0.1]\n    bogus: 1\n",
     )
     .unwrap();
-    let err = observer_error(&c, "rules: []\n", &[]);
+    let err = observer_error(&c, "", &[]);
     assert!(
         err.contains(&format!(
             "{}:4:5: endpoints[0]: unknown field `bogus`",
@@ -428,7 +392,7 @@ fn bad_input_and_missing_prerequisites_are_named() {
 
     c.write_endpoints();
     let not_bpffs = c.dir.join("not-bpffs");
-    let err = observer_error(&c, "rules: []\n", &["--bpffs-root", not_bpffs.to_str().unwrap()]);
+    let err = observer_error(&c, "", &["--bpffs-root", not_bpffs.to_str().unwrap()]);
     assert!(
         err.contains(&format!(
             "no BPF filesystem at {}: mount one with `mount -t bpf bpf /sys/fs/bpf`",
@@ -436,12 +400,12 @@ fn bad_input_and_missing_prerequisites_are_named() {
         )),
         "{err}"
     );
-    let err = observer_error(&c, "rules: []\n", &["--btf-path", "/nonexistent/vmlinux"]);
+    let err = observer_error(&c, "", &["--btf-path", "/nonexistent/vmlinux"]);
     assert!(
         err.contains("the kernel has no BTF (/nonexistent/vmlinux is missing)"),
         "{err}"
     );
-    let err = observer_error(&c, "rules: []\n", &["--ring-buffer-bytes", "5000"]);
+    let err = observer_error(&c, "", &["--ring-buffer-bytes", "5000"]);
     assert!(err.contains("5000 is not a power of two of at least 4096"), "{err}");
     assert!(!c.pin_dir().exists(), "nothing was pinned by failed starts");
 }
@@ -450,7 +414,12 @@ fn bad_input_and_missing_prerequisites_are_named() {
 #[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
 fn non_first_fragments_borrow_ports_from_the_first() {
     let mut c = three_pods();
-    c.start_observer(ALLOW_HTTP.replace("80/tcp", "5000/udp").as_str(), &[]);
+    c.start_observer(
+        ALLOW_HTTP
+            .replace("port: \"80\", protocol: TCP", "port: \"5000\", protocol: UDP")
+            .as_str(),
+        &[],
+    );
     let be = c.pod("backend").clone();
     let sink = be.udp_echo_server(5000).unwrap();
     let fe = c.pod("frontend").clone();
@@ -483,7 +452,7 @@ fn non_first_fragments_borrow_ports_from_the_first() {
 fn aggregation_level_switches_at_runtime() {
     use lumen_observer::Aggregation;
     let mut c = cluster(&[("frontend", FRONTEND), ("backend", BACKEND)]);
-    c.start_observer("rules: []\n", &["--monitor-aggregation", "max"]);
+    c.start_observer("", &["--monitor-aggregation", "max"]);
     let be = c.pod("backend").clone();
     let _s = be.tcp_echo_server(80).unwrap();
     let fe = c.pod("frontend").clone();
@@ -534,7 +503,7 @@ fn aggregation_level_switches_at_runtime() {
 #[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
 fn events_carry_the_first_bytes_of_the_packet_when_asked() {
     let mut c = cluster(&[("frontend", FRONTEND), ("backend", BACKEND)]);
-    c.start_observer("rules: []\n", &["--capture-bytes", "64"]);
+    c.start_observer("", &["--capture-bytes", "64"]);
     let be = c.pod("backend").clone();
     let _udp = be.udp_echo_server(53).unwrap();
     let fe = c.pod("frontend").clone();
@@ -633,7 +602,10 @@ fn icmp_errors_of_a_connection_pass_as_related_under_default_deny() {
     let mut c = three_pods();
     // The frontend accepts nothing but from `other`: default deny for the rest.
     c.start_observer(
-        "rules:\n  - name: fe-in\n    endpoints: {app: frontend}\n    direction: ingress\n    action: allow\n    peers: {app: other}\n",
+        &cnp(
+            "fe-in",
+            "  endpointSelector: {matchLabels: {app: frontend}}\n  ingress:\n    - fromEndpoints: [{matchLabels: {app: other}}]\n",
+        ),
         &[],
     );
     let fe = c.pod("frontend").clone();
@@ -710,10 +682,7 @@ fn per_cpu_counters_count_every_packet_by_direction_and_verdict() {
 #[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
 fn idle_conntrack_entries_are_collected_and_the_flow_starts_anew() {
     let mut c = cluster(&[("frontend", FRONTEND), ("backend", BACKEND)]);
-    c.start_observer(
-        "rules: []\n",
-        &["--ct-gc-interval", "500ms", "--ct-timeout-other", "2s"],
-    );
+    c.start_observer("", &["--ct-gc-interval", "500ms", "--ct-timeout-other", "2s"]);
     let be = c.pod("backend").clone();
     let _udp = be.udp_echo_server(53).unwrap();
     let fe = c.pod("frontend").clone();
@@ -803,7 +772,10 @@ fn send_sctp(c: &Cluster, from: &str, dst: std::net::Ipv4Addr, sport: u16, dport
 fn sctp_is_parsed_and_policed_by_port() {
     let mut c = three_pods();
     c.start_observer(
-        "rules:\n  - name: sctp-5000\n    endpoints: {app: backend}\n    direction: ingress\n    action: allow\n    ports: [5000/sctp]\n",
+        &cnp(
+            "sctp-5000",
+            "  endpointSelector: {matchLabels: {app: backend}}\n  ingress:\n    - toPorts: [{ports: [{port: \"5000\", protocol: SCTP}]}]\n",
+        ),
         &[],
     );
     let be = c.pod("backend").ipv4;

@@ -300,10 +300,7 @@ fn get_flows_serves_enriched_flows_filters_and_follows() {
 #[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
 fn a_follower_is_told_exactly_what_the_kernel_ring_buffer_lost() {
     let mut c = cluster(&[("frontend", &[("app", "frontend")]), ("backend", &[("app", "backend")])]);
-    c.start_observer(
-        "rules: []\n",
-        &["--ring-buffer-bytes", "4096", "--monitor-aggregation", "none"],
-    );
+    c.start_observer("", &["--ring-buffer-bytes", "4096", "--monitor-aggregation", "none"]);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -367,7 +364,7 @@ fn a_follower_is_told_exactly_what_the_kernel_ring_buffer_lost() {
 #[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
 fn a_slow_follower_is_told_exactly_what_it_missed_and_blocks_nobody() {
     let mut c = cluster(&[("frontend", &[("app", "frontend")]), ("backend", &[("app", "backend")])]);
-    c.start_observer("rules: []\n", &["--max-flows", "200", "--monitor-aggregation", "none"]);
+    c.start_observer("", &["--max-flows", "200", "--monitor-aggregation", "none"]);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -498,10 +495,7 @@ fn a_field_mask_sends_only_the_named_fields() {
 #[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
 fn the_api_is_also_served_over_tcp_when_asked() {
     let mut c = cluster(&[("frontend", &[("app", "frontend")])]);
-    c.start_observer(
-        "rules: []\n",
-        &["--listen-address", "127.0.0.1:4244", "--max-flows", "777"],
-    );
+    c.start_observer("", &["--listen-address", "127.0.0.1:4244", "--max-flows", "777"]);
     let netns = c.node.netns.clone();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

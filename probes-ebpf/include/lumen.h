@@ -93,11 +93,20 @@ struct lumen_ipcache_value {
 	__u32 pad;
 };
 
+/*
+ * Policy comes in two slots: the datapath uses slot (policy_revision & 1) of
+ * every endpoint. The observer writes a new policy into the other slot of
+ * each endpoint, then flips the revision: every endpoint changes policy at
+ * the same instant, so no packet sees one endpoint's old policy and
+ * another's new one.
+ */
+#define LUMEN_POLICY_SLOTS 2
+
 struct lumen_endpoint_info {
 	__u32 endpoint_id; /* 0: not an endpoint (an empty array slot) */
 	__u32 identity;
-	__u32 policy_id; /* selects the endpoint's entries in the policy map */
-	__u32 flags;     /* LUMEN_EP_* */
+	__u32 policy_id[LUMEN_POLICY_SLOTS]; /* selects the endpoint's entries in the policy map */
+	__u32 flags[LUMEN_POLICY_SLOTS];     /* LUMEN_EP_* */
 	__u8 pod_mac[6];  /* learnt by the datapath from the pod's frames */
 	__u8 host_mac[6]; /* of the host-side interface, set by the observer */
 	__u8 pad[4];
@@ -162,6 +171,8 @@ struct lumen_ct_entry {
 	__u8 pad[2];
 	__u32 peer_ifindex; /* host interface of the peer if it is a local endpoint */
 	__u32 peer_endpoint_id; /* and its endpoint id, in case the ifindex is reused */
+	__u32 policy_revision;  /* decided under; a newer revision decides again */
+	__u32 pad2;
 };
 
 /* Tracks the L4 ports of a fragmented datagram, keyed by its first fragment. */
@@ -185,7 +196,7 @@ struct lumen_config {
 	__u32 capture_len;    /* packet bytes copied into each event, <= LUMEN_CAPTURE_MAX */
 	__u64 wakeup_bytes;   /* force a reader wakeup once this much is pending */
 	__u32 local_redirect; /* hand node-local traffic straight to the peer's interface */
-	__u32 pad;
+	__u32 policy_revision; /* bumped by every policy change; its low bit picks the slot */
 };
 
 /* Per-CPU packet and byte counters, indexed by direction * VERDICT_MAX + verdict. */

@@ -56,6 +56,7 @@ pub const CAPTURE_MAX: u32 = 128;
 
 pub const POLICY_PREFIX_FIXED: u32 = 96;
 pub const POLICY_PREFIX_FULL: u32 = 128;
+pub const POLICY_SLOTS: u32 = 2;
 
 /// C: struct lumen_ipcache_key
 #[repr(C)]
@@ -83,8 +84,8 @@ pub struct IpcacheValue {
 pub struct EndpointInfo {
     pub endpoint_id: u32,
     pub identity: u32,
-    pub policy_id: u32,
-    pub flags: u32,
+    pub policy_id: [u32; POLICY_SLOTS as usize],
+    pub flags: [u32; POLICY_SLOTS as usize],
     pub pod_mac: [u8; 6],
     pub host_mac: [u8; 6],
     pub pad: [u8; 4],
@@ -144,6 +145,8 @@ pub struct CtEntry {
     pub pad: [u8; 2],
     pub peer_ifindex: u32,
     pub peer_endpoint_id: u32,
+    pub policy_revision: u32,
+    pub pad2: u32,
 }
 
 /// C: struct lumen_frag_key
@@ -175,7 +178,7 @@ pub struct Config {
     pub capture_len: u32,
     pub wakeup_bytes: u64,
     pub local_redirect: u32,
-    pub pad: u32,
+    pub policy_revision: u32,
 }
 
 /// C: struct lumen_traffic_counter

@@ -108,6 +108,7 @@ fn lumen_extension_travels_in_flow_extensions_150000() {
         rule_name: "r".into(),
         ct_state: String::new(),
         local_redirect: true,
+        selected_by: vec![],
     };
     let flow = Flow {
         extensions: Some(ext.to_any()),

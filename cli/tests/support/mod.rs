@@ -39,7 +39,7 @@ pub struct Live {
 }
 
 impl Live {
-    pub fn start(name: &str, rules: &str) -> Live {
+    pub fn start(name: &str, policy: &str) -> Live {
         use lumen_testbed::{PodSpec, Testbed};
         let mut tb = Testbed::new().unwrap();
         let node = tb.add_node("n").unwrap();
@@ -58,11 +58,11 @@ impl Live {
         }
         let dir = temp(name);
         std::fs::write(dir.join("endpoints.yaml"), text).unwrap();
-        std::fs::write(dir.join("rules.yaml"), rules).unwrap();
+        std::fs::write(dir.join("policy.yaml"), policy).unwrap();
         let mut cfg = lumen_observer::ObserverConfig::in_dir(&format!("{}-{name}", tb.prefix()), &dir);
         cfg.netns = Some(node.netns.clone());
         cfg.endpoints = Some(dir.join("endpoints.yaml"));
-        cfg.rules = Some(dir.join("rules.yaml"));
+        cfg.policy = Some(dir.join("policy.yaml"));
         let observer = lumen_observer::ObserverHandle::spawn(cfg.clone());
         assert!(
             observer.wait_ready(std::time::Duration::from_secs(20)),

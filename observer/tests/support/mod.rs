@@ -17,14 +17,26 @@ use serde_json::Value;
 pub const BPFFS_ROOT: &str = "/sys/fs/bpf/lumen";
 
 /// The backend accepts TCP 80 from the frontend, nothing else.
-pub const ALLOW_HTTP: &str = "rules:
-  - name: allow-http
-    endpoints: {app: backend}
-    direction: ingress
-    action: allow
-    peers: {app: frontend}
-    ports: [80/tcp]
+pub const ALLOW_HTTP: &str = "\
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: allow-http
+spec:
+  endpointSelector:
+    matchLabels: {app: backend}
+  ingress:
+    - fromEndpoints:
+        - matchLabels: {app: frontend}
+      toPorts:
+        - ports: [{port: \"80\", protocol: TCP}]
 ";
+
+/// A CiliumNetworkPolicy in namespace default named `name` with `spec`
+/// (YAML indented by two spaces).
+pub fn cnp(name: &str, spec: &str) -> String {
+    format!("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: {name}\nspec:\n{spec}")
+}
 
 pub struct Cluster {
     pub tb: Testbed,
@@ -32,30 +44,39 @@ pub struct Cluster {
     pub pods: BTreeMap<String, Pod>,
     pub dir: PathBuf,
     pub node_name: String,
+    /// Pods that are not endpoints: outside the cluster as far as policy goes.
+    pub unguarded: std::collections::BTreeSet<String>,
+    /// `name=PORT/PROTO` named ports per pod, for the endpoint file.
+    pub named_ports: BTreeMap<String, Vec<(String, u16, String)>>,
     observer: Option<Process>,
 }
 
 /// `(name, labels)` of each pod; pod i gets 10.0.0.(i+1) and fd00::(i+1).
 pub fn cluster(pods: &[(&str, &[(&str, &str)])]) -> Cluster {
+    let specs = pods
+        .iter()
+        .enumerate()
+        .map(|(i, (name, labels))| {
+            let n = i as u8 + 1;
+            let ipv6 = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, n.into());
+            let mut spec = PodSpec::new(name, "default", Ipv4Addr::new(10, 0, 0, n)).ipv6(ipv6);
+            for (k, v) in *labels {
+                spec = spec.label(k, v);
+            }
+            spec
+        })
+        .collect();
+    cluster_of(specs)
+}
+
+/// Pods as given; every one is an endpoint unless [`Cluster::unguarded`]
+/// says otherwise.
+pub fn cluster_of(specs: Vec<PodSpec>) -> Cluster {
     let mut tb = Testbed::new().expect("testbed (run the tests as root: scripts/test.sh)");
     let node = tb.add_node("node").expect("node");
     let mut map = BTreeMap::new();
-    for (i, (name, labels)) in pods.iter().enumerate() {
-        let n = i as u8 + 1;
-        let mut spec = PodSpec::new(name, "default", Ipv4Addr::new(10, 0, 0, n)).ipv6(Ipv6Addr::new(
-            0xfd00,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            n.into(),
-        ));
-        for (k, v) in *labels {
-            spec = spec.label(k, v);
-        }
-        map.insert(name.to_string(), tb.add_pod(&node, spec).expect("pod"));
+    for spec in specs {
+        map.insert(spec.name.clone(), tb.add_pod(&node, spec).expect("pod"));
     }
     let node_name = format!("{}-node", tb.prefix());
     let dir = std::env::temp_dir().join(format!("lumen-e2e-{node_name}"));
@@ -66,6 +87,8 @@ pub fn cluster(pods: &[(&str, &[(&str, &str)])]) -> Cluster {
         pods: map,
         dir,
         node_name,
+        unguarded: Default::default(),
+        named_ports: Default::default(),
         observer: None,
     };
     c.write_endpoints();
@@ -91,8 +114,8 @@ impl Cluster {
         self.dir.join("endpoints.yaml")
     }
 
-    pub fn rules_file(&self) -> PathBuf {
-        self.dir.join("rules.yaml")
+    pub fn policy_file(&self) -> PathBuf {
+        self.dir.join("policy.yaml")
     }
 
     pub fn events_file(&self) -> PathBuf {
@@ -114,19 +137,25 @@ impl Cluster {
 
     pub fn write_endpoints(&self) {
         let mut text = String::from("endpoints:\n");
-        for pod in self.pods.values() {
+        for pod in self.pods.values().filter(|p| !self.unguarded.contains(&p.name)) {
             text.push_str(&format!(
                 "  - name: {}\n    namespace: {}\n    labels: {{",
                 pod.name, pod.namespace
             ));
             let labels: Vec<String> = pod.labels.iter().map(|(k, v)| format!("{k}: {v}")).collect();
             text.push_str(&labels.join(", "));
+            let ips: Vec<String> = pod.ips().iter().map(|ip| format!("\"{ip}\"")).collect();
             text.push_str(&format!(
-                "}}\n    interface: {}\n    ips: [{}, \"{}\"]\n",
+                "}}\n    interface: {}\n    ips: [{}]\n",
                 pod.host_ifname,
-                pod.ipv4,
-                pod.ipv6.unwrap()
+                ips.join(", ")
             ));
+            if let Some(ports) = self.named_ports.get(&pod.name) {
+                text.push_str("    ports:\n");
+                for (name, port, proto) in ports {
+                    text.push_str(&format!("      - {{name: {name}, port: {port}, protocol: {proto}}}\n"));
+                }
+            }
         }
         std::fs::write(self.endpoints_file(), text).unwrap();
     }
@@ -137,8 +166,9 @@ impl Cluster {
         u64::from(IdentityAllocator::default().allocate(&Labels::for_endpoint(&p.labels, &p.namespace)))
     }
 
-    pub fn observer_command(&self, rules: &str, extra: &[&str]) -> Command {
-        std::fs::write(self.rules_file(), rules).unwrap();
+    /// The observer with `policy` (YAML) as its `--policy` file.
+    pub fn observer_command(&self, policy: &str, extra: &[&str]) -> Command {
+        std::fs::write(self.policy_file(), policy).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_lumen-observer"));
         cmd.args(["--node-name", &self.node_name, "--netns", &self.node.netns]);
         if !extra.contains(&"--bpffs-root") {
@@ -146,7 +176,7 @@ impl Cluster {
         }
         cmd.arg("--state-dir").arg(self.dir.join("state"));
         cmd.arg("--endpoints").arg(self.endpoints_file());
-        cmd.arg("--rules").arg(self.rules_file());
+        cmd.arg("--policy").arg(self.policy_file());
         cmd.arg("--control-socket").arg(self.socket());
         cmd.arg("--socket").arg(self.grpc_socket());
         cmd.arg("--events-output").arg(self.events_file());
@@ -156,8 +186,8 @@ impl Cluster {
     }
 
     /// Starts the observer and waits until its control socket answers.
-    pub fn start_observer(&mut self, rules: &str, extra: &[&str]) {
-        let mut cmd = self.observer_command(rules, extra);
+    pub fn start_observer(&mut self, policy: &str, extra: &[&str]) {
+        let mut cmd = self.observer_command(policy, extra);
         cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         let mut process = self.node.spawn(cmd).expect("spawn lumen-observer");
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -473,18 +473,19 @@ struct decision {
  * are both consulted: deny beats audit beats allow, and on a tie the
  * peer-specific entry names the rule.
  */
-static __always_inline struct decision decide(const struct lumen_endpoint_info *ep, __u8 dir,
-					      __u32 peer, const struct packet *p)
+static __always_inline struct decision decide(const struct lumen_endpoint_info *ep, __u32 slot,
+					      __u8 dir, __u32 peer, const struct packet *p)
 {
 	struct decision d = {.verdict = LUMEN_VERDICT_FORWARDED};
 	__u32 enforce = dir == LUMEN_DIR_INGRESS ? LUMEN_EP_ENFORCE_INGRESS : LUMEN_EP_ENFORCE_EGRESS;
 	__u32 audit = dir == LUMEN_DIR_INGRESS ? LUMEN_EP_AUDIT_INGRESS : LUMEN_EP_AUDIT_EGRESS;
+	__u32 flags = ep->flags[slot], policy_id = ep->policy_id[slot];
 	struct lumen_policy_value *specific, *any, *v;
 
-	if (!(ep->flags & enforce))
+	if (!(flags & enforce))
 		return d;
-	specific = policy_lookup(ep->policy_id, dir, peer, p->proto, p->dport);
-	any = policy_lookup(ep->policy_id, dir, 0, p->proto, p->dport);
+	specific = policy_lookup(policy_id, dir, peer, p->proto, p->dport);
+	any = policy_lookup(policy_id, dir, 0, p->proto, p->dport);
 	v = action_rank(any) > action_rank(specific) ? any : specific;
 	if (!v) {
 		d.verdict = LUMEN_VERDICT_DROPPED;
@@ -498,7 +499,7 @@ static __always_inline struct decision decide(const struct lumen_endpoint_info *
 							    : LUMEN_VERDICT_FORWARDED;
 		d.rule_id = v->rule_id;
 	}
-	if (d.verdict == LUMEN_VERDICT_DROPPED && (ep->flags & audit))
+	if (d.verdict == LUMEN_VERDICT_DROPPED && (flags & audit))
 		d.verdict = LUMEN_VERDICT_AUDIT;
 	return d;
 }
@@ -627,12 +628,14 @@ static __always_inline struct outcome process(struct __sk_buff *skb, struct pack
 	struct outcome o = {};
 	__u8 ct_state = 0, report = 0, src_is_a, have_peer = 0;
 	const __u8 *peer_addr = dir == LUMEN_DIR_INGRESS ? p->saddr : p->daddr;
+	__u32 revision = lumen_config.policy_revision;
+	__u32 slot = revision & 1;
 
 	if (p->drop_reason) {
 		/* Unparseable packets are dropped only where policy is enforced. */
 		__u32 enforce = dir == LUMEN_DIR_INGRESS ? LUMEN_EP_ENFORCE_INGRESS
 							 : LUMEN_EP_ENFORCE_EGRESS;
-		if (ep->flags & enforce) {
+		if (ep->flags[slot] & enforce) {
 			d.verdict = LUMEN_VERDICT_DROPPED;
 			d.drop_reason = p->drop_reason;
 		}
@@ -654,6 +657,23 @@ static __always_inline struct outcome process(struct __sk_buff *skb, struct pack
 		if ((p->tcp_flags & (TCP_FIN | TCP_RST)) && !(ct->closing & 1)) {
 			ct->closing |= 1;
 			report = agg != LUMEN_AGG_NONE;
+		}
+		if (ct->policy_revision != revision) {
+			/*
+			 * Policy changed since the connection was allowed: decide
+			 * again, as for a new connection (replies still pass).
+			 */
+			peer = ipcache_lookup(p->family, peer_addr);
+			have_peer = 1;
+			d = decide(ep, slot, dir, peer.identity, p);
+			if (d.verdict == LUMEN_VERDICT_DROPPED) {
+				bpf_map_delete_elem(&conntrack, &key);
+				goto out;
+			}
+			ct->verdict = d.verdict;
+			ct->rule_id = d.rule_id;
+			ct->policy_revision = revision;
+			report = report || agg != LUMEN_AGG_MAX;
 		}
 		d.verdict = ct->verdict;
 		d.rule_id = ct->rule_id;
@@ -702,7 +722,7 @@ static __always_inline struct outcome process(struct __sk_buff *skb, struct pack
 	report = 1;
 	peer = ipcache_lookup(p->family, peer_addr);
 	have_peer = 1;
-	d = decide(ep, dir, peer.identity, p);
+	d = decide(ep, slot, dir, peer.identity, p);
 	if (d.verdict != LUMEN_VERDICT_DROPPED) {
 		struct lumen_ct_entry entry = {
 			.created_ns = bpf_ktime_get_coarse_ns(),
@@ -715,6 +735,7 @@ static __always_inline struct outcome process(struct __sk_buff *skb, struct pack
 			.orig_dir = dir,
 			.peer_ifindex = peer.ifindex,
 			.peer_endpoint_id = peer.endpoint_id,
+			.policy_revision = revision,
 		};
 		bpf_map_update_elem(&conntrack, &key, &entry, BPF_ANY);
 		o.peer_ifindex = peer.ifindex;

@@ -8,8 +8,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-/// The label that carries an endpoint's namespace, as Kubernetes names it.
-pub const NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
+pub use crate::model::NAMESPACE_LABEL;
+
+/// The label Kubernetes puts on every namespace, with its name.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 /// Reserved identities, numbered as in Cilium.
 pub mod reserved {
@@ -42,10 +44,27 @@ pub mod reserved {
     }
 }
 
+/// Every reserved identity with the name its `reserved:` label and entity use.
+pub const RESERVED: &[(u32, &str)] = &[
+    (reserved::HOST, "host"),
+    (reserved::WORLD, "world"),
+    (reserved::UNMANAGED, "unmanaged"),
+    (reserved::HEALTH, "health"),
+    (reserved::INIT, "init"),
+    (reserved::REMOTE_NODE, "remote-node"),
+    (reserved::KUBE_APISERVER, "kube-apiserver"),
+    (reserved::INGRESS, "ingress"),
+    (reserved::WORLD_IPV4, "world-ipv4"),
+    (reserved::WORLD_IPV6, "world-ipv6"),
+];
+
 /// First identity handed to workloads; below are reserved (Cilium: 256).
 pub const MIN_WORKLOAD_IDENTITY: u32 = 256;
 /// Identities are 24 bits wide in Cilium's cluster-local scope.
 pub const MAX_WORKLOAD_IDENTITY: u32 = (1 << 24) - 1;
+/// CIDR identities are node-local in Cilium, from 2^24 on.
+pub const MIN_CIDR_IDENTITY: u32 = 1 << 24;
+pub const MAX_CIDR_IDENTITY: u32 = (1 << 25) - 1;
 
 /// A sorted set of `key=value` labels.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -56,11 +75,22 @@ impl Labels {
         Labels(map)
     }
 
-    /// The security-relevant labels of an endpoint: its own plus its namespace.
+    /// The security-relevant labels of an endpoint: its own, its namespace,
+    /// and its namespace's name label as Kubernetes sets it on every
+    /// namespace (so `namespaceSelector`s can name namespaces).
     pub fn for_endpoint(labels: &BTreeMap<String, String>, namespace: &str) -> Self {
         let mut map = labels.clone();
         map.insert(NAMESPACE_LABEL.to_string(), namespace.to_string());
+        map.insert(
+            format!("{}{NAMESPACE_NAME_LABEL}", crate::model::NAMESPACE_LABELS_PREFIX),
+            namespace.to_string(),
+        );
         Labels(map)
+    }
+
+    /// The labels as a selector sees them.
+    pub fn as_map(&self) -> &BTreeMap<String, String> {
+        &self.0
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
@@ -92,7 +122,7 @@ impl fmt::Display for Labels {
 }
 
 /// FNV-1a: small, stable across builds and platforms (unlike `DefaultHasher`).
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
