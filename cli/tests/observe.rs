@@ -332,7 +332,8 @@ fn observe_and_status_against_a_running_observer() {
             let flow = &v["flow"];
             let sport = &flow["l4"]["TCP"]["source_port"];
             format!(
-                "{}: default/frontend:{sport} (ID:{fe_id}) -> default/backend:8080 (ID:{be_id}) to-endpoint DROPPED (TCP Flags: SYN)\n",
+                "{}: default/frontend:{sport} (ID:{fe_id}) -> default/backend:8080 (ID:{be_id}) to-endpoint DROPPED (TCP Flags: SYN) \
+                 [no policy allowed it; selected by CiliumNetworkPolicy default/allow-http]\n",
                 hubble_time(flow["time"].as_str().unwrap())
             )
         })
@@ -378,7 +379,10 @@ fn observe_and_status_against_a_running_observer() {
     assert!(sport.parse::<u16>().unwrap() >= 1024, "{line}");
     assert_eq!(
         rest,
-        format!("(ID:{fe_id}) -> default/backend:8080 (ID:{be_id}) to-endpoint DROPPED (TCP Flags: SYN)")
+        format!(
+            "(ID:{fe_id}) -> default/backend:8080 (ID:{be_id}) to-endpoint DROPPED (TCP Flags: SYN) \
+             [no policy allowed it; selected by CiliumNetworkPolicy default/allow-http]"
+        )
     );
 
     let (code, out, err) = lumen(&["status", "--server", &server]);

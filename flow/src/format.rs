@@ -220,12 +220,45 @@ pub fn compact(response: &GetFlowsResponse) -> Option<String> {
         Some(false) => "->",
     };
     Some(format!(
-        "{}: {src} {arrow} {dst} {} {} ({})",
+        "{}: {src} {arrow} {dst} {} {} ({}){}",
         timestamp(flow.time.as_ref()),
         flow_type(flow),
         verdict(flow),
-        summary(flow)
+        summary(flow),
+        why(flow).map(|w| format!(" [{w}]")).unwrap_or_default()
     ))
+}
+
+fn policy_name(p: &lumen_proto::flow::Policy) -> String {
+    match p.namespace.as_str() {
+        "" => format!("{} {}", p.kind, p.name),
+        ns => format!("{} {ns}/{}", p.kind, p.name),
+    }
+}
+
+/// Why policy dropped (or audited) a flow, when the flow says: the deny
+/// rule's policy, or under default deny the policies that selected the
+/// endpoint (Lumen's flow extension).
+pub fn why(flow: &Flow) -> Option<String> {
+    let dropped = flow.verdict == Verdict::Dropped as i32 || flow.verdict == Verdict::Audit as i32;
+    if !dropped {
+        return None;
+    }
+    let names = |ps: &[lumen_proto::flow::Policy]| ps.iter().map(policy_name).collect::<Vec<_>>().join(", ");
+    let denied_by: Vec<_> = flow
+        .ingress_denied_by
+        .iter()
+        .chain(&flow.egress_denied_by)
+        .cloned()
+        .collect();
+    if !denied_by.is_empty() {
+        return Some(format!("denied by {}", names(&denied_by)));
+    }
+    let ext = flow
+        .extensions
+        .as_ref()
+        .and_then(|a| lumen_proto::lumen::v1::FlowExtension::from_any(a)?.ok())?;
+    (!ext.selected_by.is_empty()).then(|| format!("no policy allowed it; selected by {}", names(&ext.selected_by)))
 }
 
 /// A `key: value` block per response, keys right-aligned like Hubble's.
@@ -433,5 +466,47 @@ mod tests {
             parse_json("{").unwrap_err().to_string(),
             "not JSON: EOF while parsing an object at line 1 column 1"
         );
+    }
+
+    #[test]
+    fn why_names_the_deny_rule_or_the_policies_behind_a_default_deny() {
+        let policy = |name: &str| lumen_proto::flow::Policy {
+            name: name.into(),
+            namespace: "default".into(),
+            kind: "CiliumNetworkPolicy".into(),
+            ..Default::default()
+        };
+        let denied = Flow {
+            verdict: Verdict::Dropped as i32,
+            ingress_denied_by: vec![policy("deny-other")],
+            ..Default::default()
+        };
+        assert_eq!(
+            why(&denied).as_deref(),
+            Some("denied by CiliumNetworkPolicy default/deny-other")
+        );
+        let ext = lumen_proto::lumen::v1::FlowExtension {
+            selected_by: vec![policy("a"), policy("b")],
+            ..Default::default()
+        };
+        let default_deny = Flow {
+            verdict: Verdict::Dropped as i32,
+            extensions: Some(ext.to_any()),
+            ..Default::default()
+        };
+        assert_eq!(
+            why(&default_deny).as_deref(),
+            Some("no policy allowed it; selected by CiliumNetworkPolicy default/a, CiliumNetworkPolicy default/b")
+        );
+        let forwarded = Flow {
+            verdict: Verdict::Forwarded as i32,
+            ..default_deny.clone()
+        };
+        assert_eq!(why(&forwarded), None);
+        let response = GetFlowsResponse {
+            response_types: Some(ResponseTypes::Flow(default_deny)),
+            ..Default::default()
+        };
+        assert!(compact(&response).unwrap().ends_with("DROPPED (N/A) [no policy allowed it; selected by CiliumNetworkPolicy default/a, CiliumNetworkPolicy default/b]"));
     }
 }

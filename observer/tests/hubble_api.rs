@@ -532,3 +532,95 @@ fn the_api_is_also_served_over_tcp_when_asked() {
         assert_eq!(health.status, ServingStatus::Serving as i32);
     });
 }
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn flows_say_which_policy_decided_and_why_a_default_deny_dropped() {
+    let mut c = cluster(&[
+        ("frontend", &[("app", "frontend")]),
+        ("backend", &[("app", "backend")]),
+        ("other", &[("app", "other")]),
+    ]);
+    let policies = [
+        cnp(
+            "backend-in",
+            "  endpointSelector: {matchLabels: {app: backend}}\n  ingress:\n    - fromEndpoints: [{matchLabels: {app: frontend}}]\n      toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]\n  ingressDeny:\n    - fromEndpoints: [{matchLabels: {app: other}}]\n",
+        ),
+        "apiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata: {name: frontend-out}\nspec:\n  endpointSelector: {matchLabels: {app: frontend}}\n  egress:\n    - toEntities: [cluster]\n".to_string(),
+    ];
+    c.start_observer(&policies.join("---\n"), &[]);
+    let be = c.pod("backend").clone();
+    let _s80 = be.tcp_echo_server(80).unwrap();
+    let _s8080 = be.tcp_echo_server(8080).unwrap();
+    let (fe, other) = (c.pod("frontend").clone(), c.pod("other").clone());
+    assert_eq!(
+        fe.tcp_request(c.addr("backend", false, 80), b"ok", LONG).unwrap(),
+        b"ok"
+    );
+    assert!(fe.tcp_request(c.addr("backend", false, 8080), b"no", SHORT).is_err());
+    assert!(other.tcp_request(c.addr("backend", false, 80), b"no", SHORT).is_err());
+    c.wait_flow(|e| e["source"] == "10.0.0.3" && e["verdict"] == "DROPPED");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let all = rt.block_on(async {
+        let mut client = ObserverClient::new(connect(c.grpc_socket()).await);
+        flows(
+            &mut client,
+            GetFlowsRequest {
+                number: 1000,
+                ..Default::default()
+            },
+        )
+        .await
+    });
+    let policy = |name: &str, namespace: &str, kind: &str| lumen_proto::flow::Policy {
+        name: name.into(),
+        namespace: namespace.into(),
+        kind: kind.into(),
+        ..Default::default()
+    };
+    let first_syn = |from: &str, dir: TrafficDirection, port: u32| {
+        all.iter()
+            .map(|(_, f)| f)
+            .find(|f| {
+                f.traffic_direction == dir as i32
+                    && dport(f) == port
+                    && syn_only(f)
+                    && f.source.as_ref().is_some_and(|s| s.pod_name == from)
+            })
+            .unwrap_or_else(|| panic!("no {dir:?} SYN from {from} to port {port}"))
+    };
+    let backend_in = policy("backend-in", "default", "CiliumNetworkPolicy");
+
+    // Allowed on both sides: each side names its policy and how it matched.
+    let out = first_syn("frontend", TrafficDirection::Egress, 80);
+    assert_eq!(
+        out.egress_allowed_by,
+        [policy("frontend-out", "", "CiliumClusterwideNetworkPolicy")]
+    );
+    assert_eq!(out.policy_match_type, 1, "L3 only");
+    let inn = first_syn("frontend", TrafficDirection::Ingress, 80);
+    assert_eq!(inn.ingress_allowed_by, std::slice::from_ref(&backend_in));
+    assert_eq!(inn.policy_match_type, 2, "L3 and L4");
+
+    // A deny rule: the flow names it.
+    let denied = first_syn("other", TrafficDirection::Ingress, 80);
+    assert_eq!(
+        (denied.verdict, denied.drop_reason_desc),
+        (Verdict::Dropped as i32, DropReason::PolicyDeny as i32)
+    );
+    assert_eq!(denied.ingress_denied_by, std::slice::from_ref(&backend_in));
+
+    // Default deny: no rule decided; the extension says which policies
+    // made the backend default-deny.
+    let dropped = first_syn("frontend", TrafficDirection::Ingress, 8080);
+    assert_eq!(dropped.drop_reason_desc, DropReason::PolicyDenied as i32);
+    assert!(dropped.ingress_denied_by.is_empty() && dropped.ingress_allowed_by.is_empty());
+    let ext = lumen_proto::lumen::v1::FlowExtension::from_any(dropped.extensions.as_ref().unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(ext.selected_by, [backend_in]);
+}

@@ -454,79 +454,66 @@ fn conformance_table_through_the_datapath_and_policy_trace() {
     );
 }
 
-#[test]
-#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
-fn changes_apply_atomically_under_continuous_traffic() {
-    let net = net();
-    // Throughout: frontend -> backend:80 is allowed by every state the
-    // steps go through, other -> backend:5300/udp denied by every one. Each
-    // step is one change: a policy created, replaced or deleted.
-    let backend_in = |spec: &str| {
-        cnp(
-            "default",
-            "backend-in",
-            &format!("  endpointSelector: {{matchLabels: {{app: backend}}}}\n{spec}"),
-        )
+/// One change: a policy created or replaced (YAML), or deleted (its key).
+enum Step {
+    Apply(String),
+    Delete(&'static str),
+}
+
+/// Runs `steps` over and over (at least 20 rounds and 3 s) while TCP
+/// requests that every state allows (`allowed`: from, to, port) and UDP
+/// datagrams that every state denies (`denied`) flow continuously; not one
+/// request may fail and not one datagram may arrive.
+fn under_traffic(net: &Net, steps: &[Step], allowed: (&str, &str, u16), denied: (&str, &str, u16)) {
+    let apply = |step: &Step| match step {
+        Step::Apply(yaml) => net.apply(yaml),
+        Step::Delete(key) => net
+            .c
+            .call(Request::DeletePolicies {
+                keys: vec![key.to_string()],
+            })
+            .unwrap(),
     };
-    let steps = [
-        Some(backend_in("  ingress:\n    - fromEndpoints: [{matchLabels: {app: frontend}}]\n      toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]\n")),
-        Some(backend_in("  ingress:\n    - fromEndpoints: [{matchLabels: {app: frontend}}]\n    - fromCIDR: [198.51.100.0/24]\n")),
-        Some(backend_in("  ingress:\n    - fromEntities: [cluster]\n  ingressDeny:\n    - fromEndpoints: [{matchLabels: {app: other}}]\n      toPorts: [{ports: [{port: \"5300\", protocol: UDP}]}]\n")),
-        Some(cnp("default", "other-out", "  endpointSelector: {matchLabels: {app: other}}\n  egress:\n    - toCIDR: [203.0.113.0/24]\n")),
-        Some(backend_in("  enableDefaultDeny: {ingress: false}\n")),
-        Some(backend_in("  ingress:\n    - toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]\n")),
-        None,
-    ];
-    assert_eq!(net.apply(steps[0].as_deref().unwrap()), Response::Ok);
+    assert_eq!(apply(&steps[0]), Response::Ok);
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed, probes) = (
         Arc::new(AtomicU64::new(0)),
         Arc::new(AtomicU64::new(0)),
         Arc::new(AtomicU64::new(0)),
     );
-    let dns = net.c.pod("backend").udp_echo_server(5300).unwrap();
-    let allowed = std::thread::spawn({
-        let (fe, stop, ok, failed) = (net.c.pod("frontend").clone(), stop.clone(), ok.clone(), failed.clone());
-        let dst = SocketAddr::new(IpAddr::V4(net.c.pod("backend").ipv4), 80);
+    let sink = net.pod(denied.1).udp_echo_server(denied.2).unwrap();
+    let requests = std::thread::spawn({
+        let (src, stop, ok, failed) = (net.pod(allowed.0).clone(), stop.clone(), ok.clone(), failed.clone());
+        let dst = SocketAddr::new(IpAddr::V4(net.pod(allowed.1).ipv4), allowed.2);
         move || {
             while !stop.load(Ordering::Relaxed) {
-                match fe.tcp_request(dst, b"still allowed", Duration::from_secs(2)) {
+                match src.tcp_request(dst, b"still allowed", Duration::from_secs(2)) {
                     Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
                     Err(_) => failed.fetch_add(1, Ordering::Relaxed),
                 };
             }
         }
     });
-    let denied = std::thread::spawn({
-        let (other, stop, probes) = (net.c.pod("other").clone(), stop.clone(), probes.clone());
-        let dst = SocketAddr::new(IpAddr::V4(net.c.pod("backend").ipv4), 5300);
+    let datagrams = std::thread::spawn({
+        let (src, stop, probes) = (net.pod(denied.0).clone(), stop.clone(), probes.clone());
+        let dst = SocketAddr::new(IpAddr::V4(net.pod(denied.1).ipv4), denied.2);
         move || {
             while !stop.load(Ordering::Relaxed) {
-                probes.fetch_add(other.udp_send(dst, b"never", 20).unwrap(), Ordering::Relaxed);
+                probes.fetch_add(src.udp_send(dst, b"never", 20).unwrap(), Ordering::Relaxed);
             }
         }
     });
-    // At least 20 rounds and 3 s, so that plenty of traffic meets changes.
     let started = std::time::Instant::now();
     let mut rounds = 0;
     while rounds < 20 || started.elapsed() < Duration::from_secs(3) {
-        for step in &steps {
-            let response = match step {
-                Some(yaml) => net.apply(yaml),
-                None => net
-                    .c
-                    .call(Request::DeletePolicies {
-                        keys: vec!["CiliumNetworkPolicy/default/other-out".into()],
-                    })
-                    .unwrap(),
-            };
-            assert_eq!(response, Response::Ok, "round {rounds}");
+        for step in steps {
+            assert_eq!(apply(step), Response::Ok, "round {rounds}");
         }
         rounds += 1;
     }
     stop.store(true, Ordering::Relaxed);
-    allowed.join().unwrap();
-    denied.join().unwrap();
+    requests.join().unwrap();
+    datagrams.join().unwrap();
     let (ok, probes) = (ok.load(Ordering::Relaxed), probes.load(Ordering::Relaxed));
     assert!(ok > 100 && probes > 1000, "traffic ran: {ok} requests, {probes} probes");
     assert_eq!(
@@ -534,7 +521,50 @@ fn changes_apply_atomically_under_continuous_traffic() {
         0,
         "allowed requests failed during changes"
     );
-    assert_eq!(dns.accepted(), 0, "denied datagrams got through during changes");
+    assert_eq!(sink.accepted(), 0, "denied datagrams got through during changes");
+}
+
+fn backend_in(spec: &str) -> Step {
+    Step::Apply(cnp(
+        "default",
+        "backend-in",
+        &format!("  endpointSelector: {{matchLabels: {{app: backend}}}}\n{spec}"),
+    ))
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn changes_apply_atomically_under_continuous_traffic() {
+    let net = net();
+    // Each step is one change; frontend -> backend:80 is allowed in every
+    // state the steps go through, other -> backend:5300/udp denied in every one.
+    let steps = [
+        backend_in("  ingress:\n    - fromEndpoints: [{matchLabels: {app: frontend}}]\n      toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]\n"),
+        backend_in("  ingress:\n    - fromEndpoints: [{matchLabels: {app: frontend}}]\n    - fromCIDR: [198.51.100.0/24]\n"),
+        backend_in("  ingress:\n    - fromEntities: [cluster]\n  ingressDeny:\n    - fromEndpoints: [{matchLabels: {app: other}}]\n      toPorts: [{ports: [{port: \"5300\", protocol: UDP}]}]\n"),
+        Step::Apply(cnp("default", "other-out", "  endpointSelector: {matchLabels: {app: other}}\n  egress:\n    - toCIDR: [203.0.113.0/24]\n")),
+        backend_in("  enableDefaultDeny: {ingress: false}\n"),
+        backend_in("  ingress:\n    - toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]\n"),
+        Step::Delete("CiliumNetworkPolicy/default/other-out"),
+    ];
+    under_traffic(&net, &steps, ("frontend", "backend", 80), ("other", "backend", 5300));
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn cidr_changes_never_flip_the_world_peers_verdict() {
+    let net = net();
+    // ext (198.51.100.10) reaches the backend on port 80 as the world, then
+    // through a CIDR rule (its address gets a CIDR identity), then through a
+    // rule with an exception carved out for ext2; port 5300 never. The
+    // ipcache gains and loses prefixes along the way.
+    let steps = [
+        backend_in("  ingress:\n    - fromEntities: [world]\n      toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]\n"),
+        backend_in("  ingress:\n    - fromCIDR: [198.51.100.0/24]\n      toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]\n"),
+        backend_in("  ingress:\n    - fromCIDRSet: [{cidr: 0.0.0.0/0, except: [203.0.113.0/24]}]\n      toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]\n  ingressDeny:\n    - fromCIDR: [198.51.100.10/32]\n      toPorts: [{ports: [{port: \"5300\", protocol: UDP}]}]\n"),
+        backend_in("  ingress:\n    - fromCIDR: [198.51.100.0/25]\n      toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]\n"),
+    ];
+    under_traffic(&net, &steps, ("ext", "backend", 80), ("ext", "backend", 5300));
 }
 
 #[test]
