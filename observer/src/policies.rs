@@ -176,3 +176,85 @@ impl PolicyStore {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct TempDir(PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn temp(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("lumen-policies-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn cnp(name: &str) -> String {
+        format!("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: {name}}}\nspec:\n  endpointSelector: {{}}\n  ingress: [{{}}]\n")
+    }
+
+    fn parse(yaml: &str) -> Vec<Policy> {
+        lumen_policy::parse_str(yaml, Path::new("applied.yaml")).unwrap()
+    }
+
+    fn keys(store: &PolicyStore) -> Vec<String> {
+        store.all().iter().map(Policy::key).collect()
+    }
+
+    #[test]
+    fn runtime_policies_survive_a_restart_and_file_policies_are_the_files() {
+        let dir = temp("store");
+        let file = dir.0.join("file.yaml");
+        std::fs::write(&file, cnp("from-file")).unwrap();
+        let runtime = dir.0.join("state/policies.json");
+        let options = lumen_policy::Options::default();
+        let mut store = PolicyStore::load(Some(&file), runtime.clone(), options).unwrap();
+        assert_eq!(keys(&store), ["CiliumNetworkPolicy/default/from-file"]);
+
+        let next = store.applying(&parse(&cnp("web"))).unwrap();
+        store.commit(next).unwrap();
+        let reloaded = PolicyStore::load(Some(&file), runtime.clone(), options).unwrap();
+        assert_eq!(
+            keys(&reloaded),
+            [
+                "CiliumNetworkPolicy/default/from-file",
+                "CiliumNetworkPolicy/default/web"
+            ]
+        );
+        assert_eq!(
+            reloaded.list().iter().map(|v| v.origin.as_str()).collect::<Vec<_>>(),
+            ["file", "runtime"]
+        );
+
+        let err = store.applying(&parse(&cnp("from-file"))).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "CiliumNetworkPolicy/default/from-file comes from {}: edit that file instead",
+                file.display()
+            )
+        );
+        let err = store
+            .deleting(&["CiliumNetworkPolicy/default/nope".into()])
+            .unwrap_err();
+        assert_eq!(err.to_string(), "no policy CiliumNetworkPolicy/default/nope");
+        // A failed change leaves the store as it was.
+        assert_eq!(keys(&store).len(), 2);
+        let next = store.deleting(&["CiliumNetworkPolicy/default/web".into()]).unwrap();
+        store.commit(next).unwrap();
+        assert_eq!(keys(&store), ["CiliumNetworkPolicy/default/from-file"]);
+
+        std::fs::write(&runtime, "not json").unwrap();
+        let err = PolicyStore::load(None, runtime.clone(), options).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!("runtime policies in {} are unreadable", runtime.display())
+        );
+    }
+}

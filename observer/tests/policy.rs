@@ -49,6 +49,11 @@ struct Net {
 }
 
 fn net() -> Net {
+    net_with(&[])
+}
+
+/// [`net`] with extra observer flags.
+fn net_with(flags: &[&str]) -> Net {
     let pod = |name: &str, ns: &str, ip: Ipv4Addr, labels: &[(&str, &str)]| {
         labels
             .iter()
@@ -78,7 +83,7 @@ fn net() -> Net {
         vec![("http".into(), 80, "TCP".into()), ("dns".into(), 53, "UDP".into())],
     );
     c.write_endpoints();
-    c.start_observer("", &[]);
+    c.start_observer("", flags);
     // The node itself, as a place to run servers and clients.
     let host = Pod {
         name: "host".into(),
@@ -452,6 +457,47 @@ fn conformance_table_through_the_datapath_and_policy_trace() {
         CASES.len(),
         failures.join("\n")
     );
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn enforcement_modes_and_global_audit() {
+    let verdict = |net: &Net, from, to, port| {
+        let t = net.trace(from, to, port, Tcp);
+        (net.reaches(from, to, port, Tcp), t.verdict)
+    };
+    // always: default-deny everywhere, with no policy at all.
+    let net = net_with(&["--enable-policy", "always"]);
+    assert_eq!(verdict(&net, "frontend", "backend", 80), (false, Verdict::Dropped));
+    assert_eq!(verdict(&net, "ext", "db", 80), (false, Verdict::Dropped));
+    drop(net);
+    // never: policies are accepted but nothing is enforced.
+    let net = net_with(&["--enable-policy", "never"]);
+    assert_eq!(net.apply(&policy_sets()["l3l4-ingress"]), Response::Ok);
+    assert_eq!(verdict(&net, "other", "backend", 80), (true, Verdict::Forwarded));
+    drop(net);
+    // Global audit: what policy would drop passes and is reported AUDIT.
+    let net = net_with(&["--policy-audit-mode"]);
+    assert_eq!(net.apply(&policy_sets()["l3l4-ingress"]), Response::Ok);
+    assert_eq!(verdict(&net, "other", "backend", 80), (true, Verdict::Audit));
+    assert_eq!(verdict(&net, "frontend", "backend", 80), (true, Verdict::Forwarded));
+    let audited = net
+        .c
+        .wait_flow(|e| e["source"] == "10.0.0.3" && e["destination_port"] == 80 && e["direction"] == "INGRESS");
+    assert_eq!(audited["verdict"], "AUDIT");
+    let err = net_with_error(&["--enable-policy", "sometimes"]);
+    assert!(
+        err.contains("unknown enforcement mode \"sometimes\" (default, always, never)"),
+        "{err}"
+    );
+}
+
+/// The error an observer started with `flags` exits with.
+fn net_with_error(flags: &[&str]) -> String {
+    let c = cluster(&[("solo", &[("app", "solo")])]);
+    let out = c.observer_command("", flags).output().unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// One change: a policy created or replaced (YAML), or deleted (its key).
