@@ -195,6 +195,16 @@ fn ipcache_key(net: IpNet) -> Key<[u8; 20]> {
     Key::new(32 + u32::from(net.prefix_len()), data)
 }
 
+// lumen-policy numbers directions, actions and endpoint flags as the datapath does.
+const _: () = {
+    use lumen_policy::compile as c;
+    assert!(c::DIR_INGRESS == abi::DIR_INGRESS && c::DIR_EGRESS == abi::DIR_EGRESS);
+    assert!(c::ACTION_ALLOW == abi::ACTION_ALLOW && c::ACTION_DENY == abi::ACTION_DENY);
+    assert!(c::ACTION_AUDIT == abi::ACTION_AUDIT);
+    assert!(c::ENFORCE_INGRESS == abi::EP_ENFORCE_INGRESS && c::ENFORCE_EGRESS == abi::EP_ENFORCE_EGRESS);
+    assert!(c::AUDIT_INGRESS == abi::EP_AUDIT_INGRESS && c::AUDIT_EGRESS == abi::EP_AUDIT_EGRESS);
+};
+
 /// The datapath's key for a policy entry of the endpoint policy `policy_id`.
 pub fn policy_key(e: &PolicyEntry, policy_id: u32) -> abi::PolicyKey {
     let prefixlen = match (e.proto, e.port_bits) {

@@ -124,14 +124,15 @@ fn decide(
         v.dedup();
         v
     };
+    let decision = |verdict, drop_reason, by, enforced| Decision {
+        verdict,
+        drop_reason,
+        by,
+        selected_by: selected_by.clone(),
+        enforced,
+    };
     let Some(mode) = compile::direction_mode(&selecting, opts) else {
-        return Decision {
-            verdict: Verdict::Forwarded,
-            drop_reason: 0,
-            by: None,
-            selected_by,
-            enforced: false,
-        };
+        return decision(Verdict::Forwarded, 0, None, false);
     };
     let matching = |rules: fn(&crate::model::Direction) -> &Vec<PeerRule>| -> Vec<(&Policy, &PeerRule)> {
         selecting
@@ -140,12 +141,10 @@ fn decide(
             .filter(|(_, r)| peer_matches(r, peer) && port_matches(r, receiver_ports, proto, port))
             .collect()
     };
-    let drop = |reason, by: Option<RuleMeta>| Decision {
-        verdict: if mode.audit { Verdict::Audit } else { Verdict::Dropped },
-        drop_reason: if mode.audit { 0 } else { reason },
-        by,
-        selected_by: selected_by.clone(),
-        enforced: true,
+    // A drop the direction's audit mode turns into a report.
+    let drop = |reason, by| match mode.audit {
+        true => decision(Verdict::Audit, 0, by, true),
+        false => decision(Verdict::Dropped, reason, by, true),
     };
     let meta = |(p, r): (&Policy, &PeerRule)| RuleMeta::of(p, compile::match_type(r));
     let denies = matching(|d| &d.deny);
@@ -153,33 +152,15 @@ fn decide(
         return drop(DROP_POLICY_DENY, Some(meta(*hit)));
     }
     if let Some(hit) = denies.first() {
-        return Decision {
-            verdict: Verdict::Audit,
-            drop_reason: 0,
-            by: Some(meta(*hit)),
-            selected_by,
-            enforced: true,
-        };
+        return decision(Verdict::Audit, 0, Some(meta(*hit)), true);
     }
     if let Some(hit) = matching(|d| &d.allow).first() {
-        return Decision {
-            verdict: Verdict::Forwarded,
-            drop_reason: 0,
-            by: Some(meta(*hit)),
-            selected_by,
-            enforced: true,
-        };
+        return decision(Verdict::Forwarded, 0, Some(meta(*hit)), true);
     }
     if mode.default_deny {
         return drop(DROP_POLICY_DENIED, None);
     }
-    Decision {
-        verdict: Verdict::Forwarded,
-        drop_reason: 0,
-        by: None,
-        selected_by,
-        enforced: true,
-    }
+    decision(Verdict::Forwarded, 0, None, true)
 }
 
 fn peer_matches(rule: &PeerRule, peer: &End) -> bool {
