@@ -98,6 +98,7 @@ fn endpoint_commands_against_a_running_observer() {
     let mut cfg = ObserverConfig::in_dir(&node_name, &dir);
     cfg.netns = Some(node.netns.clone());
     cfg.endpoints = Some(endpoints);
+    let _pins = support::Pins(cfg.pin_dir());
     let observer = ObserverHandle::spawn(cfg.clone());
     assert!(observer.wait_ready(Duration::from_secs(20)), "observer did not start");
     let sock = socket.to_str().unwrap();
@@ -229,7 +230,6 @@ fn endpoint_commands_against_a_running_observer() {
     assert_eq!((code, err.as_str()), (1, "error: no endpoint shop/db\n"));
 
     observer.stop().unwrap();
-    lumen_observer::daemon::uninstall(&cfg.pin_dir()).unwrap();
     std::fs::remove_dir_all(dir).unwrap();
 }
 

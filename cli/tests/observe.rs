@@ -281,6 +281,7 @@ fn observe_and_status_against_a_running_observer() {
     cfg.endpoints = Some(endpoints);
     cfg.policy = Some(policy);
     cfg.max_flows = 1000;
+    let _pins = support::Pins(cfg.pin_dir());
     let observer = ObserverHandle::spawn(cfg.clone());
     assert!(observer.wait_ready(Duration::from_secs(20)), "observer did not start");
 
@@ -409,6 +410,5 @@ fn observe_and_status_against_a_running_observer() {
     assert_eq!(lines[4], "Lost Events: 0 in the kernel ring buffer, 0 by slow clients");
 
     observer.stop().unwrap();
-    lumen_observer::daemon::uninstall(&cfg.pin_dir()).unwrap();
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -21,6 +21,8 @@ mod cpu;
 use cpu::pin_to_cpu;
 #[path = "support/benchmarks_md.rs"]
 mod benchmarks_md;
+#[path = "support/machine.rs"]
+mod machine;
 use benchmarks_md::update_benchmarks;
 use lumen_testbed::{Node, Pod, PodSpec, Testbed};
 
@@ -340,8 +342,8 @@ fn main() {
          conntrack fast path (no policy lookup), which is the point of the design. In (iv) the rules are iptables \
          rules in the node's FORWARD chain, walked linearly by every packet (no conntrack shortcut in front); \
          starting Lumen with the 10,000 rules (compile, load, map writes, attach) took {:.1} s.\n",
-        cpu_model(),
-        kernel(),
+        machine::cpu_model(),
+        machine::kernel(),
         verdict(rr[3] / rr[0] >= 0.95),
         verdict(bulk[3] / bulk[0] >= 0.90),
         startup.as_secs_f64(),
@@ -356,22 +358,4 @@ fn main() {
     );
     update_benchmarks("datapath", &section);
     println!("{section}");
-}
-
-fn cpu_model() -> String {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = info
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string());
-    // Counted from cpuinfo: this process is pinned to one CPU.
-    let cpus = info.lines().filter(|l| l.starts_with("processor")).count();
-    format!("{cpus} × {}", model.unwrap_or_else(|| "unknown CPU".into()))
-}
-
-fn kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .unwrap_or_default()
-        .trim()
-        .to_string()
 }

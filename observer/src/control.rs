@@ -73,32 +73,33 @@ pub fn parse_documents(
     documents: &[PolicyDocument],
 ) -> Result<Vec<lumen_policy::Policy>, Vec<lumen_policy::PolicyError>> {
     let mut policies: Vec<lumen_policy::Policy> = Vec::new();
+    // Where each key was first defined, to name it when it comes again.
+    let mut seen: std::collections::HashMap<String, (PathBuf, usize)> = std::collections::HashMap::new();
     let mut errors = Vec::new();
     for d in documents {
         match lumen_policy::parse_str(&d.yaml, Path::new(&d.source)) {
             Ok(ps) => {
                 for p in ps {
-                    if let Some(first) = policies.iter().find(|q| q.key() == p.key()) {
-                        errors.push(lumen_policy::PolicyError {
-                            file: p.origin.file.clone(),
-                            document: p.origin.document,
-                            line: None,
-                            object: Some(format!(
-                                "{} {}",
-                                p.kind,
-                                p.namespace
-                                    .as_deref()
-                                    .map_or(p.name.clone(), |ns| format!("{ns}/{}", p.name))
-                            )),
-                            field: "metadata.name".into(),
-                            reason: format!(
-                                "also defined in {} document {}",
-                                first.origin.file.display(),
-                                first.origin.document
-                            ),
-                        });
-                    } else {
-                        policies.push(p);
+                    match seen.entry(p.key()) {
+                        std::collections::hash_map::Entry::Occupied(first) => {
+                            let (file, document) = first.get();
+                            let name = match &p.namespace {
+                                Some(ns) => format!("{ns}/{}", p.name),
+                                None => p.name.clone(),
+                            };
+                            errors.push(lumen_policy::PolicyError {
+                                file: p.origin.file.clone(),
+                                document: p.origin.document,
+                                line: None,
+                                object: Some(format!("{} {name}", p.kind)),
+                                field: "metadata.name".into(),
+                                reason: format!("also defined in {} document {document}", file.display()),
+                            });
+                        }
+                        std::collections::hash_map::Entry::Vacant(slot) => {
+                            slot.insert((p.origin.file.clone(), p.origin.document));
+                            policies.push(p);
+                        }
                     }
                 }
             }
@@ -226,6 +227,23 @@ pub async fn call(path: &Path, request: &Request) -> Result<Response, ClientErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_policy_defined_in_two_files_names_both() {
+        let doc = |source: &str| {
+            PolicyDocument {
+            source: source.into(),
+            yaml: "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: web}\nspec:\n  endpointSelector: {}\n".into(),
+        }
+        };
+        let errors = parse_documents(&[doc("a.yaml"), doc("b.yaml")]).unwrap_err();
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            ["b.yaml: document 1 (CiliumNetworkPolicy default/web): metadata.name: also defined in a.yaml document 1"]
+        );
+        assert_eq!(parse_documents(&[doc("a.yaml")]).unwrap().len(), 1);
+    }
 
     #[test]
     fn wire_format_is_stable() {

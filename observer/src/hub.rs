@@ -14,8 +14,9 @@ use crate::parser::{self, Snapshot};
 use crate::store::{FlowStore, StoredFlow};
 
 /// Snapshots kept at most, even if old flows still refer to older ones
-/// (those are then named with the oldest snapshot kept).
-const MAX_SNAPSHOTS: usize = 1024;
+/// (those are then named with the oldest snapshot kept). Each is a few
+/// hundred bytes per endpoint and policy (what did not change is shared).
+const MAX_SNAPSHOTS: usize = 64;
 
 /// Kernel losses kept in the stream at most; a newer one beyond that is
 /// added to the newest kept, so counts stay exact.

@@ -47,7 +47,7 @@ pub struct Snapshot {
     pub endpoints_by_id: HashMap<u32, Arc<EndpointMeta>>,
     /// Labels of identities that are not endpoints (CIDR identities).
     pub identity_labels: HashMap<u32, Vec<String>>,
-    pub rules: HashMap<u32, RuleMeta>,
+    pub rules: HashMap<u32, Arc<RuleMeta>>,
     /// Host-side interface names by ifindex.
     pub interfaces: HashMap<u32, String>,
 }
@@ -167,7 +167,7 @@ pub fn to_flow(stored: &StoredFlow, snap: &Snapshot, instance: u64) -> flow::Flo
         kind: r.kind.clone(),
         ..Default::default()
     };
-    let policy = rule.map(as_policy);
+    let policy = rule.map(|r| as_policy(r));
     // Under default deny no rule decided: say which policies made it so.
     let selected_by = match snap.endpoints_by_id.get(&ev.endpoint_id) {
         Some(ep) if dropped && ev.drop_reason == abi::DROP_POLICY_DENIED => {
@@ -290,12 +290,12 @@ mod tests {
             .insert("10.0.0.2".parse().unwrap(), meta(22, 400, "backend"));
         s.rules.insert(
             77,
-            RuleMeta {
+            Arc::new(RuleMeta {
                 name: "deny-http".into(),
                 namespace: String::new(),
                 kind: "CiliumNetworkPolicy".into(),
                 match_type: 2,
-            },
+            }),
         );
         s.interfaces.insert(9, "lxc9".into());
         s

@@ -246,7 +246,10 @@ impl NodeState {
     }
 
     /// Makes the names of endpoints, identities and rules known to flows.
+    /// Flows keep the snapshot they arrived under, so what did not change
+    /// is shared with the previous snapshot rather than copied.
     fn publish(&mut self, all: &[EndpointSpec], ids: &[u32], labels: &[Labels]) {
+        let previous = self.hub.current();
         let mut names = Names::default();
         let mut snapshot = Snapshot::default();
         let selected_by = |l: &Labels, dir| {
@@ -260,7 +263,7 @@ impl NodeState {
             v
         };
         for ((ep, id), l) in all.iter().zip(ids).zip(labels) {
-            let meta = Arc::new(EndpointMeta {
+            let meta = EndpointMeta {
                 id: ep.endpoint_id(),
                 identity: *id,
                 namespace: ep.namespace.clone(),
@@ -268,7 +271,11 @@ impl NodeState {
                 labels: l.iter().map(|(k, v)| format!("k8s:{k}={v}")).collect(),
                 selected_by_ingress: selected_by(l, compile::DIR_INGRESS),
                 selected_by_egress: selected_by(l, compile::DIR_EGRESS),
-            });
+            };
+            let meta = match previous.endpoints_by_id.get(&meta.id) {
+                Some(same) if **same == meta => same.clone(),
+                _ => Arc::new(meta),
+            };
             if let Some((ifname, index)) = ep.interface.as_ref().and_then(|i| Some((i, datapath::ifindex(i)?))) {
                 snapshot.interfaces.insert(index, ifname.clone());
             }
@@ -285,7 +292,11 @@ impl NodeState {
         }
         for (id, meta) in self.in_force.rule_metas() {
             names.rules.insert(id, meta.name.clone());
-            snapshot.rules.insert(id, meta.clone());
+            let meta = match previous.rules.get(&id) {
+                Some(same) if **same == *meta => same.clone(),
+                _ => Arc::new(meta.clone()),
+            };
+            snapshot.rules.insert(id, meta);
         }
         *self.names.write().unwrap_or_else(|e| e.into_inner()) = names;
         self.hub.publish(snapshot);

@@ -27,6 +27,17 @@ pub fn temp(name: &str) -> PathBuf {
     dir
 }
 
+/// Removes an observer's pinned datapath when dropped, so a failing test
+/// leaves nothing in bpffs. Declare it before the observer's handle: the
+/// handle stops the observer first.
+pub struct Pins(pub PathBuf);
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        let _ = lumen_observer::daemon::uninstall(&self.0);
+    }
+}
+
 /// A node with `frontend`, `backend` and `other` pods (10.0.0.1-3, labelled
 /// `app=<name>`, namespace default), guarded by a real observer in-process
 /// with its own sockets. Everything goes away on drop.
