@@ -43,8 +43,17 @@ pub enum Command {
     },
     /// Show flows from the observer's Hubble API (or from a file), like `hubble observe`.
     Observe(Box<crate::observe::ObserveArgs>),
-    /// Health and flow-buffer status of the observer, like `hubble status`.
+    /// Health and flow-buffer status of the observer or relay, like `hubble status`.
     Status(crate::observe::ServerArgs),
+    /// What an observer or relay knows, like `hubble list`.
+    #[command(subcommand)]
+    List(ListCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ListCommand {
+    /// The cluster's nodes: state, age, flow rate, flows held.
+    Nodes(crate::nodes::ListNodesArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,6 +175,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy(command) => crate::policy::run(&cli, command),
         Command::Observe(args) => crate::observe::observe(args),
         Command::Status(args) => crate::observe::status(args),
+        Command::List(ListCommand::Nodes(args)) => crate::nodes::list_nodes(args),
         Command::Aggregation { level } => {
             call(&cli, Request::SetAggregation { level: *level })?;
             println!("monitor aggregation is now {level:?}");

@@ -126,7 +126,7 @@ pub fn policy_table(policies: &[PolicyView]) -> String {
 }
 
 /// Columns padded to their widest cell, two spaces apart.
-fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
+pub(crate) fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
     let mut all = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
     all.extend(rows);
     let widths: Vec<usize> = (0..header.len())

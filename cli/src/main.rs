@@ -4,6 +4,7 @@ mod commands;
 mod demo;
 mod filters;
 mod format;
+mod nodes;
 mod observe;
 mod policy;
 

@@ -238,7 +238,7 @@ fn unreachable(server: &str, e: &(dyn std::error::Error + 'static)) -> anyhow::E
     )
 }
 
-async fn connect(server: &str) -> anyhow::Result<Channel> {
+pub(crate) async fn connect(server: &str) -> anyhow::Result<Channel> {
     if let Some(path) = server.strip_prefix("unix://") {
         return lumen_observer::server::connect_unix(std::path::Path::new(path))
             .await
@@ -257,7 +257,7 @@ async fn connect(server: &str) -> anyhow::Result<Channel> {
         .map_err(|e| unreachable(server, &e))
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 

@@ -121,7 +121,8 @@ fn main() {
         .unwrap();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let listener = rt.block_on(async { server::bind_unix(&socket) }).unwrap();
-    let server = rt.spawn(server::serve(hub.clone(), listener, None, stop_rx));
+    let peers = lumen_observer::peer::Peers::new(Vec::new());
+    let server = rt.spawn(server::serve(hub.clone(), peers, listener, None, stop_rx));
     let latencies: Vec<Vec<Duration>> = rt.block_on(async {
         let channel = server::connect_unix(&socket).await.unwrap();
         let mut client = ObserverClient::new(channel).max_decoding_message_size(64 << 20);

@@ -17,6 +17,7 @@ use crate::datapath::{Datapath, DatapathConfig, DatapathError};
 use crate::endpoint;
 use crate::hub::Hub;
 use crate::output::{JsonLines, Names};
+use crate::peer::{self, Peers};
 use crate::policies::{PolicyStore, PolicyStoreError};
 use crate::reader::{Reader, ReaderStats};
 use crate::source::FileError;
@@ -98,6 +99,11 @@ pub struct ObserverConfig {
     /// Also serve the Observer API on this TCP address (HOST:PORT, e.g. 0.0.0.0:4244).
     #[arg(long, env = "LUMEN_LISTEN_ADDRESS")]
     pub listen_address: Option<SocketAddr>,
+    /// YAML file of the cluster's observers, announced by Hubble's Peer service
+    /// so a relay finds them (see README); re-read when it changes. Without it
+    /// only this node is announced, and only with a --listen-address.
+    #[arg(long, env = "LUMEN_NODES_FILE")]
+    pub nodes_file: Option<PathBuf>,
     /// Flows kept in memory for GetFlows (Hubble keeps 4095).
     #[arg(long, env = "LUMEN_MAX_FLOWS", default_value_t = FlowStore::DEFAULT_CAPACITY, value_parser = parse_max_flows)]
     pub max_flows: usize,
@@ -194,6 +200,8 @@ pub enum ObserverError {
     #[error(transparent)]
     Policy(PolicyStoreError),
     #[error(transparent)]
+    Nodes(FileError),
+    #[error(transparent)]
     Datapath(#[from] DatapathError),
     #[error(transparent)]
     State(#[from] StateError),
@@ -217,13 +225,7 @@ pub fn uninstall(pin_dir: &Path) -> std::io::Result<()> {
 /// Runs the observer until `shutdown` turns true. Input files are checked
 /// before the datapath is touched.
 pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Result<ReaderStats, ObserverError> {
-    if cfg.node_name.is_empty()
-        || !cfg
-            .node_name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        || cfg.node_name.starts_with('.')
-    {
+    if !peer::is_node_name(&cfg.node_name) {
         return Err(ObserverError::NodeName(cfg.node_name.clone()));
     }
     let file_endpoints = match &cfg.endpoints {
@@ -240,6 +242,10 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
         options,
     )
     .map_err(ObserverError::Policy)?;
+    let peers = Peers::new(match &cfg.nodes_file {
+        Some(path) => peer::load_file(path).map_err(ObserverError::Nodes)?,
+        None => peer::local(&cfg.node_name, cfg.listen_address),
+    });
     // Checked before the datapath is touched, so a bad file changes nothing.
     for ep in &file_endpoints {
         if let Some(ifname) = ep
@@ -319,7 +325,11 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
         ),
         None => None,
     };
-    let server = tokio::spawn(crate::server::serve(hub, unix, tcp, shutdown.clone()));
+    let nodes_watcher = cfg
+        .nodes_file
+        .clone()
+        .map(|path| tokio::spawn(peer::watch_file(peers.clone(), path, shutdown.clone())));
+    let server = tokio::spawn(crate::server::serve(hub, peers, unix, tcp, shutdown.clone()));
     tracing::info!(node = %cfg.node_name, pin_dir = %pin_dir.display(), socket = %cfg.control_socket.display(), "observer ready");
 
     let mut gc_tick = tokio::time::interval(cfg.ct_gc_interval);
@@ -344,6 +354,9 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
         }
     }
     control.abort();
+    if let Some(watcher) = nodes_watcher {
+        watcher.abort();
+    }
     let _ = std::fs::remove_file(&cfg.control_socket);
     // Streams end on shutdown; a connection that does not close in time is cut.
     let server_abort = server.abort_handle();

@@ -15,6 +15,7 @@ pub mod endpoint;
 pub mod hub;
 pub mod output;
 pub mod parser;
+pub mod peer;
 pub mod policies;
 pub mod reader;
 pub mod server;

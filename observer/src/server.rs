@@ -353,32 +353,59 @@ async fn send_kernel_losses(hub: &Hub, tx: &Tx, next: &mut u64, upto_seq: u64) -
     true
 }
 
-/// Streams one client's flows until done, the client leaves or shutdown.
-/// Kernel losses come in stream order, before the first flow after them.
-async fn stream_flows(hub: Arc<Hub>, q: Query, tx: Tx, mut shutdown: watch::Receiver<bool>) {
-    let mut newest = hub.subscribe_newest();
+/// Where a client's stream starts, fixed when its call is answered: a flow
+/// stored after the answer is never missed by a follower.
+struct Start {
+    cursor: u64,
+    end: u64,
+    next_loss: u64,
+    newest: watch::Receiver<u64>,
+    kernel: watch::Receiver<u64>,
+}
+
+fn start_of(hub: &Hub, q: &Query) -> Start {
+    let newest = hub.subscribe_newest();
     let mut kernel = hub.subscribe_kernel_lost();
     kernel.mark_unchanged();
-    let (mut cursor, end) = {
+    let (cursor, end) = {
         let (oldest, next) = {
             let store = hub.store();
             (store.oldest(), store.next_seq())
         };
         let rewind = Rewind {
-            hub: &hub,
+            hub,
             hi: next,
             oldest,
             buf: Vec::new(),
         };
-        let start = q.start(rewind, oldest, next, |f| q.matches(&hub, f));
+        let start = q.start(rewind, oldest, next, |f| q.matches(hub, f));
         (start, if q.follow { u64::MAX } else { next })
     };
     // A replay starts at a flow: losses before it are outside the window.
-    let mut next_loss = hub.first_kernel_loss_at(if cursor < end.min(hub.store().next_seq()) {
+    let next_loss = hub.first_kernel_loss_at(if cursor < end.min(hub.store().next_seq()) {
         cursor + 1
     } else {
         cursor
     });
+    Start {
+        cursor,
+        end,
+        next_loss,
+        newest,
+        kernel,
+    }
+}
+
+/// Streams one client's flows from `start` until done, the client leaves or
+/// shutdown. Kernel losses come in stream order, before the first flow after them.
+async fn stream_flows(hub: Arc<Hub>, start: Start, q: Query, tx: Tx, mut shutdown: watch::Receiver<bool>) {
+    let Start {
+        mut cursor,
+        end,
+        mut next_loss,
+        mut newest,
+        mut kernel,
+    } = start;
     let mut sent = 0;
     loop {
         let max = READ_BATCH.min(usize::try_from(end - cursor).unwrap_or(READ_BATCH));
@@ -454,7 +481,8 @@ impl Observer for ObserverService {
     async fn get_flows(&self, req: Request<GetFlowsRequest>) -> Result<Response<Self::GetFlowsStream>, Status> {
         let q = Query::new(req.get_ref())?;
         let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
-        tokio::spawn(stream_flows(self.hub.clone(), q, tx, self.shutdown.clone()));
+        let start = start_of(&self.hub, &q);
+        tokio::spawn(stream_flows(self.hub.clone(), start, q, tx, self.shutdown.clone()));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
@@ -561,9 +589,10 @@ pub async fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Serves until `shutdown` turns true.
+/// Serves the Observer, Peer and health services until `shutdown` turns true.
 pub async fn serve(
     hub: Arc<Hub>,
+    peers: Arc<crate::peer::Peers>,
     unix: UnixListener,
     tcp: Option<TcpListener>,
     shutdown: watch::Receiver<bool>,
@@ -576,6 +605,9 @@ pub async fn serve(
         tonic::transport::Server::builder()
             .add_service(health.clone())
             .add_service(ObserverServer::new(ObserverService::new(hub.clone(), shutdown.clone())))
+            .add_service(lumen_proto::peer::peer_server::PeerServer::new(
+                crate::peer::PeerService::new(peers.clone(), shutdown.clone()),
+            ))
     };
     let stop = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -730,7 +762,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(1);
         let (_stop, shutdown) = watch::channel(false);
         let q = Query::new(&request(2, false, true)).unwrap();
-        tokio::spawn(stream_flows(hub.clone(), q, tx, shutdown));
+        tokio::spawn(stream_flows(hub.clone(), start_of(&hub, &q), q, tx, shutdown));
         // The task sends flow 1, then waits for room for flow 2.
         tokio::task::yield_now().await;
         hub.push((3..=12).map(tcp));
@@ -748,7 +780,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(8);
         let (stop, shutdown) = watch::channel(false);
         let q = Query::new(&request(0, false, true)).unwrap();
-        tokio::spawn(stream_flows(hub.clone(), q, tx, shutdown));
+        tokio::spawn(stream_flows(hub.clone(), start_of(&hub, &q), q, tx, shutdown));
         tokio::task::yield_now().await;
         hub.kernel_lost(5);
         let r = rx.recv().await.unwrap().unwrap();
@@ -773,7 +805,7 @@ mod tests {
                 let (tx, mut rx) = mpsc::channel(16);
                 let (_stop, shutdown) = watch::channel(false);
                 let q = Query::new(&request(number, false, false)).unwrap();
-                stream_flows(hub, q, tx, shutdown).await;
+                stream_flows(hub.clone(), start_of(&hub, &q), q, tx, shutdown).await;
                 let mut got = Vec::new();
                 while let Some(r) = rx.recv().await {
                     got.push(port_or_lost(r.unwrap()));

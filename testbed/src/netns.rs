@@ -269,20 +269,45 @@ fn pid_alive(pid: u32) -> bool {
     rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
-/// Deletes testbed netns left behind by processes that no longer exist and
-/// returns how many were deleted. Netns of live processes (including this
-/// one) are never touched. Pids are checked in the caller's pid namespace,
-/// so run it where the testbeds' creators are visible.
+/// Deletes testbed netns, and fabric veths in the caller's netns, left
+/// behind by processes that no longer exist; returns how many netns and
+/// links were deleted. Those of live processes (including this one) are
+/// never touched. Pids are checked in the caller's pid namespace, so run it
+/// where the testbeds' creators are visible, and in the netns they ran in.
 pub fn sweep_stale() -> Result<usize, Error> {
+    let is_stale = |owner: OwnerPrefix| !pid_alive(owner.pid);
     let stale: Vec<String> = list_netns()?
         .into_iter()
-        .filter(|name| OwnerPrefix::parse(name).is_some_and(|owner| !pid_alive(owner.pid)))
+        .filter(|name| OwnerPrefix::parse(name).is_some_and(is_stale))
         .collect();
     let mut first_error = kill_pids_in(&stale).err();
     let mut deleted = 0;
+    // Deleting a fabric netns takes its veth to the caller's netns along,
+    // but asynchronously; deleting the veth first is immediate.
+    match crate::fabric::stale_root_links(is_stale) {
+        Ok(links) => {
+            for link in links {
+                match cmd::ip(&["link", "del", &link]) {
+                    Ok(_) => deleted += 1,
+                    // Another sweep (or the kernel, tearing down the peer's
+                    // netns) got there first.
+                    Err(_) if cmd::ip(&["link", "show", "dev", &link]).is_err() => {}
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            first_error.get_or_insert(e);
+        }
+    }
     for name in &stale {
         match delete_netns(name) {
             Ok(()) => deleted += 1,
+            // Another sweep, e.g. of a test process running in parallel,
+            // got there first.
+            Err(_) if !netns_path(name).exists() => {}
             Err(e) => {
                 first_error.get_or_insert(e);
             }

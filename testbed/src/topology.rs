@@ -6,6 +6,7 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 
+use crate::fabric::{Fabric, NodeAddress};
 use crate::netns;
 use crate::process::{spawn_in, Process};
 use crate::{cmd, Error};
@@ -27,6 +28,10 @@ pub struct Node {
     pub name: String,
     /// Netns name under `/var/run/netns`.
     pub netns: String,
+    /// The node's addresses on the fabric, once it is joined to one (see
+    /// [`Testbed::add_fabric`]); processes in the node netns can listen on
+    /// them.
+    pub address: Option<NodeAddress>,
 }
 
 impl Node {
@@ -118,13 +123,16 @@ impl Pod {
 /// many processes, because all names start with a unique prefix.
 #[derive(Debug)]
 pub struct Testbed {
-    prefix: String,
-    nodes: Vec<Node>,
-    pods: Vec<Pod>,
+    pub(crate) prefix: String,
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) pods: Vec<Pod>,
     /// Every netns created so far, in creation order; deleted in reverse.
     netns: Vec<String>,
+    /// Links created in the caller's netns; deleted before the netns.
+    pub(crate) root_links: Vec<String>,
     /// Pod addresses per node netns, to reject duplicates with a clear error.
     addresses: HashSet<(String, IpAddr)>,
+    pub(crate) fabric: Option<Fabric>,
 }
 
 impl Testbed {
@@ -143,7 +151,9 @@ impl Testbed {
             nodes: Vec::new(),
             pods: Vec::new(),
             netns: Vec::new(),
+            root_links: Vec::new(),
             addresses: HashSet::new(),
+            fabric: None,
         })
     }
 
@@ -163,18 +173,21 @@ impl Testbed {
         &self.pods
     }
 
-    /// Names of all netns this testbed owns.
+    /// Names of all netns this testbed owns, the fabric's included.
     pub fn netns_names(&self) -> &[String] {
         &self.netns
     }
 
     /// Adds a node: a netns named `{prefix}-{name}` with `lo` up, IPv4 and
-    /// IPv6 forwarding on and reverse-path filtering off.
+    /// IPv6 forwarding on and reverse-path filtering off. Once the testbed
+    /// has a fabric, the node is joined to it and the returned value carries
+    /// its [`Node::address`].
     pub fn add_node(&mut self, name: &str) -> Result<Node, Error> {
         netns::validate_name("node", name)?;
         let node = Node {
             name: name.into(),
             netns: format!("{}-{name}", self.prefix),
+            address: None,
         };
         if self.nodes.iter().any(|n| n.name == name) {
             return Err(Error::Invalid {
@@ -196,20 +209,26 @@ impl Testbed {
             ],
         )?;
         cmd::ip_batch(&node.netns, &["link set lo up".into()])?;
-        self.nodes.push(node.clone());
-        Ok(node)
+        self.nodes.push(node);
+        if self.fabric.is_some() {
+            self.join(self.nodes.len() - 1)?;
+        }
+        Ok(self.nodes[self.nodes.len() - 1].clone())
     }
 
     /// Adds a pod on `node`: a netns `{prefix}-{node}-{pod}` whose `eth0` is
     /// veth-paired with `{prefix}h{idx}` in the node netns, addressed and
-    /// routed as described in the crate docs.
+    /// routed as described in the crate docs. On a testbed with a fabric,
+    /// every other node gets routes to the pod.
     pub fn add_pod(&mut self, node: &Node, spec: PodSpec) -> Result<Pod, Error> {
-        if !self.nodes.iter().any(|n| n.netns == node.netns) {
+        // The caller's copy may predate the fabric; ours is current.
+        let Some(node) = self.nodes.iter().find(|n| n.netns == node.netns).cloned() else {
             return Err(Error::Invalid {
                 what: format!("node {:?}", node.name),
                 reason: format!("not a node of testbed {}", self.prefix),
             });
-        }
+        };
+        let node = &node;
         netns::validate_name("pod", &spec.name)?;
         self.check_addresses(node, &spec)?;
         let pod = Pod {
@@ -283,6 +302,7 @@ impl Testbed {
         self.addresses
             .extend(pod.ips().into_iter().map(|ip| (node.netns.clone(), ip)));
         self.pods.push(pod.clone());
+        self.advertise(&pod)?;
         Ok(pod)
     }
 
@@ -307,13 +327,16 @@ impl Testbed {
                     reason,
                 });
             }
+            if node.address.is_some() {
+                self.check_fabric_address(node, &spec.name, ip)?;
+            }
         }
         Ok(())
     }
 
     /// Names are joined with `-`, which names may contain too, so e.g. node
     /// `a` + pod `b-c` and node `a-b` + pod `c` would share a netns name.
-    fn check_netns_free(&self, what: &str, netns: &str) -> Result<(), Error> {
+    pub(crate) fn check_netns_free(&self, what: &str, netns: &str) -> Result<(), Error> {
         if self.netns.iter().any(|n| n == netns) {
             return Err(Error::Invalid {
                 what: what.into(),
@@ -324,7 +347,7 @@ impl Testbed {
     }
 
     /// Creates a netns and records it for cleanup before anything else can fail.
-    fn create_netns(&mut self, name: &str) -> Result<(), Error> {
+    pub(crate) fn create_netns(&mut self, name: &str) -> Result<(), Error> {
         netns::create_netns(name)?;
         self.netns.push(name.into());
         Ok(())
@@ -333,6 +356,14 @@ impl Testbed {
 
 impl Drop for Testbed {
     fn drop(&mut self) {
+        // The caller-side fabric veth would also vanish with the fabric
+        // netns, but only once the kernel has torn that down; deleting it
+        // here means it is gone when drop returns.
+        for link in self.root_links.drain(..) {
+            if let Err(e) = cmd::ip(&["link", "del", &link]) {
+                log(format_args!("lumen-testbed: deleting link {link}: {e}"));
+            }
+        }
         // Kill everything first so no process keeps a namespace alive, then
         // delete pods before nodes (the reverse of creation).
         if let Err(e) = netns::kill_pids_in(&self.netns) {

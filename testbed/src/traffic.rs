@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::process::spawn_in;
-use crate::topology::{log, Pod};
+use crate::topology::{log, Node, Pod};
 use crate::{cmd, in_netns, Error};
 
 /// How often server threads look at their stop flag.
@@ -93,9 +93,25 @@ fn wildcard(port: u16) -> [SocketAddr; 2] {
     ]
 }
 
-fn bind_tcp(pod: &Pod, port: u16) -> Result<TcpListener, Error> {
-    in_netns(&pod.netns, || TcpListener::bind(&wildcard(port)[..]))?
-        .map_err(|e| Error::sys(format!("listening on TCP port {port} in pod {}", pod.name), e))
+/// Where a server runs, for thread names and error messages.
+struct Place<'a> {
+    netns: &'a str,
+    /// E.g. `pod web` or `node node1`.
+    what: String,
+}
+
+impl Place<'_> {
+    fn pod(pod: &Pod) -> Place<'_> {
+        Place {
+            netns: &pod.netns,
+            what: format!("pod {}", pod.name),
+        }
+    }
+}
+
+fn bind_tcp(place: &Place<'_>, port: u16) -> Result<TcpListener, Error> {
+    in_netns(place.netns, || TcpListener::bind(&wildcard(port)[..]))?
+        .map_err(|e| Error::sys(format!("listening on TCP port {port} in {}", place.what), e))
 }
 
 fn bind_udp(pod: &Pod, port: u16) -> Result<UdpSocket, Error> {
@@ -103,8 +119,8 @@ fn bind_udp(pod: &Pod, port: u16) -> Result<UdpSocket, Error> {
         .map_err(|e| Error::sys(format!("binding UDP port {port} in pod {}", pod.name), e))
 }
 
-fn start_tcp_server(pod: &Pod, port: u16, mode: TcpMode) -> Result<ServerGuard, Error> {
-    let listener = bind_tcp(pod, port)?;
+fn start_tcp_server(place: &Place<'_>, port: u16, mode: TcpMode) -> Result<ServerGuard, Error> {
+    let listener = bind_tcp(place, port)?;
     let local_addr = listener
         .local_addr()
         .map_err(|e| Error::sys("reading listener address", e))?;
@@ -115,7 +131,7 @@ fn start_tcp_server(pod: &Pod, port: u16, mode: TcpMode) -> Result<ServerGuard, 
     let stats = Arc::new(Stats::default());
     let stop = Arc::new(AtomicBool::new(false));
     let thread = std::thread::Builder::new()
-        .name(format!("tcp {}:{}", pod.name, local_addr.port()))
+        .name(format!("tcp {}:{}", place.what, local_addr.port()))
         .spawn({
             let (stats, stop) = (stats.clone(), stop.clone());
             move || accept_loop(listener, mode, &stats, &stop)
@@ -222,6 +238,19 @@ fn parse_ping(cmd: &str, output: &str) -> Result<PingResult, Error> {
     })
 }
 
+impl Node {
+    /// Starts a TCP echo server in the node's netns on `[::]:port` (dual
+    /// stack; port 0 picks one), so it answers on every node address,
+    /// the fabric's ([`Node::address`]) included.
+    pub fn tcp_echo_server(&self, port: u16) -> Result<ServerGuard, Error> {
+        let place = Place {
+            netns: &self.netns,
+            what: format!("node {}", self.name),
+        };
+        start_tcp_server(&place, port, TcpMode::Echo)
+    }
+}
+
 impl Pod {
     /// Pings `dst` `count` times, 0.2 s apart, from inside the pod with the
     /// `ping` binary; `timeout` is how long to wait for each reply. Lost
@@ -268,14 +297,14 @@ impl Pod {
     /// Starts a TCP server on `[::]:port` (dual stack; port 0 picks one)
     /// that echoes everything it reads, one thread per connection.
     pub fn tcp_echo_server(&self, port: u16) -> Result<ServerGuard, Error> {
-        start_tcp_server(self, port, TcpMode::Echo)
+        start_tcp_server(&Place::pod(self), port, TcpMode::Echo)
     }
 
     /// Starts a TCP server on `[::]:port` that reads and discards, counting
     /// bytes (see [`ServerGuard::bytes_received`]); the peer of
     /// [`Pod::tcp_bulk`].
     pub fn tcp_sink_server(&self, port: u16) -> Result<ServerGuard, Error> {
-        start_tcp_server(self, port, TcpMode::Sink)
+        start_tcp_server(&Place::pod(self), port, TcpMode::Sink)
     }
 
     /// Starts a UDP server on `[::]:port` (dual stack) that echoes every

@@ -1,6 +1,6 @@
 //! Removes what test processes that were killed outright left behind: their
-//! network namespaces (with the veths and processes in them) and the BPF
-//! pins of the observers they ran, under /sys/fs/bpf/lumen. Only names that
+//! network namespaces (with the veths and processes in them), the fabric
+//! veths they had in this network namespace, and the BPF pins of the observers they ran, under /sys/fs/bpf/lumen. Only names that
 //! carry the testbed's prefix of a process that no longer exists are touched.
 
 use std::path::Path;
@@ -13,7 +13,7 @@ fn main() {
     let netns = match lumen_testbed::sweep_stale() {
         Ok(n) => n,
         Err(e) => {
-            eprintln!("error: sweeping stale network namespaces: {e}");
+            eprintln!("error: sweeping stale network namespaces and links: {e}");
             std::process::exit(1);
         }
     };
@@ -34,6 +34,6 @@ fn main() {
         }
     }
     if netns + pins > 0 {
-        eprintln!("removed {netns} network namespaces and {pins} pin directories left by dead test processes");
+        eprintln!("removed {netns} network namespaces or links and {pins} pin directories left by dead test processes");
     }
 }

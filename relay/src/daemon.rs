@@ -1,0 +1,171 @@
+//! The relay's configuration and its run loop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lumen_proto::observer::observer_server::ObserverServer;
+use lumen_proto::HEALTH_SERVICE_NAME;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::pool::{Discovery, Pool, Timing};
+use crate::server::{MergeOptions, RelayService};
+
+/// Everything the relay can be told. Each flag has a `LUMEN_RELAY_*`
+/// environment variable of the same name.
+#[derive(Clone, Debug, clap::Parser)]
+#[command(
+    name = "lumen-relay",
+    version,
+    about = "Lumen relay: merges every node's flows and serves Hubble's Observer API for the whole cluster"
+)]
+pub struct RelayConfig {
+    /// Address to serve the cluster-wide Observer API on.
+    #[arg(long, env = "LUMEN_RELAY_LISTEN_ADDRESS", default_value = "127.0.0.1:4245")]
+    pub listen_address: SocketAddr,
+    /// An observer to relay (HOST:PORT of its TCP API); repeat for more.
+    #[arg(
+        long = "peer",
+        env = "LUMEN_RELAY_PEERS",
+        value_delimiter = ',',
+        conflicts_with = "peer_service"
+    )]
+    pub peers: Vec<String>,
+    /// An observer (HOST:PORT) whose peer service lists the cluster's nodes;
+    /// nodes that join or leave are picked up as they do.
+    #[arg(long, env = "LUMEN_RELAY_PEER_SERVICE", required_unless_present = "peers")]
+    pub peer_service: Option<String>,
+    /// Flows held at most to put the nodes' streams in time order.
+    #[arg(long, env = "LUMEN_RELAY_SORT_BUFFER_LEN_MAX", default_value_t = 10_000)]
+    pub sort_buffer_len_max: usize,
+    /// How long a flow waits for earlier flows from slower nodes.
+    #[arg(long, env = "LUMEN_RELAY_SORT_BUFFER_DRAIN_TIMEOUT", default_value = "50ms", value_parser = humantime::parse_duration)]
+    pub sort_buffer_drain_timeout: Duration,
+    /// First wait before reconnecting to a node; it doubles up to --max-backoff.
+    #[arg(long, env = "LUMEN_RELAY_INITIAL_BACKOFF", default_value = "200ms", value_parser = humantime::parse_duration)]
+    pub initial_backoff: Duration,
+    #[arg(long, env = "LUMEN_RELAY_MAX_BACKOFF", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub max_backoff: Duration,
+    /// How long to wait for a node to connect or answer.
+    #[arg(long, env = "LUMEN_RELAY_DIAL_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub dial_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("cannot listen on {address}")]
+    Listen {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("serving the Observer API failed")]
+    Serve(#[from] lumen_proto::tonic::transport::Error),
+    #[error("{0} is not a valid peer address (HOST:PORT)")]
+    Peer(String),
+}
+
+fn check_address(address: &str) -> Result<(), RelayError> {
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| RelayError::Peer(address.to_string()))?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(RelayError::Peer(address.to_string()));
+    }
+    Ok(())
+}
+
+/// Serves until `shutdown` turns true.
+pub async fn run(cfg: RelayConfig, mut shutdown: watch::Receiver<bool>) -> Result<(), RelayError> {
+    for p in cfg.peers.iter().chain(&cfg.peer_service) {
+        check_address(p)?;
+    }
+    let listener = tokio::net::TcpListener::bind(cfg.listen_address)
+        .await
+        .map_err(|source| RelayError::Listen {
+            address: cfg.listen_address,
+            source,
+        })?;
+    let pool = Pool::new(Timing {
+        initial_backoff: cfg.initial_backoff,
+        max_backoff: cfg.max_backoff,
+        connect_timeout: cfg.dial_timeout,
+        ..Timing::default()
+    });
+    pool.start(match &cfg.peer_service {
+        Some(service) => Discovery::PeerService(service.clone()),
+        None => Discovery::Static(cfg.peers.clone()),
+    });
+    let options = MergeOptions {
+        capacity: cfg.sort_buffer_len_max.max(1),
+        window: cfg.sort_buffer_drain_timeout,
+        call_timeout: cfg.dial_timeout,
+    };
+    let (reporter, health) = lumen_proto::tonic_health::server::health_reporter();
+    reporter
+        .set_service_status(HEALTH_SERVICE_NAME, lumen_proto::tonic_health::ServingStatus::Serving)
+        .await;
+    tracing::info!(address = %cfg.listen_address, "relay serving");
+    let service = RelayService::new(pool.clone(), options, shutdown.clone());
+    let result = lumen_proto::tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(ObserverServer::new(service))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await;
+    pool.stop();
+    Ok(result?)
+}
+
+/// A relay running in its own thread and runtime (for tests and the demo).
+pub struct RelayHandle {
+    shutdown: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<Result<(), RelayError>>>,
+    pub address: SocketAddr,
+}
+
+impl RelayHandle {
+    pub fn spawn(cfg: RelayConfig) -> RelayHandle {
+        let (tx, rx) = watch::channel(false);
+        let address = cfg.listen_address;
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|source| RelayError::Listen { address, source })?;
+            rt.block_on(run(cfg, rx))
+        });
+        RelayHandle {
+            shutdown: tx,
+            thread: Some(thread),
+            address,
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    pub fn stop(mut self) -> Result<(), RelayError> {
+        let _ = self.shutdown.send(true);
+        self.thread
+            .take()
+            .expect("joined once")
+            .join()
+            .expect("relay thread panicked")
+    }
+}
+
+impl Drop for RelayHandle {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The pool's type, for callers that drive a relay without a socket.
+pub type SharedPool = Arc<Pool>;

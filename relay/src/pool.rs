@@ -1,0 +1,372 @@
+//! The relay's connections: one per node's observer, found through a static
+//! list or through an observer's `peer.Peer/Notify`, each kept up by its own
+//! task that reconnects with exponential backoff and jitter. Everyone who
+//! needs the current set watches it (`Pool::subscribe`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lumen_proto::observer::{observer_client::ObserverClient, GetNodesRequest};
+use lumen_proto::peer::{peer_client::PeerClient, ChangeNotificationType, NotifyRequest};
+use lumen_proto::relay::NodeState;
+use lumen_proto::tonic::transport::{Channel, Endpoint};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How the pool reconnects.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// First wait after a failure; it doubles up to `max_backoff`.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    pub connect_timeout: Duration,
+    /// How often a connected node is checked.
+    pub check_interval: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Timing {
+        Timing {
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(2),
+            check_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// One node as the relay sees it.
+#[derive(Clone, Debug)]
+pub struct PeerView {
+    /// The node's name (its address until the node told it).
+    pub name: String,
+    pub address: String,
+    pub state: NodeState,
+    pub version: String,
+    /// Why it is not connected.
+    pub error: Option<String>,
+    /// Set while connected.
+    pub channel: Option<Channel>,
+}
+
+/// Every node, by address.
+pub type Peers = Arc<BTreeMap<String, PeerView>>;
+
+/// Where the nodes come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Discovery {
+    Static(Vec<String>),
+    /// An observer's address, asked for the cluster's nodes.
+    PeerService(String),
+}
+
+pub struct Pool {
+    peers: watch::Sender<Peers>,
+    tasks: std::sync::Mutex<BTreeMap<String, JoinHandle<()>>>,
+    discovery: std::sync::Mutex<Option<JoinHandle<()>>>,
+    timing: Timing,
+}
+
+/// Exponential backoff with ±20 % jitter, so that many relays (or many
+/// nodes coming back at once) do not retry in lockstep.
+pub struct Backoff {
+    next: Duration,
+    initial: Duration,
+    max: Duration,
+    state: u64,
+}
+
+impl Backoff {
+    pub fn new(initial: Duration, max: Duration, seed: u64) -> Backoff {
+        Backoff {
+            next: initial,
+            initial,
+            max,
+            state: seed | 1,
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.next = self.initial;
+    }
+
+    /// The wait before the next attempt.
+    pub fn next_wait(&mut self) -> Duration {
+        // xorshift64: plenty for jitter, no dependency.
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        let jitter = 0.8 + 0.4 * (self.state % 1_000) as f64 / 1_000.0;
+        let wait = self.next.mul_f64(jitter);
+        self.next = (self.next * 2).min(self.max);
+        wait
+    }
+}
+
+fn seed(text: &str) -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
+    text.bytes().fold(t ^ 0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// `host:port` → an endpoint URI (plain HTTP/2 for now).
+pub fn endpoint(address: &str, timing: &Timing) -> Result<Endpoint, String> {
+    Endpoint::from_shared(format!("http://{address}"))
+        .map(|e| e.connect_timeout(timing.connect_timeout).tcp_nodelay(true))
+        .map_err(|e| format!("invalid peer address {address:?}: {e}"))
+}
+
+impl Pool {
+    pub fn new(timing: Timing) -> Arc<Pool> {
+        Arc::new(Pool {
+            peers: watch::channel(Arc::new(BTreeMap::new())).0,
+            tasks: std::sync::Mutex::new(BTreeMap::new()),
+            discovery: std::sync::Mutex::new(None),
+            timing,
+        })
+    }
+
+    /// Starts finding and connecting nodes.
+    pub fn start(self: &Arc<Pool>, discovery: Discovery) {
+        match discovery {
+            Discovery::Static(addresses) => {
+                for a in addresses {
+                    self.add(&a, &a);
+                }
+            }
+            Discovery::PeerService(address) => {
+                let pool = self.clone();
+                let task = tokio::spawn(async move { pool.follow_peer_service(address).await });
+                *self.discovery.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+            }
+        }
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Peers> {
+        self.peers.subscribe()
+    }
+
+    pub fn peers(&self) -> Peers {
+        self.peers.borrow().clone()
+    }
+
+    fn update(&self, address: &str, f: impl FnOnce(&mut PeerView)) {
+        self.peers.send_if_modified(|peers| {
+            let Some(view) = peers.get(address) else { return false };
+            let mut view = view.clone();
+            f(&mut view);
+            Arc::make_mut(peers).insert(address.to_string(), view);
+            true
+        });
+    }
+
+    /// Adds a node and starts its connection task (no-op if known).
+    pub fn add(self: &Arc<Pool>, name: &str, address: &str) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        if tasks.contains_key(address) {
+            return;
+        }
+        self.peers.send_modify(|peers| {
+            Arc::make_mut(peers).insert(
+                address.to_string(),
+                PeerView {
+                    name: name.to_string(),
+                    address: address.to_string(),
+                    state: NodeState::NodeUnavailable,
+                    version: String::new(),
+                    error: Some("not connected yet".into()),
+                    channel: None,
+                },
+            );
+        });
+        let pool = self.clone();
+        let addr = address.to_string();
+        tasks.insert(
+            address.to_string(),
+            tokio::spawn(async move { pool.keep_connected(addr).await }),
+        );
+    }
+
+    /// Forgets a node (it left the cluster).
+    pub fn remove(&self, address: &str) {
+        if let Some(task) = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).remove(address) {
+            task.abort();
+        }
+        self.peers.send_modify(|peers| {
+            Arc::make_mut(peers).remove(address);
+        });
+    }
+
+    /// Stops every task; the pool is empty afterwards.
+    pub fn stop(&self) {
+        if let Some(task) = self.discovery.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            task.abort();
+        }
+        let addresses: Vec<String> = self.peers().keys().cloned().collect();
+        for a in addresses {
+            self.remove(&a);
+        }
+    }
+
+    async fn keep_connected(self: Arc<Pool>, address: String) {
+        let timing = self.timing;
+        let mut backoff = Backoff::new(timing.initial_backoff, timing.max_backoff, seed(&address));
+        loop {
+            match self.connect(&address).await {
+                Ok(channel) => {
+                    backoff.reset();
+                    self.watch_connected(&address, channel).await;
+                }
+                Err(error) => {
+                    tracing::debug!(%address, %error, "node unavailable");
+                    self.update(&address, |v| {
+                        v.state = NodeState::NodeUnavailable;
+                        v.error = Some(error);
+                        v.channel = None;
+                    });
+                }
+            }
+            tokio::time::sleep(backoff.next_wait()).await;
+        }
+    }
+
+    /// Connects and asks the node who it is.
+    async fn connect(&self, address: &str) -> Result<Channel, String> {
+        let channel = endpoint(address, &self.timing)?
+            .connect()
+            .await
+            .map_err(|e| format!("cannot connect to {address}: {}", error_chain(&e)))?;
+        let mut client = ObserverClient::new(channel.clone());
+        let ask = client.get_nodes(GetNodesRequest {});
+        let nodes = tokio::time::timeout(self.timing.connect_timeout, ask)
+            .await
+            .map_err(|_| format!("{address} did not answer GetNodes in time"))?
+            .map_err(|s| format!("{address}: GetNodes failed: {}", s.message()))?
+            .into_inner();
+        let node = nodes.nodes.into_iter().next().unwrap_or_default();
+        self.update(address, |v| {
+            if !node.name.is_empty() {
+                v.name = node.name;
+            }
+            v.version = node.version;
+            v.state = NodeState::NodeConnected;
+            v.error = None;
+            v.channel = Some(channel.clone());
+        });
+        tracing::info!(%address, "node connected");
+        Ok(channel)
+    }
+
+    /// Checks a connected node until it stops answering.
+    async fn watch_connected(&self, address: &str, channel: Channel) {
+        let mut client = ObserverClient::new(channel);
+        loop {
+            tokio::time::sleep(self.timing.check_interval).await;
+            let check = client.server_status(lumen_proto::observer::ServerStatusRequest {});
+            let error = match tokio::time::timeout(self.timing.connect_timeout, check).await {
+                Ok(Ok(_)) => continue,
+                Ok(Err(s)) => format!("{address}: {}", s.message()),
+                Err(_) => format!("{address} stopped answering"),
+            };
+            tracing::info!(%address, %error, "node unavailable");
+            self.update(address, |v| {
+                v.state = NodeState::NodeUnavailable;
+                v.error = Some(error);
+                v.channel = None;
+            });
+            return;
+        }
+    }
+
+    /// Keeps the pool's nodes equal to what an observer's peer service says.
+    async fn follow_peer_service(self: Arc<Pool>, address: String) {
+        let timing = self.timing;
+        let mut backoff = Backoff::new(timing.initial_backoff, timing.max_backoff, seed(&address));
+        loop {
+            let result = async {
+                let channel = endpoint(&address, &timing)?
+                    .connect()
+                    .await
+                    .map_err(|e| format!("cannot connect to the peer service {address}: {}", error_chain(&e)))?;
+                let mut stream = PeerClient::new(channel)
+                    .notify(NotifyRequest {})
+                    .await
+                    .map_err(|s| format!("peer service {address}: {}", s.message()))?
+                    .into_inner();
+                backoff.reset();
+                while let Some(change) = stream
+                    .message()
+                    .await
+                    .map_err(|s| format!("peer service {address}: {}", s.message()))?
+                {
+                    match ChangeNotificationType::try_from(change.r#type) {
+                        Ok(ChangeNotificationType::PeerAdded) => self.add(&change.name, &change.address),
+                        Ok(ChangeNotificationType::PeerDeleted) => self.remove(&change.address),
+                        Ok(ChangeNotificationType::PeerUpdated) => {
+                            // The address may have changed: drop what has the name.
+                            let stale: Vec<String> = self
+                                .peers()
+                                .values()
+                                .filter(|p| p.name == change.name && p.address != change.address)
+                                .map(|p| p.address.clone())
+                                .collect();
+                            for a in stale {
+                                self.remove(&a);
+                            }
+                            self.add(&change.name, &change.address);
+                        }
+                        _ => tracing::warn!(?change, "unknown peer change"),
+                    }
+                }
+                Err::<(), String>(format!("peer service {address} ended the stream"))
+            }
+            .await;
+            if let Err(error) = result {
+                tracing::warn!(%error, "peer discovery interrupted; known nodes are kept");
+            }
+            tokio::time::sleep(backoff.next_wait()).await;
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An error and its causes, `outer: inner: …`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_ceiling_with_jitter() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(1_000), 42);
+        let waits: Vec<Duration> = (0..6).map(|_| b.next_wait()).collect();
+        let nominal = [100u64, 200, 400, 800, 1_000, 1_000];
+        for (w, n) in waits.iter().zip(nominal) {
+            let n = Duration::from_millis(n);
+            assert!(*w >= n.mul_f64(0.8) && *w <= n.mul_f64(1.2), "{w:?} around {n:?}");
+        }
+        assert_ne!(waits[4], waits[5], "jitter varies the waits");
+        b.reset();
+        assert!(b.next_wait() <= Duration::from_millis(120));
+    }
+}
