@@ -366,6 +366,20 @@ impl Datapath {
         for dir in [cfg.pin_dir.clone(), cfg.pin_dir.join("links")] {
             std::fs::create_dir_all(&dir).map_err(|source| DatapathError::PinDir { path: dir, source })?;
         }
+        // Every start gets a fresh ring buffer: aya 0.13's reader assumes the
+        // consumer starts at position 0 and spins on a reused buffer (found
+        // restarting observers in-process). The old buffer goes with the
+        // previous programs once the links hold the new ones; events they
+        // write meanwhile are lost uncounted (a few, during the swap).
+        match std::fs::remove_file(cfg.pin_dir.join(names::EVENTS)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(DatapathError::PinDir {
+                    path: cfg.pin_dir.join(names::EVENTS),
+                    source: e,
+                })
+            }
+            _ => {}
+        }
         let mut ebpf = EbpfLoader::new()
             .map_pin_path(&cfg.pin_dir)
             .set_max_entries(names::EVENTS, cfg.ring_buffer_bytes)

@@ -612,15 +612,29 @@ pub async fn serve(
     let stop = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    let shutdown_after = shutdown.clone();
     let on_unix = router().serve_with_incoming_shutdown(UnixListenerStream::new(unix), stop(shutdown.clone()));
-    match tcp {
-        Some(tcp) => {
-            let on_tcp = router().serve_with_incoming_shutdown(TcpListenerStream::new(tcp), stop(shutdown.clone()));
-            tokio::try_join!(on_unix, on_tcp).map(|_| ())
+    let on_tcp =
+        tcp.map(|tcp| router().serve_with_incoming_shutdown(TcpListenerStream::new(tcp), stop(shutdown.clone())));
+    let both = async move {
+        match on_tcp {
+            Some(on_tcp) => tokio::try_join!(on_unix, on_tcp).map(|_| ()),
+            None => on_unix.await,
         }
-        None => on_unix.await,
+    };
+    // A graceful shutdown waits for clients to hang up; a relay keeps its
+    // connection open, so give them a moment and then go anyway.
+    tokio::select! {
+        served = both => served,
+        _ = async {
+            stop(shutdown_after.clone()).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => Ok(()),
     }
 }
+
+/// How long open connections may take to close once the observer stops.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 #[cfg(test)]
 mod tests {

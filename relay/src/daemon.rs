@@ -107,13 +107,21 @@ pub async fn run(cfg: RelayConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         .await;
     tracing::info!(address = %cfg.listen_address, "relay serving");
     let service = RelayService::new(pool.clone(), options, shutdown.clone());
-    let result = lumen_proto::tonic::transport::Server::builder()
+    let mut stop = shutdown.clone();
+    let serve = lumen_proto::tonic::transport::Server::builder()
         .add_service(health)
         .add_service(ObserverServer::new(service))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        });
+    // Clients that keep their connection open get a moment, not forever.
+    let result = tokio::select! {
+        served = serve => served,
+        _ = async {
             let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        } => Ok(()),
+    };
     pool.stop();
     Ok(result?)
 }
