@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds Lumen and runs `lumen demo` (as root): a small topology with an
-# observer, live traffic and a policy that drops some of it. Ctrl-C stops it.
+# Builds Lumen and runs `lumen demo` (as root): a three-node cluster with an
+# observer per node and a relay, live traffic and a policy that drops some of
+# it. Ctrl-C stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

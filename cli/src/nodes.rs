@@ -65,9 +65,8 @@ pub fn nodes_table(nodes: &[Node]) -> String {
 }
 
 pub fn list_nodes(args: &ListNodesArgs) -> anyhow::Result<()> {
-    let server = &args.server.server;
     let nodes = crate::observe::runtime()?.block_on(async {
-        let channel = crate::observe::connect(server).await?;
+        let (channel, server) = crate::observe::connect(&args.server.server).await?;
         let response = ObserverClient::new(channel)
             .get_nodes(GetNodesRequest {})
             .await

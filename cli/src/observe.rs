@@ -18,13 +18,17 @@ use prost_types::Timestamp;
 
 use crate::filters::FilterFlags;
 
+/// Where `lumen` looks without --server: the relay, then the local observer.
+pub const DEFAULT_RELAY: &str = "127.0.0.1:4245";
 pub const DEFAULT_SERVER: &str = "unix:///var/run/lumen/observer.sock";
 
 /// Where the observer (or relay) serves Hubble's API.
 #[derive(Debug, Args)]
 pub struct ServerArgs {
-    /// Observer API address: unix:///path/to.sock or host:port.
-    #[arg(long, env = "LUMEN_SERVER", default_value = DEFAULT_SERVER)]
+    /// Hubble API address: host:port (a relay or an observer) or
+    /// unix:///path/to.sock. Default: the relay at 127.0.0.1:4245 if one
+    /// answers, else the local observer at unix:///var/run/lumen/observer.sock.
+    #[arg(long, env = "LUMEN_SERVER", default_value = "")]
     pub server: String,
 }
 
@@ -238,7 +242,26 @@ fn unreachable(server: &str, e: &(dyn std::error::Error + 'static)) -> anyhow::E
     )
 }
 
-pub(crate) async fn connect(server: &str) -> anyhow::Result<Channel> {
+/// Connects to `server`; an empty one means the default relay, else the
+/// local observer. Returns the channel and the address it reached.
+pub(crate) async fn connect(server: &str) -> anyhow::Result<(Channel, String)> {
+    if !server.is_empty() {
+        return Ok((connect_to(server, Duration::from_secs(5)).await?, server.to_string()));
+    }
+    match connect_to(DEFAULT_RELAY, Duration::from_millis(500)).await {
+        Ok(c) => Ok((c, DEFAULT_RELAY.to_string())),
+        Err(_) => match connect_to(DEFAULT_SERVER, Duration::from_secs(5)).await {
+            Ok(c) => Ok((c, DEFAULT_SERVER.to_string())),
+            Err(e) => Err(anyhow::anyhow!(
+                "cannot reach a relay at {DEFAULT_RELAY} or an observer at {DEFAULT_SERVER} (is lumen-relay or \
+                 lumen-observer running? try --server or LUMEN_SERVER): {}",
+                e.root_cause()
+            )),
+        },
+    }
+}
+
+async fn connect_to(server: &str, timeout: Duration) -> anyhow::Result<Channel> {
     if let Some(path) = server.strip_prefix("unix://") {
         return lumen_observer::server::connect_unix(std::path::Path::new(path))
             .await
@@ -251,7 +274,7 @@ pub(crate) async fn connect(server: &str) -> anyhow::Result<Channel> {
     };
     Endpoint::from_shared(uri)
         .with_context(|| format!("invalid --server {server:?}: use unix:///path/to.sock or host:port"))?
-        .connect_timeout(Duration::from_secs(5))
+        .connect_timeout(timeout)
         .connect()
         .await
         .map_err(|e| unreachable(server, &e))
@@ -286,11 +309,12 @@ pub fn observe(args: &ObserveArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     runtime()?.block_on(async {
-        let mut client = ObserverClient::new(connect(&args.server.server).await?);
+        let (channel, server) = connect(&args.server.server).await?;
+        let mut client = ObserverClient::new(channel);
         let mut stream = client
             .get_flows(req)
             .await
-            .with_context(|| format!("GetFlows on {}", args.server.server))?
+            .with_context(|| format!("GetFlows on {server}"))?
             .into_inner();
         while let Some(response) = stream.message().await.context("flow stream broke off")? {
             printer.print(response)?;
@@ -358,9 +382,9 @@ pub fn status_lines(
 }
 
 pub fn status(args: &ServerArgs) -> anyhow::Result<()> {
-    let server = &args.server;
     let text = runtime()?.block_on(async {
-        let channel = connect(server).await?;
+        let (channel, server) = connect(&args.server).await?;
+        let server = &server;
         let health = HealthClient::new(channel.clone())
             .check(HealthCheckRequest {
                 service: lumen_proto::HEALTH_SERVICE_NAME.into(),
