@@ -182,6 +182,7 @@ pub fn run(args: &DemoArgs, socket: &Path) -> anyhow::Result<()> {
         initial_backoff: Duration::from_millis(200),
         max_backoff: Duration::from_secs(5),
         dial_timeout: Duration::from_secs(2),
+        tls: Default::default(),
     });
 
     let _http = backend.tcp_echo_server(80)?;

@@ -66,7 +66,7 @@ pub fn nodes_table(nodes: &[Node]) -> String {
 
 pub fn list_nodes(args: &ListNodesArgs) -> anyhow::Result<()> {
     let nodes = crate::observe::runtime()?.block_on(async {
-        let (channel, server) = crate::observe::connect(&args.server.server).await?;
+        let (channel, server) = crate::observe::connect(&args.server).await?;
         let response = ObserverClient::new(channel)
             .get_nodes(GetNodesRequest {})
             .await

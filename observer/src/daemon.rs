@@ -99,6 +99,20 @@ pub struct ObserverConfig {
     /// Also serve the Observer API on this TCP address (HOST:PORT, e.g. 0.0.0.0:4244).
     #[arg(long, env = "LUMEN_LISTEN_ADDRESS")]
     pub listen_address: Option<SocketAddr>,
+    /// TLS certificate (PEM) of the TCP API; with --tls-key-file.
+    #[arg(long, env = "LUMEN_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    #[arg(long, env = "LUMEN_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// CA certificates (PEM, comma-separated) a client's certificate must
+    /// chain to: mutual TLS on the TCP API.
+    #[arg(
+        long,
+        env = "LUMEN_TLS_CLIENT_CA_FILES",
+        value_delimiter = ',',
+        requires = "tls_cert_file"
+    )]
+    pub tls_client_ca_files: Vec<PathBuf>,
     /// YAML file of the cluster's observers, announced by Hubble's Peer service
     /// so a relay finds them (see README); re-read when it changes. Without it
     /// only this node is announced, and only with a --listen-address.
@@ -207,6 +221,8 @@ pub enum ObserverError {
     State(#[from] StateError),
     #[error("{context}")]
     Io { context: String, source: std::io::Error },
+    #[error("TLS: {0}")]
+    Tls(#[from] lumen_proto::tls::TlsFileError),
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ObserverError {
@@ -231,6 +247,10 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
     let file_endpoints = match &cfg.endpoints {
         Some(path) => endpoint::load_file(path).map_err(ObserverError::Endpoints)?,
         None => Vec::new(),
+    };
+    let tls = match (&cfg.tls_cert_file, &cfg.tls_key_file) {
+        (Some(cert), Some(key)) => Some(lumen_proto::tls::server_config(cert, key, &cfg.tls_client_ca_files)?),
+        _ => None,
     };
     let options = lumen_policy::Options {
         enforcement: cfg.enable_policy,
@@ -329,7 +349,7 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
         .nodes_file
         .clone()
         .map(|path| tokio::spawn(peer::watch_file(peers.clone(), path, shutdown.clone())));
-    let server = tokio::spawn(crate::server::serve(hub, peers, unix, tcp, shutdown.clone()));
+    let server = tokio::spawn(crate::server::serve_tls(hub, peers, unix, tcp, tls, shutdown.clone()));
     tracing::info!(node = %cfg.node_name, pin_dir = %pin_dir.display(), socket = %cfg.control_socket.display(), "observer ready");
 
     let mut gc_tick = tokio::time::interval(cfg.ct_gc_interval);

@@ -597,12 +597,25 @@ pub async fn serve(
     tcp: Option<TcpListener>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), tonic::transport::Error> {
+    serve_tls(hub, peers, unix, tcp, None, shutdown).await
+}
+
+/// [`serve`], with TLS (and mTLS, if it names client CAs) on the TCP
+/// listener; the Unix socket stays local and plain.
+pub async fn serve_tls(
+    hub: Arc<Hub>,
+    peers: Arc<crate::peer::Peers>,
+    unix: UnixListener,
+    tcp: Option<TcpListener>,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), tonic::transport::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_service_status(HEALTH_SERVICE_NAME, tonic_health::ServingStatus::Serving)
         .await;
-    let router = || {
-        tonic::transport::Server::builder()
+    let router = |mut builder: tonic::transport::Server| {
+        builder
             .add_service(health.clone())
             .add_service(ObserverServer::new(ObserverService::new(hub.clone(), shutdown.clone())))
             .add_service(lumen_proto::peer::peer_server::PeerServer::new(
@@ -613,9 +626,16 @@ pub async fn serve(
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let shutdown_after = shutdown.clone();
-    let on_unix = router().serve_with_incoming_shutdown(UnixListenerStream::new(unix), stop(shutdown.clone()));
+    let on_unix = router(tonic::transport::Server::builder())
+        .serve_with_incoming_shutdown(UnixListenerStream::new(unix), stop(shutdown.clone()));
+    // The TCP listener may speak TLS; the same services either way.
+    let tcp_builder = match tls {
+        Some(tls) => tonic::transport::Server::builder().tls_config(tls)?,
+        None => tonic::transport::Server::builder(),
+    };
+    let tcp_router = router(tcp_builder);
     let on_tcp =
-        tcp.map(|tcp| router().serve_with_incoming_shutdown(TcpListenerStream::new(tcp), stop(shutdown.clone())));
+        tcp.map(|tcp| tcp_router.serve_with_incoming_shutdown(TcpListenerStream::new(tcp), stop(shutdown.clone())));
     let both = async move {
         match on_tcp {
             Some(on_tcp) => tokio::try_join!(on_unix, on_tcp).map(|_| ()),

@@ -73,6 +73,8 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 /// (`grpc.health.v1.Health/Check`).
 pub const HEALTH_SERVICE_NAME: &str = "hubble.server.Observer";
 
+pub mod tls;
+
 pub use prost;
 pub use prost_types;
 pub use tonic;

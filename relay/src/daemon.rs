@@ -1,6 +1,7 @@
 //! The relay's configuration and its run loop.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +51,32 @@ pub struct RelayConfig {
     /// How long to wait for a node to connect or answer.
     #[arg(long, env = "LUMEN_RELAY_DIAL_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub dial_timeout: Duration,
+    #[command(flatten)]
+    pub tls: RelayTls,
+}
+
+/// TLS towards the observers (mutual, with a client certificate) and,
+/// optionally, towards the relay's own clients.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct RelayTls {
+    /// CA certificates (PEM, comma-separated) the observers' certificates
+    /// must chain to; set, the relay speaks TLS to every observer.
+    #[arg(long, env = "LUMEN_RELAY_TLS_SERVER_CA_FILES", value_delimiter = ',')]
+    pub tls_server_ca_files: Vec<PathBuf>,
+    /// The relay's client certificate (PEM) for observers that require one (mTLS).
+    #[arg(long, env = "LUMEN_RELAY_TLS_CLIENT_CERT_FILE", requires = "tls_client_key_file")]
+    pub tls_client_cert_file: Option<PathBuf>,
+    #[arg(long, env = "LUMEN_RELAY_TLS_CLIENT_KEY_FILE", requires = "tls_client_cert_file")]
+    pub tls_client_key_file: Option<PathBuf>,
+    /// The name every observer's certificate must be valid for (default: the
+    /// name the peer service gives for that node, else the node's address).
+    #[arg(long, env = "LUMEN_RELAY_TLS_SERVER_NAME")]
+    pub tls_server_name: Option<String>,
+    /// The relay's own certificate and key (PEM): its clients then use TLS.
+    #[arg(long, env = "LUMEN_RELAY_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    #[arg(long, env = "LUMEN_RELAY_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +90,8 @@ pub enum RelayError {
     Serve(#[from] lumen_proto::tonic::transport::Error),
     #[error("{0} is not a valid peer address (HOST:PORT)")]
     Peer(String),
+    #[error("TLS: {0}")]
+    Tls(#[from] lumen_proto::tls::TlsFileError),
 }
 
 fn check_address(address: &str) -> Result<(), RelayError> {
@@ -80,6 +109,18 @@ pub async fn run(cfg: RelayConfig, mut shutdown: watch::Receiver<bool>) -> Resul
     for p in cfg.peers.iter().chain(&cfg.peer_service) {
         check_address(p)?;
     }
+    let client_tls = (!cfg.tls.tls_server_ca_files.is_empty()).then(|| lumen_proto::tls::ClientTls {
+        ca_files: cfg.tls.tls_server_ca_files.clone(),
+        cert_file: cfg.tls.tls_client_cert_file.clone(),
+        key_file: cfg.tls.tls_client_key_file.clone(),
+    });
+    if let Some(tls) = &client_tls {
+        tls.check()?;
+    }
+    let server_tls = match (&cfg.tls.tls_cert_file, &cfg.tls.tls_key_file) {
+        (Some(cert), Some(key)) => Some(lumen_proto::tls::server_config(cert, key, &[])?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(cfg.listen_address)
         .await
         .map_err(|source| RelayError::Listen {
@@ -92,6 +133,7 @@ pub async fn run(cfg: RelayConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         connect_timeout: cfg.dial_timeout,
         ..Timing::default()
     });
+    pool.set_tls(client_tls, cfg.tls.tls_server_name.clone());
     pool.start(match &cfg.peer_service {
         Some(service) => Discovery::PeerService(service.clone()),
         None => Discovery::Static(cfg.peers.clone()),
@@ -108,7 +150,11 @@ pub async fn run(cfg: RelayConfig, mut shutdown: watch::Receiver<bool>) -> Resul
     tracing::info!(address = %cfg.listen_address, "relay serving");
     let service = RelayService::new(pool.clone(), options, shutdown.clone());
     let mut stop = shutdown.clone();
-    let serve = lumen_proto::tonic::transport::Server::builder()
+    let mut builder = match server_tls {
+        Some(tls) => lumen_proto::tonic::transport::Server::builder().tls_config(tls)?,
+        None => lumen_proto::tonic::transport::Server::builder(),
+    };
+    let serve = builder
         .add_service(health)
         .add_service(ObserverServer::new(service))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {

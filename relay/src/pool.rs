@@ -63,6 +63,10 @@ pub enum Discovery {
 
 pub struct Pool {
     peers: watch::Sender<Peers>,
+    /// TLS towards observers, and a server name that overrides theirs.
+    tls: std::sync::Mutex<(Option<lumen_proto::tls::ClientTls>, Option<String>)>,
+    /// The name each node's certificate must be valid for, by address.
+    server_names: std::sync::Mutex<BTreeMap<String, String>>,
     tasks: std::sync::Mutex<BTreeMap<String, JoinHandle<()>>>,
     discovery: std::sync::Mutex<Option<JoinHandle<()>>>,
     timing: Timing,
@@ -125,6 +129,8 @@ impl Pool {
     pub fn new(timing: Timing) -> Arc<Pool> {
         Arc::new(Pool {
             peers: watch::channel(Arc::new(BTreeMap::new())).0,
+            tls: std::sync::Mutex::new((None, None)),
+            server_names: std::sync::Mutex::new(BTreeMap::new()),
             tasks: std::sync::Mutex::new(BTreeMap::new()),
             discovery: std::sync::Mutex::new(None),
             timing,
@@ -145,6 +151,39 @@ impl Pool {
                 *self.discovery.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
             }
         }
+    }
+
+    /// Speaks TLS to every node from now on (set before `start`).
+    pub fn set_tls(&self, tls: Option<lumen_proto::tls::ClientTls>, server_name: Option<String>) {
+        *self.tls.lock().unwrap_or_else(|e| e.into_inner()) = (tls, server_name);
+    }
+
+    /// The endpoint of a node, with TLS when configured: the certificate must
+    /// be valid for the override name, else the name discovery gave, else
+    /// the address's host.
+    fn endpoint_of(&self, address: &str) -> Result<Endpoint, String> {
+        let (tls, name_override) = self.tls.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(tls) = tls else {
+            return endpoint(address, &self.timing);
+        };
+        let host = address
+            .rsplit_once(':')
+            .map_or(address, |(h, _)| h)
+            .trim_matches(['[', ']']);
+        let name = name_override
+            .or_else(|| {
+                self.server_names
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(address)
+                    .cloned()
+            })
+            .unwrap_or_else(|| host.to_string());
+        let config = tls.config(&name).map_err(|e| e.to_string())?;
+        Endpoint::from_shared(format!("https://{address}"))
+            .and_then(|e| e.tls_config(config))
+            .map(|e| e.connect_timeout(self.timing.connect_timeout).tcp_nodelay(true))
+            .map_err(|e| format!("invalid peer address {address:?}: {e}"))
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Peers> {
@@ -225,7 +264,13 @@ impl Pool {
                 Err(error) => {
                     tracing::debug!(%address, %error, "node unavailable");
                     self.update(&address, |v| {
-                        v.state = NodeState::NodeUnavailable;
+                        if v.state != NodeState::NodeError || v.error.as_deref() != Some(&error) {
+                            v.state = if error.starts_with("TLS with") {
+                                NodeState::NodeError
+                            } else {
+                                NodeState::NodeUnavailable
+                            };
+                        }
                         v.error = Some(error);
                         v.channel = None;
                     });
@@ -235,19 +280,40 @@ impl Pool {
         }
     }
 
-    /// Connects and asks the node who it is.
+    /// Connects and asks the node who it is. A certificate problem makes
+    /// the node NODE_ERROR, with the problem in words.
     async fn connect(&self, address: &str) -> Result<Channel, String> {
-        let channel = endpoint(address, &self.timing)?
-            .connect()
-            .await
-            .map_err(|e| format!("cannot connect to {address}: {}", error_chain(&e)))?;
+        let channel = match self.endpoint_of(address)?.connect().await {
+            Ok(c) => c,
+            Err(e) => {
+                let chain = error_chain(&e);
+                if let Some(reason) = lumen_proto::tls::explain(&chain) {
+                    let message = format!("TLS with {address}: {reason}");
+                    self.update(address, |v| {
+                        v.state = NodeState::NodeError;
+                        v.error = Some(message.clone());
+                        v.channel = None;
+                    });
+                    return Err(message);
+                }
+                return Err(format!("cannot connect to {address}: {chain}"));
+            }
+        };
         let mut client = ObserverClient::new(channel.clone());
         let ask = client.get_nodes(GetNodesRequest {});
-        let nodes = tokio::time::timeout(self.timing.connect_timeout, ask)
-            .await
-            .map_err(|_| format!("{address} did not answer GetNodes in time"))?
-            .map_err(|s| format!("{address}: GetNodes failed: {}", s.message()))?
-            .into_inner();
+        let nodes = match tokio::time::timeout(self.timing.connect_timeout, ask).await {
+            Err(_) => return Err(format!("{address} did not answer GetNodes in time")),
+            Ok(Ok(r)) => r.into_inner(),
+            // With TLS 1.3 a server refuses a client certificate only after
+            // the handshake: it shows on the first call.
+            Ok(Err(status)) => {
+                let chain = error_chain(&status);
+                return Err(match lumen_proto::tls::explain(&chain) {
+                    Some(reason) => format!("TLS with {address}: {reason}"),
+                    None => format!("{address}: GetNodes failed: {chain}"),
+                });
+            }
+        };
         let node = nodes.nodes.into_iter().next().unwrap_or_default();
         self.update(address, |v| {
             if !node.name.is_empty() {
@@ -268,19 +334,37 @@ impl Pool {
         loop {
             tokio::time::sleep(self.timing.check_interval).await;
             let check = client.server_status(lumen_proto::observer::ServerStatusRequest {});
-            let error = match tokio::time::timeout(self.timing.connect_timeout, check).await {
+            let (state, error) = match tokio::time::timeout(self.timing.connect_timeout, check).await {
                 Ok(Ok(_)) => continue,
-                Ok(Err(s)) => format!("{address}: {}", s.message()),
-                Err(_) => format!("{address} stopped answering"),
+                Ok(Err(s)) => match lumen_proto::tls::explain(&error_chain(&s)) {
+                    Some(reason) => (NodeState::NodeError, format!("TLS with {address}: {reason}")),
+                    None => (NodeState::NodeUnavailable, format!("{address}: {}", s.message())),
+                },
+                Err(_) => (NodeState::NodeUnavailable, format!("{address} stopped answering")),
             };
             tracing::info!(%address, %error, "node unavailable");
             self.update(address, |v| {
-                v.state = NodeState::NodeUnavailable;
+                v.state = state;
                 v.error = Some(error);
                 v.channel = None;
             });
             return;
         }
+    }
+
+    /// The name a node's certificate is checked against: the one the peer
+    /// service gives, else the node's name.
+    fn remember_server_name(&self, change: &lumen_proto::peer::ChangeNotification) {
+        let name = change
+            .tls
+            .as_ref()
+            .map(|t| t.server_name.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| change.name.clone());
+        self.server_names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(change.address.clone(), name);
     }
 
     /// Keeps the pool's nodes equal to what an observer's peer service says.
@@ -289,7 +373,8 @@ impl Pool {
         let mut backoff = Backoff::new(timing.initial_backoff, timing.max_backoff, seed(&address));
         loop {
             let result = async {
-                let channel = endpoint(&address, &timing)?
+                let channel = self
+                    .endpoint_of(&address)?
                     .connect()
                     .await
                     .map_err(|e| format!("cannot connect to the peer service {address}: {}", error_chain(&e)))?;
@@ -305,7 +390,10 @@ impl Pool {
                     .map_err(|s| format!("peer service {address}: {}", s.message()))?
                 {
                     match ChangeNotificationType::try_from(change.r#type) {
-                        Ok(ChangeNotificationType::PeerAdded) => self.add(&change.name, &change.address),
+                        Ok(ChangeNotificationType::PeerAdded) => {
+                            self.remember_server_name(&change);
+                            self.add(&change.name, &change.address)
+                        }
                         Ok(ChangeNotificationType::PeerDeleted) => self.remove(&change.address),
                         Ok(ChangeNotificationType::PeerUpdated) => {
                             // The address may have changed: drop what has the name.
@@ -318,6 +406,7 @@ impl Pool {
                             for a in stale {
                                 self.remove(&a);
                             }
+                            self.remember_server_name(&change);
                             self.add(&change.name, &change.address);
                         }
                         _ => tracing::warn!(?change, "unknown peer change"),

@@ -136,6 +136,8 @@ struct Tracked {
     reader: Option<tokio::task::JoinHandle<()>>,
     /// When to open its stream again after it broke.
     retry: Option<(Instant, crate::pool::Backoff)>,
+    /// The error this client was last told about (not repeated).
+    error: Option<String>,
 }
 
 /// One client's merged stream, until done, the client leaves or shutdown.
@@ -171,16 +173,24 @@ async fn relay_flows(
 
     let start: Peers = peers.borrow_and_update().clone();
     let (mut connected, mut unavailable) = (Vec::new(), Vec::new());
+    let mut errors = Vec::new();
     for (address, p) in start.iter() {
         let reader = p.channel.as_ref().map(|c| spawn(address, &p.name, c, &request));
-        if reader.is_none() {
-            unavailable.push(p.name.clone());
+        match (&reader, p.state) {
+            (Some(_), _) => {}
+            (None, NodeState::NodeError) => errors.push(node_status(
+                NodeState::NodeError,
+                vec![p.name.clone()],
+                p.error.clone().unwrap_or_default(),
+            )),
+            (None, _) => unavailable.push(p.name.clone()),
         }
         let tracked = Tracked {
             name: p.name.clone(),
             up: false,
             reader,
             retry: None,
+            error: (p.state == NodeState::NodeError).then(|| p.error.clone().unwrap_or_default()),
         };
         nodes.insert(address.clone(), tracked);
     }
@@ -219,6 +229,11 @@ async fn relay_flows(
         (NodeState::NodeUnavailable, unavailable),
     ] {
         if !names.is_empty() && !send(node_status(state, names, String::new())).await {
+            return;
+        }
+    }
+    for e in errors {
+        if !send(e).await {
             return;
         }
     }
@@ -295,7 +310,7 @@ async fn relay_flows(
                 if changed.is_err() { return; }
                 let now: Peers = peers.borrow_and_update().clone();
                 for (address, p) in now.iter() {
-                    let t = nodes.entry(address.clone()).or_insert_with(|| Tracked { name: p.name.clone(), up: false, reader: None, retry: None });
+                    let t = nodes.entry(address.clone()).or_insert_with(|| Tracked { name: p.name.clone(), up: false, reader: None, retry: None, error: None });
                     t.name = p.name.clone();
                     match &p.channel {
                         Some(channel) if t.reader.is_none() => {
@@ -305,7 +320,14 @@ async fn relay_flows(
                         None if t.up => {
                             t.up = false;
                             if let Some(r) = t.reader.take() { r.abort(); }
-                            events.push(node_status(NodeState::NodeUnavailable, vec![p.name.clone()], p.error.clone().unwrap_or_default()));
+                            let state = if p.state == NodeState::NodeError { NodeState::NodeError } else { NodeState::NodeUnavailable };
+                            t.error = (state == NodeState::NodeError).then(|| p.error.clone().unwrap_or_default());
+                            events.push(node_status(state, vec![p.name.clone()], p.error.clone().unwrap_or_default()));
+                        }
+                        // A node that was never up may still fail in a new way (TLS).
+                        None if p.state == NodeState::NodeError && t.error != p.error => {
+                            t.error = p.error.clone();
+                            events.push(node_status(NodeState::NodeError, vec![p.name.clone()], p.error.clone().unwrap_or_default()));
                         }
                         _ => {}
                     }

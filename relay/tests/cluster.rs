@@ -244,6 +244,7 @@ fn the_relay_serves_the_whole_cluster_as_nodes_come_and_go() {
         initial_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_millis(500),
         dial_timeout: Duration::from_secs(1),
+        tls: Default::default(),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -88,6 +88,7 @@ fn relay(peers: &[SocketAddr]) -> RelayHandle {
         initial_backoff: Duration::from_millis(50),
         max_backoff: Duration::from_millis(200),
         dial_timeout: Duration::from_millis(500),
+        tls: Default::default(),
     })
 }
 
