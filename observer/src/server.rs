@@ -25,7 +25,7 @@ use lumen_proto::tonic::{self, Request, Response, Status};
 use lumen_proto::{prost_types, relay, tonic_health, HEALTH_SERVICE_NAME};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream, UnixListenerStream};
+use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
 
 use crate::hub::Hub;
 use crate::store::StoredFlow;
@@ -634,8 +634,7 @@ pub async fn serve_tls(
         None => tonic::transport::Server::builder(),
     };
     let tcp_router = router(tcp_builder);
-    let on_tcp =
-        tcp.map(|tcp| tcp_router.serve_with_incoming_shutdown(TcpListenerStream::new(tcp), stop(shutdown.clone())));
+    let on_tcp = tcp.map(|tcp| tcp_router.serve_with_incoming_shutdown(nodelay(tcp), stop(shutdown.clone())));
     let both = async move {
         match on_tcp {
             Some(on_tcp) => tokio::try_join!(on_unix, on_tcp).map(|_| ()),
@@ -651,6 +650,13 @@ pub async fn serve_tls(
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         } => Ok(()),
     }
+}
+
+/// Accepted connections without Nagle's delay: a flow is a small write and
+/// must not wait for the next (tonic sets TCP_NODELAY only on connections it
+/// dials).
+fn nodelay(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 /// How long open connections may take to close once the observer stops.

@@ -8,7 +8,6 @@ use std::time::Duration;
 use lumen_proto::observer::observer_server::ObserverServer;
 use lumen_proto::HEALTH_SERVICE_NAME;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::pool::{Discovery, Pool, Timing};
 use crate::server::{MergeOptions, RelayService};
@@ -157,9 +156,12 @@ pub async fn run(cfg: RelayConfig, mut shutdown: watch::Receiver<bool>) -> Resul
     let serve = builder
         .add_service(health)
         .add_service(ObserverServer::new(service))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            let _ = stop.wait_for(|stop| *stop).await;
-        });
+        .serve_with_incoming_shutdown(
+            lumen_proto::tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            },
+        );
     // Clients that keep their connection open get a moment, not forever.
     let result = tokio::select! {
         served = serve => served,

@@ -24,7 +24,8 @@ struct Held {
     /// Arrival order: equal times leave in the order they came.
     seq: u64,
     arrived: Instant,
-    response: GetFlowsResponse,
+    /// Boxed: the heap moves entries around, a flow is over a kilobyte.
+    response: Box<GetFlowsResponse>,
 }
 
 impl PartialEq for Held {
@@ -81,13 +82,13 @@ impl SortBuffer {
             time_ns: time_ns(&response),
             seq: self.seq,
             arrived: now,
-            response,
+            response: Box::new(response),
         }));
         (self.heap.len() > self.capacity).then(|| self.pop().expect("not empty"))
     }
 
     fn pop(&mut self) -> Option<GetFlowsResponse> {
-        self.heap.pop().map(|Reverse(h)| h.response)
+        self.heap.pop().map(|Reverse(h)| *h.response)
     }
 
     /// Responses whose time has come, oldest first: the earliest by time
@@ -122,8 +123,12 @@ impl SortBuffer {
 /// Sorts complete answers of a non-follow query by time and keeps what the
 /// request asked for: the newest `number` (or the oldest, with `first`);
 /// 0 keeps everything.
-pub fn select(mut responses: Vec<GetFlowsResponse>, number: u64, first: bool) -> Vec<GetFlowsResponse> {
-    responses.sort_by_key(time_ns);
+pub fn select(responses: Vec<GetFlowsResponse>, number: u64, first: bool) -> Vec<GetFlowsResponse> {
+    // Sort (time, position) keys, then move each response once.
+    let mut keys: Vec<(i128, usize)> = responses.iter().enumerate().map(|(i, r)| (time_ns(r), i)).collect();
+    keys.sort_unstable();
+    let mut slots: Vec<Option<GetFlowsResponse>> = responses.into_iter().map(Some).collect();
+    let mut responses: Vec<GetFlowsResponse> = keys.into_iter().filter_map(|(_, i)| slots[i].take()).collect();
     let n = usize::try_from(number).unwrap_or(usize::MAX);
     if number == 0 || responses.len() <= n {
         return responses;
