@@ -33,9 +33,12 @@ use lumen_testbed::{Pod, PodSpec, Testbed};
 mod benchmarks_md;
 #[path = "support/machine.rs"]
 mod machine;
+#[path = "support/numbers.rs"]
+mod numbers;
 #[path = "support/synthetic.rs"]
 mod synthetic;
 
+use numbers::{count, mib};
 use synthetic::{cnp, policies_yaml, policy, rule, workload, Workload, ENDPOINTS};
 
 const POLICIES: usize = 1_000;
@@ -96,23 +99,6 @@ fn heap<R>(f: impl FnOnce() -> R) -> (R, usize, usize) {
     PEAK.store(base, Relaxed);
     let r = f();
     (r, PEAK.load(Relaxed) - base, LIVE.load(Relaxed).saturating_sub(base))
-}
-
-/// 12345 as "12,345".
-fn count(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn mib(bytes: usize) -> f64 {
-    bytes as f64 / f64::from(1 << 20)
 }
 
 fn ms(d: Duration) -> f64 {

@@ -32,6 +32,10 @@ use tokio::sync::watch;
 
 #[path = "../../observer/benches/support/benchmarks_md.rs"]
 mod benchmarks_md;
+#[path = "../../observer/benches/support/numbers.rs"]
+mod numbers;
+
+use numbers::{count, mib};
 #[path = "../../observer/benches/support/machine.rs"]
 mod machine;
 
@@ -358,23 +362,6 @@ fn min_max(v: &[f64]) -> (f64, f64) {
         v.iter().copied().fold(f64::INFINITY, f64::min),
         v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
     )
-}
-
-/// 12345 as "12,345".
-fn count(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn mib(bytes: usize) -> f64 {
-    bytes as f64 / f64::from(1 << 20)
 }
 
 /// The value at quantile `q` of sorted `v`.
