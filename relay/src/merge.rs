@@ -76,13 +76,14 @@ impl SortBuffer {
 
     /// Adds a response; when the buffer is over capacity, the oldest by
     /// time comes back to be sent now.
-    pub fn push(&mut self, response: GetFlowsResponse, now: Instant) -> Option<GetFlowsResponse> {
+    pub fn push(&mut self, response: impl Into<Box<GetFlowsResponse>>, now: Instant) -> Option<GetFlowsResponse> {
+        let response = response.into();
         self.seq += 1;
         self.heap.push(Reverse(Held {
             time_ns: time_ns(&response),
             seq: self.seq,
             arrived: now,
-            response: Box::new(response),
+            response,
         }));
         (self.heap.len() > self.capacity).then(|| self.pop().expect("not empty"))
     }

@@ -89,42 +89,37 @@ enum Said {
     Error(Status),
 }
 
-/// A node's stream item: (address, node name, what it said).
-type Item = (String, String, Said);
+/// A node's stream item: (address, node name, what it said). The names are
+/// shared, not copied, per flow.
+type Item = (Arc<str>, Arc<str>, Said);
 
 /// Streams one node's answer to `request` into `items`.
 async fn read_node(
-    address: String,
-    node: String,
+    address: Arc<str>,
+    node: Arc<str>,
     channel: Channel,
     request: GetFlowsRequest,
     items: mpsc::Sender<Item>,
 ) {
     let mut client = ObserverClient::new(channel).max_decoding_message_size(16 << 20);
-    let say = |said| {
-        let items = items.clone();
-        let (address, node) = (address.clone(), node.clone());
-        async move { items.send((address, node, said)).await.is_ok() }
-    };
     let mut stream = match client.get_flows(request).await {
         Ok(r) => r.into_inner(),
         Err(e) => {
-            say(Said::Error(e)).await;
+            let _ = items.send((address, node, Said::Error(e))).await;
             return;
         }
     };
-    if !say(Said::Opened).await {
-        return;
-    }
+    let mut said = Said::Opened;
     loop {
-        let (said, last) = match stream.message().await {
-            Ok(Some(r)) => (Said::Response(Box::new(r)), false),
-            Ok(None) => (Said::End, true),
-            Err(e) => (Said::Error(e), true),
-        };
-        if !say(said).await || last {
+        let last = matches!(said, Said::End | Said::Error(_));
+        if items.send((address.clone(), node.clone(), said)).await.is_err() || last {
             return;
         }
+        said = match stream.message().await {
+            Ok(Some(r)) => Said::Response(Box::new(r)),
+            Ok(None) => Said::End,
+            Err(e) => Said::Error(e),
+        };
     }
 }
 
@@ -163,8 +158,8 @@ async fn relay_flows(
     };
     let spawn = |address: &str, name: &str, channel: &Channel, request: &GetFlowsRequest| {
         tokio::spawn(read_node(
-            address.to_string(),
-            name.to_string(),
+            Arc::from(address),
+            Arc::from(name),
             channel.clone(),
             request.clone(),
             items_tx.clone(),
@@ -203,18 +198,18 @@ async fn relay_flows(
             let Ok(Some((address, node, said))) = tokio::time::timeout_at(deadline, items.recv()).await else {
                 break;
             };
-            let Some(t) = nodes.get_mut(&address) else { continue };
+            let Some(t) = nodes.get_mut(&*address) else { continue };
             match said {
                 Said::Opened => {
                     t.up = true;
-                    connected.push(node);
+                    connected.push(node.to_string());
                 }
-                Said::Response(r) => early.extend(buffer.push(*r, Instant::now())),
+                Said::Response(r) => early.extend(buffer.push(r, Instant::now())),
                 Said::End | Said::Error(_) => {
                     t.reader = None;
                     let backoff = crate::pool::Backoff::new(Duration::from_millis(200), Duration::from_secs(5), 1);
                     t.retry = Some((Instant::now() + Duration::from_millis(200), backoff));
-                    unavailable.push(node);
+                    unavailable.push(node.to_string());
                 }
             }
         }
@@ -265,18 +260,18 @@ async fn relay_flows(
         tokio::select! {
             item = items.recv() => {
                 let Some((address, node, said)) = item else { return };
-                let Some(t) = nodes.get_mut(&address) else { continue };
+                let Some(t) = nodes.get_mut(&*address) else { continue };
                 match said {
                     Said::Opened => {
                         if let Some((_, backoff)) = t.retry.as_mut() { backoff.reset(); }
                         t.retry = None;
                         if !t.up {
                             t.up = true;
-                            events.push(node_status(NodeState::NodeConnected, vec![node], String::new()));
+                            events.push(node_status(NodeState::NodeConnected, vec![node.to_string()], String::new()));
                         }
                     }
                     Said::Response(r) if follow => {
-                        if let Some(out) = buffer.push(*r, Instant::now()) {
+                        if let Some(out) = buffer.push(r, Instant::now()) {
                             events.push(out);
                         }
                     }
@@ -284,7 +279,7 @@ async fn relay_flows(
                     Said::End | Said::Error(_) if !follow => {
                         t.reader = None;
                         if let Said::Error(status) = said {
-                            events.push(node_status(NodeState::NodeError, vec![node], format!("{address}: {}", status.message())));
+                            events.push(node_status(NodeState::NodeError, vec![node.to_string()], format!("{address}: {}", status.message())));
                         }
                     }
                     Said::End | Said::Error(_) => {
@@ -301,7 +296,7 @@ async fn relay_flows(
                                 Said::Error(s) => (NodeState::NodeError, format!("{address}: {}", s.message())),
                                 _ => (NodeState::NodeUnavailable, format!("{address} ended the stream")),
                             };
-                            events.push(node_status(state, vec![node], message));
+                            events.push(node_status(state, vec![node.to_string()], message));
                         }
                     }
                 }
