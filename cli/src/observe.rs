@@ -308,7 +308,11 @@ async fn connect_to(server: &str, args: &ServerArgs, timeout: Duration) -> anyho
     let scheme = if tls.is_some() { "https" } else { "http" };
     let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
         .with_context(|| format!("invalid --server {server:?}: use unix:///path/to.sock or host:port"))?
-        .connect_timeout(timeout);
+        .connect_timeout(timeout)
+        .tcp_nodelay(true)
+        // Room for a relay's stream of many nodes (HTTP/2's default is 64 KiB).
+        .initial_stream_window_size(1 << 20)
+        .initial_connection_window_size(1 << 20);
     if let Some((tls, name)) = tls {
         endpoint = endpoint.tls_config(tls.config(&name)?)?;
     }

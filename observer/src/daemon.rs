@@ -308,7 +308,11 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
         names.clone(),
         hub.clone(),
     )?;
-    state.apply()?;
+    // Setting the other nodes' addresses projects the state; without any,
+    // it is projected here.
+    if !state.set_remote_nodes(remote_nodes(&peers.current(), &cfg.node_name))? {
+        state.apply()?;
+    }
     let state = Arc::new(Mutex::new(state));
 
     let out: Option<Box<dyn Write + Send>> = match cfg.events_output.as_str() {
@@ -349,6 +353,11 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
         .nodes_file
         .clone()
         .map(|path| tokio::spawn(peer::watch_file(peers.clone(), path, shutdown.clone())));
+    let remote_watcher = tokio::spawn(follow_remote_nodes(
+        peers.subscribe(),
+        cfg.node_name.clone(),
+        state.clone(),
+    ));
     let server = tokio::spawn(crate::server::serve_tls(hub, peers, unix, tcp, tls, shutdown.clone()));
     tracing::info!(node = %cfg.node_name, pin_dir = %pin_dir.display(), socket = %cfg.control_socket.display(), "observer ready");
 
@@ -374,6 +383,7 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
         }
     }
     control.abort();
+    remote_watcher.abort();
     if let Some(watcher) = nodes_watcher {
         watcher.abort();
     }
@@ -478,6 +488,39 @@ impl Drop for ObserverHandle {
         let _ = self.shutdown.send(true);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+/// The addresses of the cluster's other nodes.
+fn remote_nodes(nodes: &[peer::NodeEntry], own_name: &str) -> std::collections::BTreeSet<std::net::IpAddr> {
+    nodes
+        .iter()
+        .filter(|n| n.name != own_name)
+        .map(|n| n.address.ip())
+        .collect()
+}
+
+/// Keeps the other nodes' addresses in the ipcache as the nodes file changes.
+async fn follow_remote_nodes(
+    mut nodes: watch::Receiver<Arc<[peer::NodeEntry]>>,
+    own_name: String,
+    state: Arc<Mutex<NodeState>>,
+) {
+    while nodes.changed().await.is_ok() {
+        let addresses = remote_nodes(&nodes.borrow_and_update(), &own_name);
+        let state = state.clone();
+        let update = move || {
+            state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .set_remote_nodes(addresses)
+        };
+        match tokio::task::spawn_blocking(update).await {
+            Ok(Ok(true)) => tracing::info!("remote node addresses updated"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot update remote node addresses"),
+            Err(e) => tracing::warn!(error = %e, "remote node update failed"),
         }
     }
 }

@@ -30,10 +30,7 @@ use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
 use crate::hub::Hub;
 use crate::store::StoredFlow;
 
-/// ServerStatus metadata: events the kernel ring buffer could not take.
-pub const LOST_KERNEL_HEADER: &str = "lumen-lost-kernel-events";
-/// ServerStatus metadata: flows clients missed by reading too slowly.
-pub const LOST_CLIENT_HEADER: &str = "lumen-lost-client-flows";
+pub use lumen_proto::{LOST_CLIENT_HEADER, LOST_KERNEL_HEADER};
 
 /// Responses buffered per client before it falls behind in the store.
 const CLIENT_BUFFER: usize = 256;

@@ -61,6 +61,8 @@ pub struct NodeState {
     /// Identities of the prefixes policies name.
     cidr_ids: BTreeMap<IpNet, u32>,
     identities: IdentityAllocator,
+    /// The other nodes' addresses (from the nodes file): reserved:remote-node.
+    remote_nodes: BTreeSet<IpAddr>,
     datapath: Datapath,
     names: SharedNames,
     hub: Arc<Hub>,
@@ -99,6 +101,7 @@ impl NodeState {
             in_force: PolicySet::default(),
             cidr_ids: BTreeMap::new(),
             identities: IdentityAllocator::default(),
+            remote_nodes: BTreeSet::new(),
             datapath,
             names,
             hub,
@@ -126,6 +129,20 @@ impl NodeState {
             }
         }
         Ok(())
+    }
+
+    /// The other nodes' addresses changed (the nodes file): they are
+    /// reserved:remote-node from now on. True when anything changed.
+    pub fn set_remote_nodes(&mut self, addresses: BTreeSet<IpAddr>) -> Result<bool, StateError> {
+        if addresses == self.remote_nodes {
+            return Ok(false);
+        }
+        let old = std::mem::replace(&mut self.remote_nodes, addresses);
+        if let Err(e) = self.apply() {
+            self.remote_nodes = old;
+            return Err(e);
+        }
+        Ok(true)
     }
 
     /// Projects the whole state onto the datapath.
@@ -189,7 +206,8 @@ impl NodeState {
         Ok(())
     }
 
-    /// Endpoint addresses, the host's own addresses and policy prefixes.
+    /// Endpoint addresses, the host's own addresses, the other nodes'
+    /// addresses and policy prefixes; the more specific wins.
     fn ipcache(&self, all: &[EndpointSpec], ids: &[u32], cidrs: &BTreeSet<IpNet>) -> HashMap<IpNet, IpcacheEntry> {
         let mut out = HashMap::new();
         for net in cidrs {
@@ -200,13 +218,16 @@ impl NodeState {
             };
             out.insert(*net, entry);
         }
+        let reserved_address = |identity| IpcacheEntry {
+            identity,
+            endpoint_id: 0,
+            interface: None,
+        };
+        for ip in &self.remote_nodes {
+            out.insert(IpNet::from(*ip), reserved_address(reserved::REMOTE_NODE));
+        }
         for ip in datapath::local_addresses() {
-            let entry = IpcacheEntry {
-                identity: reserved::HOST,
-                endpoint_id: 0,
-                interface: None,
-            };
-            out.insert(IpNet::from(ip), entry);
+            out.insert(IpNet::from(ip), reserved_address(reserved::HOST));
         }
         for (ep, id) in all.iter().zip(ids) {
             for ip in &ep.ips {
@@ -367,6 +388,9 @@ impl NodeState {
             }
             if datapath::local_addresses().contains(&ip) {
                 return Ok(End::Reserved(reserved::HOST));
+            }
+            if self.remote_nodes.contains(&ip) {
+                return Ok(End::Reserved(reserved::REMOTE_NODE));
             }
             return Ok(End::World(ip));
         }

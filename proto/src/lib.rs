@@ -73,6 +73,13 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 /// (`grpc.health.v1.Health/Check`).
 pub const HEALTH_SERVICE_NAME: &str = "hubble.server.Observer";
 
+/// ServerStatus metadata: events the kernel ring buffer could not take
+/// (Hubble's message has no field for it; Hubble clients ignore metadata).
+pub const LOST_KERNEL_HEADER: &str = "lumen-lost-kernel-events";
+/// ServerStatus metadata: flows clients missed by reading too slowly.
+pub const LOST_CLIENT_HEADER: &str = "lumen-lost-client-flows";
+
+pub mod raw;
 pub mod tls;
 
 pub use prost;

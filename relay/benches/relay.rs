@@ -23,11 +23,21 @@ use lumen_observer::parser::{EndpointMeta, RuleMeta, Snapshot};
 use lumen_probes::abi;
 use lumen_proto::observer::get_flows_response::ResponseTypes;
 use lumen_proto::observer::observer_client::ObserverClient;
-use lumen_proto::observer::{GetFlowsRequest, GetFlowsResponse, ServerStatusRequest};
-use lumen_proto::prost::Message as _;
+use lumen_proto::observer::observer_server::Observer;
+use lumen_proto::observer::{
+    GetAgentEventsRequest, GetAgentEventsResponse, GetDebugEventsRequest, GetDebugEventsResponse, GetFlowsRequest,
+    GetFlowsResponse, GetNamespacesRequest, GetNamespacesResponse, GetNodesRequest, GetNodesResponse,
+    ServerStatusRequest, ServerStatusResponse,
+};
+use lumen_proto::prost_types::Timestamp;
+use lumen_proto::raw::{RawFlows, RawFlowsResponse, RawFlowsStream, RawObserverServer};
+use lumen_proto::tonic::codegen::{http, BoxStream};
 use lumen_proto::tonic::transport::Channel;
-use lumen_relay::merge::{self, time_ns, SortBuffer};
+use lumen_proto::tonic::{Request, Response, Status, Streaming};
+use lumen_relay::merge::{Merge, SortBuffer};
 use lumen_relay::{RelayConfig, RelayHandle};
+use prost::bytes::Bytes;
+use prost::Message as _;
 use tokio::sync::watch;
 
 #[path = "../../observer/benches/support/benchmarks_md.rs"]
@@ -311,12 +321,12 @@ async fn start_node(name: &str) -> Node {
 }
 
 /// The relay with the binary's defaults (sort buffer 10,000, window 50 ms).
-fn start_relay(nodes: &[Node]) -> RelayHandle {
+fn start_relay(nodes: &[SocketAddr]) -> RelayHandle {
     let listen = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
-    let peers: Vec<String> = nodes.iter().map(|n| n.address.to_string()).collect();
+    let peers: Vec<String> = nodes.iter().map(ToString::to_string).collect();
     let cfg = RelayConfig::parse_from([
         "lumen-relay",
         "--listen-address",
@@ -346,6 +356,171 @@ async fn all_connected(c: &mut ObserverClient<Channel>) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("the relay never had {NODES} connected nodes");
+}
+
+/// What the benchmark's client reads of a response: its kind, node and
+/// time. The flow stays undecoded bytes: the client shares a CPU with the
+/// nodes, and decoding every flow would make it the bottleneck.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Summary {
+    #[prost(bytes = "bytes", optional, tag = "1")]
+    flow: Option<Bytes>,
+    #[prost(bytes = "bytes", optional, tag = "3")]
+    lost_events: Option<Bytes>,
+    #[prost(string, tag = "1000")]
+    node_name: String,
+    #[prost(message, optional, tag = "1001")]
+    time: Option<Timestamp>,
+}
+
+impl Summary {
+    fn time_ns(&self) -> i128 {
+        self.time
+            .as_ref()
+            .map_or(0, |t| i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos))
+    }
+
+    /// The number of events a lost-events response reports.
+    fn lost(&self) -> u64 {
+        self.lost_events.as_ref().map_or(0, |b| {
+            lumen_proto::flow::LostEvent::decode(b.as_ref())
+                .map(|l| l.num_events_lost)
+                .unwrap()
+        })
+    }
+}
+
+/// A `GetFlows` stream read as [`Summary`]s.
+async fn summaries(address: SocketAddr, request: GetFlowsRequest) -> Streaming<Summary> {
+    let channel = Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .tcp_nodelay(true)
+        .initial_stream_window_size(1 << 20)
+        .initial_connection_window_size(4 << 20)
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = lumen_proto::tonic::client::Grpc::new(channel).max_decoding_message_size(16 << 20);
+    grpc.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::from_static("/observer.Observer/GetFlows");
+    let codec = tonic_prost::ProstCodec::<GetFlowsRequest, Summary>::default();
+    grpc.server_streaming(Request::new(request), path, codec)
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+// ---------------------------------------------------------------------------
+// Replaying nodes: what the real observers answered, recorded once, served
+// again as encoded bytes. They cost next to nothing per flow, so the relay,
+// not the nodes, is what limits the rate.
+
+struct Replay {
+    name: String,
+    answer: Arc<Vec<RawFlowsResponse>>,
+}
+
+#[lumen_proto::tonic::async_trait]
+impl Observer for Replay {
+    type GetFlowsStream = BoxStream<GetFlowsResponse>;
+    type GetAgentEventsStream = BoxStream<GetAgentEventsResponse>;
+    type GetDebugEventsStream = BoxStream<GetDebugEventsResponse>;
+
+    async fn get_flows(&self, _: Request<GetFlowsRequest>) -> Result<Response<Self::GetFlowsStream>, Status> {
+        Err(Status::unimplemented("served encoded (RawFlows)"))
+    }
+
+    async fn get_agent_events(
+        &self,
+        _: Request<GetAgentEventsRequest>,
+    ) -> Result<Response<Self::GetAgentEventsStream>, Status> {
+        Err(Status::unimplemented("no agent events"))
+    }
+
+    async fn get_debug_events(
+        &self,
+        _: Request<GetDebugEventsRequest>,
+    ) -> Result<Response<Self::GetDebugEventsStream>, Status> {
+        Err(Status::unimplemented("no debug events"))
+    }
+
+    async fn get_nodes(&self, _: Request<GetNodesRequest>) -> Result<Response<GetNodesResponse>, Status> {
+        let node = lumen_proto::observer::Node {
+            name: self.name.clone(),
+            ..Default::default()
+        };
+        Ok(Response::new(GetNodesResponse { nodes: vec![node] }))
+    }
+
+    async fn get_namespaces(
+        &self,
+        _: Request<GetNamespacesRequest>,
+    ) -> Result<Response<GetNamespacesResponse>, Status> {
+        Ok(Response::new(GetNamespacesResponse::default()))
+    }
+
+    async fn server_status(&self, _: Request<ServerStatusRequest>) -> Result<Response<ServerStatusResponse>, Status> {
+        Ok(Response::new(ServerStatusResponse {
+            num_flows: self.answer.len() as u64,
+            ..Default::default()
+        }))
+    }
+}
+
+impl RawFlows for Replay {
+    fn raw_flows(&self, _: GetFlowsRequest) -> Result<RawFlowsStream, Status> {
+        let answer = self.answer.clone();
+        Ok(Box::pin(tokio_stream::iter(
+            (0..answer.len()).map(move |i| Ok(answer[i].clone())),
+        )))
+    }
+}
+
+/// Each real node's whole answer, as it sent it.
+async fn record_answers(nodes: &[Node]) -> Vec<Vec<RawFlowsResponse>> {
+    let mut out = Vec::new();
+    for n in nodes {
+        let channel = Channel::from_shared(format!("http://{}", n.address))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut grpc = lumen_proto::tonic::client::Grpc::new(channel).max_decoding_message_size(16 << 20);
+        let mut s = lumen_proto::raw::get_flows(&mut grpc, GetFlowsRequest::default())
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        while let Some(r) = s.message().await.unwrap() {
+            answer.push(r);
+        }
+        assert_eq!(answer.len(), PER_NODE);
+        out.push(answer);
+    }
+    out
+}
+
+/// Serves each recorded answer as a node of its own on 127.0.0.1.
+async fn start_replays(answers: Vec<Vec<RawFlowsResponse>>) -> (Vec<SocketAddr>, watch::Sender<bool>) {
+    let (stop, rx) = watch::channel(false);
+    let mut addresses = Vec::new();
+    for (k, answer) in answers.into_iter().enumerate() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addresses.push(listener.local_addr().unwrap());
+        let service = RawObserverServer::new(Replay {
+            name: format!("replay-{k}"),
+            answer: Arc::new(answer),
+        });
+        let mut rx = rx.clone();
+        let incoming = lumen_proto::tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        tokio::spawn(
+            lumen_proto::tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                }),
+        );
+    }
+    (addresses, stop)
 }
 
 // ---------------------------------------------------------------------------
@@ -383,6 +558,8 @@ fn verdict(met: bool) -> &'static str {
 
 #[derive(Default)]
 struct Throughput {
+    /// Where the nodes' answers come from.
+    source: &'static str,
     flows_per_s: Vec<f64>,
     first_flow_ms: Vec<f64>,
     relay_cpu_ns_per_flow: Vec<f64>,
@@ -394,8 +571,9 @@ struct Throughput {
     rss_kib: (usize, usize),
 }
 
-async fn throughput(relay: &mut ObserverClient<Channel>) -> Throughput {
+async fn throughput(relay: SocketAddr, source: &'static str) -> Throughput {
     let mut t = Throughput {
+        source,
         relay_heap_at_rest: RELAY_LIVE.load(Relaxed).max(0) as usize,
         ..Default::default()
     };
@@ -407,12 +585,12 @@ async fn throughput(relay: &mut ObserverClient<Channel>) -> Throughput {
         let heap = relay_heap_mark();
         let (relay_cpu, bench_cpu) = (cpu_ns(true), cpu_ns(false));
         let start = Instant::now();
-        let mut stream = relay.get_flows(GetFlowsRequest::default()).await.unwrap().into_inner();
+        let mut stream = summaries(relay, GetFlowsRequest::default()).await;
         let (mut flows, mut first, mut last, mut in_order) = (0usize, None, 0i128, true);
         while let Some(r) = stream.message().await.unwrap() {
-            if let Some(ResponseTypes::Flow(_)) = r.response_types {
+            if r.flow.is_some() {
                 first.get_or_insert_with(|| start.elapsed());
-                let at = time_ns(&r);
+                let at = r.time_ns();
                 in_order &= at >= last;
                 last = at;
                 flows += 1;
@@ -436,21 +614,41 @@ async fn throughput(relay: &mut ObserverClient<Channel>) -> Throughput {
     t
 }
 
+/// Every flow through the relay is a whole flow as the node built it.
+async fn check_integrity(relay: SocketAddr) {
+    let mut c = connect(relay).await;
+    let request = GetFlowsRequest {
+        number: 1_000,
+        ..Default::default()
+    };
+    let mut s = c.get_flows(request).await.unwrap().into_inner();
+    let mut flows = 0;
+    while let Some(r) = s.message().await.unwrap() {
+        if let Some(ResponseTypes::Flow(f)) = r.response_types {
+            assert!(r.node_name.starts_with("node-"));
+            assert_eq!(f.node_name, r.node_name);
+            assert_eq!(f.source.unwrap().pod_name, "frontend-7d9f8b6c5-x2k4q");
+            flows += 1;
+        }
+    }
+    assert_eq!(flows, 1_000);
+}
+
 impl Throughput {
     fn rows(&self) -> String {
         let total = NODES * PER_NODE;
         let rate = median(&self.flows_per_s);
         let (lo, hi) = min_max(&self.flows_per_s);
         let cpu = median(&self.relay_cpu_ns_per_flow);
-        [
+        let mut rows = vec![
             row(
-                &format!("merged flows/s, 8 nodes → relay → client over gRPC on TCP (non-follow `GetFlows` of all {} flows), wall clock", count(total)),
+                &format!("merged flows/s, 8 nodes ({}) → relay → client over gRPC on TCP (non-follow `GetFlows` of all {} flows), wall clock", self.source, count(total)),
                 &format!("{:.0} k/s (median of {THROUGHPUT_RUNS}; min {:.0} k, max {:.0} k)", rate / 1e3, lo / 1e3, hi / 1e3),
                 &format!("≥ 1,000 k/s on one core: {}", verdict(rate >= BUDGET_FLOWS_PER_S)),
             ),
             row(
                 &format!(
-                    "the relay's CPU time per merged flow in those runs (all its threads; its CPU {:.0} % busy; the 8 observers and the client took {:.0} ns per flow on the other, {:.0} % busy) → its one-core ceiling",
+                    "the relay's CPU time per merged flow in those runs (all its threads; its CPU {:.0} % busy; the nodes and the client took {:.0} ns per flow on the other, {:.0} % busy) → its one-core ceiling",
                     median(&self.relay_cpu_share) * 100.0,
                     median(&self.bench_cpu_share) / rate * 1e9,
                     median(&self.bench_cpu_share) * 100.0
@@ -462,20 +660,29 @@ impl Throughput {
             row(
                 &format!("relay heap peak, non-follow answer of {} flows", count(total)),
                 &format!(
-                    "{:.0} MiB ({:.0} B per flow; {:.1} MiB with 8 nodes connected and no query)",
+                    "{:.1} MiB ({:.0} B per flow; {:.1} MiB with 8 nodes connected and no query)",
                     mib(self.relay_heap_peak),
                     self.relay_heap_peak as f64 / total as f64,
                     mib(self.relay_heap_at_rest)
                 ),
                 "none set",
             ),
-            row(
-                &format!("process RSS (8 observers holding {} flows each, relay, client) before / after those runs", count(PER_NODE)),
-                &format!("{:.0} / {:.0} MiB", self.rss_kib.0 as f64 / 1024.0, self.rss_kib.1 as f64 / 1024.0),
+        ];
+        if self.source == "real observers" {
+            rows.push(row(
+                &format!(
+                    "process RSS (8 observers holding {} flows each, relay, client) before / after those runs",
+                    count(PER_NODE)
+                ),
+                &format!(
+                    "{:.0} / {:.0} MiB",
+                    self.rss_kib.0 as f64 / 1024.0,
+                    self.rss_kib.1 as f64 / 1024.0
+                ),
                 "",
-            ),
-        ]
-        .concat()
+            ));
+        }
+        rows.concat()
     }
 }
 
@@ -485,118 +692,115 @@ impl Throughput {
 #[derive(Default)]
 struct Stage {
     encoded_bytes_per_flow: f64,
-    decode_ns: Vec<f64>,
+    parse_ns: Vec<f64>,
     sort_buffer_ns: Vec<f64>,
-    encode_ns: Vec<f64>,
-    select_ns: Vec<f64>,
+    merge_ns: Vec<f64>,
+    write_ns: Vec<f64>,
 }
 
-/// What the relay receives from each node: the node's own answer.
-async fn node_answers(nodes: &[Node]) -> Vec<Vec<GetFlowsResponse>> {
-    let mut out = Vec::new();
-    for n in nodes {
-        let req = GetFlowsRequest {
-            number: STAGE_PER_NODE as u64,
-            first: true,
-            ..Default::default()
-        };
-        let mut s = connect(n.address).await.get_flows(req).await.unwrap().into_inner();
-        let mut flows = Vec::new();
-        while let Some(r) = s.message().await.unwrap() {
-            flows.push(r);
-        }
-        assert_eq!(flows.len(), STAGE_PER_NODE);
-        out.push(flows);
-    }
-    out
-}
-
-fn merge_stage(answers: &[Vec<GetFlowsResponse>]) -> Stage {
+fn merge_stage(answers: &[Vec<RawFlowsResponse>]) -> Stage {
+    let answers: Vec<&[RawFlowsResponse]> = answers.iter().map(|a| &a[..STAGE_PER_NODE]).collect();
     // Arrival order: each node's stream in chunks, the nodes taking turns.
-    let mut wire = Vec::new();
+    let mut wire: Vec<Bytes> = Vec::new();
     for chunk in 0..STAGE_PER_NODE.div_ceil(ARRIVAL_CHUNK) {
-        for a in answers {
+        for a in &answers {
             let end = ((chunk + 1) * ARRIVAL_CHUNK).min(a.len());
-            wire.extend(a[chunk * ARRIVAL_CHUNK..end].iter().map(|r| r.encode_to_vec()));
+            wire.extend(
+                a[chunk * ARRIVAL_CHUNK..end]
+                    .iter()
+                    .map(|r| Bytes::copy_from_slice(r.bytes())),
+            );
         }
     }
     let n = wire.len();
     let mut stage = Stage {
-        encoded_bytes_per_flow: wire.iter().map(Vec::len).sum::<usize>() as f64 / n as f64,
+        encoded_bytes_per_flow: wire.iter().map(Bytes::len).sum::<usize>() as f64 / n as f64,
         ..Default::default()
     };
     let per_flow = |t: Instant| t.elapsed().as_nanos() as f64 / n as f64;
     let defaults = lumen_relay::server::MergeOptions::default();
     for _ in 0..STAGE_RUNS {
+        // What the relay's decoder does with each message: read its time.
         let t = Instant::now();
-        let mut decoded = Vec::with_capacity(n);
+        let mut parsed = Vec::with_capacity(n);
         for bytes in &wire {
-            decoded.push(GetFlowsResponse::decode(bytes.as_slice()).unwrap());
+            parsed.push(RawFlowsResponse::parse(bytes.clone()).unwrap());
         }
-        stage.decode_ns.push(per_flow(t));
+        stage.parse_ns.push(per_flow(t));
 
-        // The non-follow path sorts complete answers.
-        let all = decoded.clone();
+        // The history path: the k-way merge, fed a chunk per node at a time.
+        let mut merge = Merge::new(NODES);
+        let mut merged = Vec::with_capacity(n);
         let t = Instant::now();
-        let sorted = merge::select(all, 0, false);
-        stage.select_ns.push(per_flow(t));
-        assert_eq!(sorted.len(), n);
-        drop(sorted);
+        for (i, chunk) in parsed.chunks(ARRIVAL_CHUNK).enumerate() {
+            merge.push(i % NODES, chunk.iter().cloned());
+            while let Some(r) = merge.pop() {
+                merged.push(r);
+            }
+        }
+        (0..NODES).for_each(|k| merge.finish(k));
+        while let Some(r) = merge.pop() {
+            merged.push(r);
+        }
+        stage.merge_ns.push(per_flow(t));
+        assert_eq!(merged.len(), n);
+        assert!(merged.windows(2).all(|w| w[0].time_ns() <= w[1].time_ns()));
+        drop(merged);
 
         // The follow path: the sort window at its defaults, read as the relay
         // does when responses keep coming (it is full; each push lets one go).
         let mut buffer = SortBuffer::new(defaults.capacity, defaults.window);
         let mut out = Vec::with_capacity(n);
         let t = Instant::now();
-        for (i, r) in decoded.into_iter().enumerate() {
+        for (i, r) in parsed.into_iter().enumerate() {
             let now = Instant::now();
             out.extend(buffer.push(r, now));
             if i % 256 == 0 {
-                out.extend(buffer.ready(now));
+                buffer.ready(now, &mut out);
             }
         }
         out.extend(buffer.drain());
         stage.sort_buffer_ns.push(per_flow(t));
         assert_eq!(out.len(), n);
-        assert!(out.windows(2).all(|w| time_ns(&w[0]) <= time_ns(&w[1])));
+        assert!(out.windows(2).all(|w| w[0].time_ns() <= w[1].time_ns()));
 
-        // Encoding for the client, and freeing what was decoded.
-        let mut buf = Vec::with_capacity(4096);
+        // Writing for the client: the bytes copied into the send buffer.
+        let mut buf = Vec::with_capacity(256 * 1024);
         let t = Instant::now();
         for r in out {
-            buf.clear();
-            r.encode(&mut buf).unwrap();
+            if buf.len() > 128 * 1024 {
+                buf.clear();
+            }
+            buf.extend_from_slice(r.bytes());
         }
-        stage.encode_ns.push(per_flow(t));
+        stage.write_ns.push(per_flow(t));
     }
     stage
 }
 
 impl Stage {
     fn rows(&self) -> String {
-        let (dec, sb, enc, sel) = (
-            median(&self.decode_ns),
+        let (parse, sb, merge, write) = (
+            median(&self.parse_ns),
             median(&self.sort_buffer_ns),
-            median(&self.encode_ns),
-            median(&self.select_ns),
+            median(&self.merge_ns),
+            median(&self.write_ns),
         );
         [
             row(
                 &format!(
-                    "merge stage alone, one thread, {} flows ({:.0} B each on the wire, {} B each as a `GetFlowsResponse` value besides its heap parts), per flow: prost decode / `SortBuffer` push+ready (follow path) / prost encode and free",
+                    "merge stage alone, one thread, {} flows ({:.0} B each on the wire), per flow: reading the time / `SortBuffer` push+ready (follow) / k-way `Merge` (history) / copying out",
                     count(NODES * STAGE_PER_NODE),
                     self.encoded_bytes_per_flow,
-                    std::mem::size_of::<GetFlowsResponse>()
                 ),
-                &format!("{dec:.0} ns / {sb:.0} ns / {enc:.0} ns (medians of {STAGE_RUNS})"),
+                &format!("{parse:.0} ns / {sb:.0} ns / {merge:.0} ns / {write:.0} ns (medians of {STAGE_RUNS})"),
                 "",
             ),
             row(
-                "→ the merge's single-core ceiling (decode + sort window + encode; no gRPC, HTTP/2 or sockets)",
-                &format!("{:.0} k flows/s", 1e6 / (dec + sb + enc)),
-                &format!("≥ 1,000 k/s: {}", verdict(1e9 / (dec + sb + enc) >= BUDGET_FLOWS_PER_S)),
+                "→ the merge's single-core ceiling, follow path (no gRPC, HTTP/2 or sockets)",
+                &format!("{:.0} k flows/s", 1e6 / (parse + sb + write)),
+                &format!("≥ 1,000 k/s: {}", verdict(1e9 / (parse + sb + write) >= BUDGET_FLOWS_PER_S)),
             ),
-            row("non-follow path: sorting complete answers (`merge::select`), per flow", &format!("{sel:.0} ns"), ""),
         ]
         .concat()
     }
@@ -622,14 +826,14 @@ struct Follow {
 /// A follow stream through the relay while a producer stores `rate` flows/s
 /// (spread over the nodes) for `seconds`, each stamped with the wall clock
 /// at the moment it is stored.
-async fn follow(relay: &mut ObserverClient<Channel>, nodes: &[Node], rate: usize, seconds: f64) -> Follow {
+async fn follow(relay: SocketAddr, nodes: &[Node], rate: usize, seconds: f64) -> Follow {
     let req = GetFlowsRequest {
         follow: true,
         ..Default::default()
     };
-    let mut stream = relay.get_flows(req).await.unwrap().into_inner();
-    match stream.message().await.unwrap().and_then(|r| r.response_types) {
-        Some(ResponseTypes::NodeStatus(s)) => assert_eq!(s.node_names.len(), NODES),
+    let mut stream = summaries(relay, req).await;
+    match stream.message().await.unwrap() {
+        Some(r) if r.flow.is_none() && r.lost_events.is_none() => assert!(r.node_name.starts_with("node-")),
         other => panic!("expected the nodes' status first, got {other:?}"),
     }
     let per_node = (rate as f64 * seconds) as usize / NODES;
@@ -663,15 +867,12 @@ async fn follow(relay: &mut ObserverClient<Channel>, nodes: &[Node], rate: usize
             break;
         };
         let r = r.unwrap().expect("the follow stream goes on");
-        match r.response_types {
-            Some(ResponseTypes::Flow(_)) => {
-                latency_ms.push((wall_ns() as i128 - time_ns(&r)) as f64 / 1e6);
-                received += 1;
-                last = Instant::now();
-            }
-            Some(ResponseTypes::LostEvents(l)) => lost += l.num_events_lost,
-            _ => {}
+        if r.flow.is_some() {
+            latency_ms.push((wall_ns() as i128 - r.time_ns()) as f64 / 1e6);
+            received += 1;
+            last = Instant::now();
         }
+        lost += r.lost();
     }
     stop.store(true, Relaxed);
     producer.join().unwrap();
@@ -742,7 +943,7 @@ fn main() {
     let runs = |part: &str| only.as_deref().is_none_or(|o| o == part);
     mark_bench_thread();
     let main_tid = tid();
-    // The relay gets CPU 1 to itself; the observers, the client and the
+    // The relays get CPU 1 to themselves; the nodes, the client and the
     // producer share CPU 0.
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let pinned = cpus >= 2 && pin(main_tid, 0);
@@ -768,35 +969,46 @@ fn main() {
             record(g, base + g * 1_000)
         }));
     }
-    // Started from CPU 1, the relay's threads stay there.
+    let answers = rt.block_on(record_answers(&nodes));
+    let stage = runs("merge").then(|| merge_stage(&answers));
+    let (replays, stop_replays) = rt.block_on(start_replays(answers));
+    // Started from CPU 1, the relays' threads stay there.
     if pinned {
         pin(main_tid, 1);
     }
-    let relay = start_relay(&nodes);
+    let relay = start_relay(&nodes.iter().map(|n| n.address).collect::<Vec<_>>());
+    let replay_relay = start_relay(&replays);
     if pinned {
         pin(main_tid, 0);
     }
-    let mut client = rt.block_on(async {
-        let mut c = connect(relay.address).await;
-        all_connected(&mut c).await;
-        c
+    rt.block_on(async {
+        for r in [&relay, &replay_relay] {
+            all_connected(&mut connect(r.address).await).await;
+        }
+        check_integrity(relay.address).await;
     });
 
     let mut rows = String::new();
     if runs("throughput") {
-        rows += &rt.block_on(throughput(&mut client)).rows();
+        rows += &rt.block_on(throughput(relay.address, "real observers")).rows();
     }
-    if runs("merge") {
-        rows += &merge_stage(&rt.block_on(node_answers(&nodes))).rows();
+    if runs("replay") {
+        rows += &rt
+            .block_on(throughput(replay_relay.address, "replaying recorded answers"))
+            .rows();
+    }
+    if let Some(stage) = stage {
+        rows += &stage.rows();
     }
     if runs("follow") {
         for (rate, seconds) in [(8_000, 5.0), (20_000, 5.0), (1_000_000, 1.0)] {
-            rows += &rt.block_on(follow(&mut client, &nodes, rate, seconds)).rows();
+            rows += &rt.block_on(follow(relay.address, &nodes, rate, seconds)).rows();
         }
     }
     print!("{rows}");
-    drop(client);
     relay.stop().unwrap();
+    replay_relay.stop().unwrap();
+    let _ = stop_replays.send(true);
     drop(nodes);
     if only.is_none() {
         benchmarks_md::update_benchmarks("relay", &section(&rows, pinned));
@@ -810,7 +1022,7 @@ fn row(measure: &str, result: &str, budget: &str) -> String {
 
 fn section(rows: &str, pinned: bool) -> String {
     let placement = if pinned {
-        "the relay's threads (its runtime has 2 workers) are pinned to CPU 1; the 8 observers' servers, the client and the producer to CPU 0"
+        "the relays' threads (each runtime has 2 workers) are pinned to CPU 1; the nodes' servers, the client and the producer to CPU 0"
     } else {
         "nothing is pinned (fewer than 2 CPUs, or taskset failed)"
     };
@@ -825,10 +1037,11 @@ Machine: {}, kernel {}.
 {rows}
 How it is set up: 8 observers' real gRPC servers (`lumen_observer::server::serve`, TCP on 127.0.0.1) and the relay (`RelayHandle::spawn`, static peers, the binary's defaults: sort buffer 10,000, window 50 ms) run in this process; {placement}. \
 Each node's store (capacity {}) holds {} flows of frontend → backend traffic with pod names, labels and the allowing policy (every 100th a policy drop), timestamps interleaved across nodes 1 µs apart. \
-The throughput runs are one non-follow `GetFlows` each (number 0: everything) through the relay, read by a client that decodes every response and checks the time order. \
-The relay collects every node's complete answer, sorts it and only then sends (hence the time to the first flow), so the wall-clock rate also waits on the 8 observers building and encoding flows on the other CPU. \
-The relay's CPU time is read per thread from `/proc/self/task/*/schedstat` (threads the benchmark did not start are the relay's) and includes its gRPC, HTTP/2 and socket work. \
-The merge stage alone takes the nodes' own answers, arriving {ARRIVAL_CHUNK} responses per node at a time, and times prost decode, the sort window at its defaults (full, so each push lets the oldest go) and prost encode on one thread. \
+The relay passes flows through as the bytes the nodes sent (it reads each response's time, nothing else) and merges non-follow answers with an exact k-way merge as they stream, holding a few batches per node. \
+The throughput runs are one non-follow `GetFlows` each (number 0: everything) through the relay, read by a client that reads each response's kind, node and time (not the whole flow: it shares CPU 0 with the nodes) and checks the time order; before them, 1,000 flows through the relay are decoded whole and checked (node, pod names). \
+With real observers, the wall-clock rate also waits on the 8 observers building and encoding flows on CPU 0. Replaying recorded answers: the same 8 answers, recorded from those observers once, served again as encoded bytes by 8 gRPC servers (`RawObserverServer`) on CPU 0, so that the relay is what limits the rate. \
+The relay's CPU time is read per thread from `/proc/self/task/*/schedstat` (threads the benchmark did not start are the relays') and includes its gRPC, HTTP/2 and socket work. \
+The merge stage alone takes the nodes' own encoded answers, arriving {ARRIVAL_CHUNK} responses per node at a time, and times reading each response's time, the sort window at its defaults (full, so each push lets the oldest go), the k-way merge, and copying the bytes out, on one thread. \
 Follow latency is the client's wall clock on receipt minus the flow's timestamp, which the producer sets from the wall clock when it stores the flow: it starts at the flow store, so the observer's ring-buffer reader comes on top (it drains on the ring buffer's wakeups, which the datapath batches, and at least every 20 ms); the relay's 50 ms sort window is its floor by design. \
 At full rate the producer offers more than the chain carries and the follow stream reads until every flow arrived; the relay's memory is then bounded by its sort buffer and channels. \
 Heap is counted on the relay's threads by a global allocator around the system one (in one extra non-follow run and in the follow runs, not in the timed ones): the relay exchanges only socket bytes with the rest of the process, so what its threads allocate is its own.

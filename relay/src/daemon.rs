@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lumen_proto::observer::observer_server::ObserverServer;
 use lumen_proto::HEALTH_SERVICE_NAME;
 use tokio::sync::watch;
 
@@ -155,7 +154,7 @@ pub async fn run(cfg: RelayConfig, mut shutdown: watch::Receiver<bool>) -> Resul
     };
     let serve = builder
         .add_service(health)
-        .add_service(ObserverServer::new(service))
+        .add_service(lumen_proto::raw::RawObserverServer::new(service))
         .serve_with_incoming_shutdown(
             lumen_proto::tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             async move {

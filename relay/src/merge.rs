@@ -1,31 +1,30 @@
-//! The time-ordered merge of many nodes' streams: a bounded sort window.
+//! The time-ordered merge of many nodes' streams.
 //!
-//! Responses wait in a min-heap ordered by their time. One leaves when it
-//! has waited `window` since it arrived (by then, responses with earlier
-//! times from slower nodes have had the chance to arrive), or at once when
-//! the heap holds `capacity` responses (the oldest by time leaves). Within
-//! the window, output is in time order whatever order nodes deliver in.
+//! Two shapes, both with bounded memory:
+//!
+//! * [`SortBuffer`] (follow): responses wait in a min-heap ordered by their
+//!   time. One leaves when it has waited `window` since it arrived (by then,
+//!   responses with earlier times from slower nodes have had the chance to
+//!   arrive), or at once when the heap holds `capacity` responses (the oldest
+//!   by time leaves). Within the window, output is in time order whatever
+//!   order nodes deliver in.
+//! * [`Merge`] (history): each node answers a non-follow query oldest first
+//!   and then ends, so the next response overall is the earliest of the
+//!   nodes' next ones. It is known once every node still answering has one
+//!   waiting: a k-way merge, exact, holding one batch per node.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
-use lumen_proto::observer::GetFlowsResponse;
-
-/// Nanoseconds since the epoch of a response (0 if it has no time).
-pub fn time_ns(r: &GetFlowsResponse) -> i128 {
-    r.time
-        .as_ref()
-        .map_or(0, |t| i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos))
-}
+use lumen_proto::raw::RawFlowsResponse;
 
 struct Held {
     time_ns: i128,
     /// Arrival order: equal times leave in the order they came.
     seq: u64,
     arrived: Instant,
-    /// Boxed: the heap moves entries around, a flow is over a kilobyte.
-    response: Box<GetFlowsResponse>,
+    response: RawFlowsResponse,
 }
 
 impl PartialEq for Held {
@@ -76,11 +75,10 @@ impl SortBuffer {
 
     /// Adds a response; when the buffer is over capacity, the oldest by
     /// time comes back to be sent now.
-    pub fn push(&mut self, response: impl Into<Box<GetFlowsResponse>>, now: Instant) -> Option<GetFlowsResponse> {
-        let response = response.into();
+    pub fn push(&mut self, response: RawFlowsResponse, now: Instant) -> Option<RawFlowsResponse> {
         self.seq += 1;
         self.heap.push(Reverse(Held {
-            time_ns: time_ns(&response),
+            time_ns: response.time_ns(),
             seq: self.seq,
             arrived: now,
             response,
@@ -88,14 +86,13 @@ impl SortBuffer {
         (self.heap.len() > self.capacity).then(|| self.pop().expect("not empty"))
     }
 
-    fn pop(&mut self) -> Option<GetFlowsResponse> {
-        self.heap.pop().map(|Reverse(h)| *h.response)
+    fn pop(&mut self) -> Option<RawFlowsResponse> {
+        self.heap.pop().map(|Reverse(h)| h.response)
     }
 
-    /// Responses whose time has come, oldest first: the earliest by time
-    /// leaves once it has waited the window, and so on.
-    pub fn ready(&mut self, now: Instant) -> Vec<GetFlowsResponse> {
-        let mut out = Vec::new();
+    /// Responses whose time has come, oldest first, onto `out`: the
+    /// earliest by time leaves once it has waited the window, and so on.
+    pub fn ready(&mut self, now: Instant, out: &mut Vec<RawFlowsResponse>) {
         while self
             .heap
             .peek()
@@ -103,7 +100,6 @@ impl SortBuffer {
         {
             out.extend(self.pop());
         }
-        out
     }
 
     /// When the earliest held response will be ready (None when empty).
@@ -112,7 +108,7 @@ impl SortBuffer {
     }
 
     /// Everything, oldest first.
-    pub fn drain(&mut self) -> Vec<GetFlowsResponse> {
+    pub fn drain(&mut self) -> Vec<RawFlowsResponse> {
         let mut out = Vec::with_capacity(self.heap.len());
         while let Some(r) = self.pop() {
             out.push(r);
@@ -121,45 +117,106 @@ impl SortBuffer {
     }
 }
 
-/// Sorts complete answers of a non-follow query by time and keeps what the
-/// request asked for: the newest `number` (or the oldest, with `first`);
-/// 0 keeps everything.
-pub fn select(responses: Vec<GetFlowsResponse>, number: u64, first: bool) -> Vec<GetFlowsResponse> {
-    // Sort (time, position) keys, then move each response once.
-    let mut keys: Vec<(i128, usize)> = responses.iter().enumerate().map(|(i, r)| (time_ns(r), i)).collect();
-    keys.sort_unstable();
-    let mut slots: Vec<Option<GetFlowsResponse>> = responses.into_iter().map(Some).collect();
-    let mut responses: Vec<GetFlowsResponse> = keys.into_iter().filter_map(|(_, i)| slots[i].take()).collect();
-    let n = usize::try_from(number).unwrap_or(usize::MAX);
-    if number == 0 || responses.len() <= n {
-        return responses;
+/// The k-way merge of complete, individually ordered answers. Sources are
+/// numbered `0..n`; each is open until [`Merge::finish`].
+pub struct Merge {
+    queues: Vec<VecDeque<RawFlowsResponse>>,
+    open: Vec<bool>,
+    /// Open sources with nothing waiting: while any, nothing can leave.
+    starving: usize,
+    /// (time of its next response, source) for every source with one waiting.
+    heads: BinaryHeap<Reverse<(i128, usize)>>,
+}
+
+impl Merge {
+    pub fn new(sources: usize) -> Merge {
+        Merge {
+            queues: (0..sources).map(|_| VecDeque::new()).collect(),
+            open: vec![true; sources],
+            starving: sources,
+            heads: BinaryHeap::with_capacity(sources),
+        }
     }
-    if first {
-        responses.truncate(n);
-        responses
-    } else {
-        responses.split_off(responses.len() - n)
+
+    /// A source's next responses, in its order.
+    pub fn push(&mut self, source: usize, batch: impl IntoIterator<Item = RawFlowsResponse>) {
+        let queue = &mut self.queues[source];
+        let was_empty = queue.is_empty();
+        queue.extend(batch);
+        if let (true, Some(front)) = (was_empty, queue.front()) {
+            self.heads.push(Reverse((front.time_ns(), source)));
+            if self.open[source] {
+                self.starving -= 1;
+            }
+        }
+    }
+
+    /// The source has said everything.
+    pub fn finish(&mut self, source: usize) {
+        if std::mem::replace(&mut self.open[source], false) && self.queues[source].is_empty() {
+            self.starving -= 1;
+        }
+    }
+
+    /// A source that must say more before anything else can leave (None
+    /// when every open source has a response waiting).
+    pub fn waiting_on(&self) -> Option<usize> {
+        (0..self.queues.len()).find(|&s| self.open[s] && self.queues[s].is_empty())
+    }
+
+    /// Every source finished and everything taken.
+    pub fn is_done(&self) -> bool {
+        self.heads.is_empty() && self.starving == 0
+    }
+
+    /// The earliest response overall, when it is known.
+    pub fn pop(&mut self) -> Option<RawFlowsResponse> {
+        if self.starving > 0 {
+            return None;
+        }
+        let Reverse((_, source)) = self.heads.pop()?;
+        let queue = &mut self.queues[source];
+        let response = queue.pop_front().expect("a head has a response");
+        match queue.front() {
+            Some(next) => self.heads.push(Reverse((next.time_ns(), source))),
+            None if self.open[source] => self.starving += 1,
+            None => {}
+        }
+        Some(response)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lumen_proto::observer::GetFlowsResponse;
     use lumen_proto::prost_types::Timestamp;
 
-    fn at(ns: i64, node: &str) -> GetFlowsResponse {
-        GetFlowsResponse {
+    fn at(ns: i64, node: &str) -> RawFlowsResponse {
+        RawFlowsResponse::encode(&GetFlowsResponse {
             time: Some(Timestamp {
                 seconds: ns / 1_000_000_000,
                 nanos: (ns % 1_000_000_000) as i32,
             }),
             node_name: node.into(),
             response_types: None,
-        }
+        })
     }
 
-    fn times(rs: &[GetFlowsResponse]) -> Vec<(i128, &str)> {
-        rs.iter().map(|r| (time_ns(r), r.node_name.as_str())).collect()
+    fn times(rs: &[RawFlowsResponse]) -> Vec<(i128, String)> {
+        rs.iter()
+            .map(|r| (r.time_ns(), r.decode().unwrap().node_name))
+            .collect()
+    }
+
+    fn expect(pairs: &[(i128, &str)]) -> Vec<(i128, String)> {
+        pairs.iter().map(|(t, n)| (*t, n.to_string())).collect()
+    }
+
+    fn ready(b: &mut SortBuffer, now: Instant) -> Vec<RawFlowsResponse> {
+        let mut out = Vec::new();
+        b.ready(now, &mut out);
+        out
     }
 
     #[test]
@@ -172,16 +229,16 @@ mod tests {
         assert!(b.push(at(3_000, "a"), ms(10)).is_none());
         assert!(b.push(at(500, "b"), ms(30)).is_none());
         assert!(b.push(at(2_000, "b"), ms(40)).is_none());
-        assert!(b.ready(ms(49)).is_empty(), "nothing has waited 50 ms");
+        assert!(ready(&mut b, ms(49)).is_empty(), "nothing has waited 50 ms");
         // At 50 ms a@1000 has waited, but b@500 (arrived at 30) is earlier
         // in time and has not: nothing may leave before it.
-        assert!(b.ready(ms(50)).is_empty());
+        assert!(ready(&mut b, ms(50)).is_empty());
         assert_eq!(b.next_deadline(), Some(ms(80)));
-        assert_eq!(times(&b.ready(ms(80))), [(500, "b"), (1_000, "a")]);
-        assert_eq!(times(&b.ready(ms(90))), [(2_000, "b"), (3_000, "a")]);
+        assert_eq!(times(&ready(&mut b, ms(80))), expect(&[(500, "b"), (1_000, "a")]));
+        assert_eq!(times(&ready(&mut b, ms(90))), expect(&[(2_000, "b"), (3_000, "a")]));
         assert!(b.is_empty());
         b.push(at(9_000, "a"), ms(100));
-        assert_eq!(times(&b.drain()), [(9_000, "a")]);
+        assert_eq!(times(&b.drain()), expect(&[(9_000, "a")]));
     }
 
     #[test]
@@ -190,13 +247,13 @@ mod tests {
         let mut b = SortBuffer::new(2, Duration::from_secs(60));
         assert!(b.push(at(20, "a"), now).is_none());
         assert!(b.push(at(10, "b"), now).is_none());
-        assert_eq!(b.push(at(30, "c"), now).map(|r| time_ns(&r)), Some(10));
+        assert_eq!(b.push(at(30, "c"), now).map(|r| r.time_ns()), Some(10));
         assert_eq!(
-            b.push(at(5, "d"), now).map(|r| time_ns(&r)),
+            b.push(at(5, "d"), now).map(|r| r.time_ns()),
             Some(5),
             "late, but still in order"
         );
-        assert_eq!(times(&b.drain()), [(20, "a"), (30, "c")]);
+        assert_eq!(times(&b.drain()), expect(&[(20, "a"), (30, "c")]));
     }
 
     #[test]
@@ -206,15 +263,49 @@ mod tests {
         for node in ["x", "y", "z"] {
             b.push(at(7, node), now);
         }
-        assert_eq!(times(&b.ready(now)), [(7, "x"), (7, "y"), (7, "z")]);
+        assert_eq!(times(&ready(&mut b, now)), expect(&[(7, "x"), (7, "y"), (7, "z")]));
+    }
+
+    fn drain(m: &mut Merge) -> Vec<(i128, String)> {
+        let mut out = Vec::new();
+        while let Some(r) = m.pop() {
+            out.push(r);
+        }
+        times(&out)
     }
 
     #[test]
-    fn complete_answers_keep_the_newest_or_the_oldest() {
-        let all = || vec![at(3, "a"), at(1, "b"), at(2, "a"), at(4, "b")];
-        assert_eq!(times(&select(all(), 2, false)), [(3, "a"), (4, "b")]);
-        assert_eq!(times(&select(all(), 2, true)), [(1, "b"), (2, "a")]);
-        assert_eq!(select(all(), 0, false).len(), 4);
-        assert_eq!(select(all(), 9, false).len(), 4);
+    fn the_merge_waits_for_every_open_source_and_then_takes_the_earliest() {
+        let mut m = Merge::new(3);
+        m.push(0, [at(1, "a"), at(4, "a")]);
+        m.push(2, [at(3, "c")]);
+        assert_eq!(m.waiting_on(), Some(1), "b has said nothing yet");
+        assert!(m.pop().is_none());
+        m.push(1, [at(2, "b")]);
+        assert_eq!(drain(&mut m), expect(&[(1, "a"), (2, "b")]));
+        // b has nothing waiting again: its next may be earlier than a@4.
+        assert_eq!(m.waiting_on(), Some(1));
+        m.finish(1);
+        assert_eq!(drain(&mut m), expect(&[(3, "c")]));
+        assert_eq!(m.waiting_on(), Some(2));
+        m.push(2, [at(5, "c")]);
+        m.finish(2);
+        assert_eq!(drain(&mut m), expect(&[(4, "a")]));
+        assert_eq!(m.waiting_on(), Some(0));
+        m.finish(0);
+        assert!(!m.is_done(), "c@5 is still waiting");
+        assert_eq!(drain(&mut m), expect(&[(5, "c")]));
+        assert!(m.is_done());
+        assert_eq!(m.waiting_on(), None);
+    }
+
+    #[test]
+    fn a_source_that_says_nothing_at_all_holds_nothing_up_once_finished() {
+        let mut m = Merge::new(2);
+        m.push(1, [at(9, "b")]);
+        m.finish(0);
+        m.finish(1);
+        assert_eq!(drain(&mut m), expect(&[(9, "b")]));
+        assert!(m.is_done());
     }
 }

@@ -118,10 +118,24 @@ fn seed(text: &str) -> u64 {
     })
 }
 
-/// `host:port` → an endpoint URI (plain HTTP/2 for now).
+/// How much a node may send before the relay has taken it: per stream and
+/// per connection (HTTP/2 flow control). The defaults (64 KiB) hold a node
+/// to about a hundred flows per round trip.
+const STREAM_WINDOW: u32 = 1 << 20;
+const CONNECTION_WINDOW: u32 = 4 << 20;
+
+/// The connection settings of every node's endpoint.
+fn configure(e: Endpoint, timing: &Timing) -> Endpoint {
+    e.connect_timeout(timing.connect_timeout)
+        .tcp_nodelay(true)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+}
+
+/// `host:port` → a plain HTTP/2 endpoint.
 pub fn endpoint(address: &str, timing: &Timing) -> Result<Endpoint, String> {
     Endpoint::from_shared(format!("http://{address}"))
-        .map(|e| e.connect_timeout(timing.connect_timeout).tcp_nodelay(true))
+        .map(|e| configure(e, timing))
         .map_err(|e| format!("invalid peer address {address:?}: {e}"))
 }
 
@@ -182,8 +196,14 @@ impl Pool {
         let config = tls.config(&name).map_err(|e| e.to_string())?;
         Endpoint::from_shared(format!("https://{address}"))
             .and_then(|e| e.tls_config(config))
-            .map(|e| e.connect_timeout(self.timing.connect_timeout).tcp_nodelay(true))
+            .map(|e| configure(e, &self.timing))
             .map_err(|e| format!("invalid peer address {address:?}: {e}"))
+    }
+
+    /// A fresh backoff for retrying `address`, with the pool's timing and
+    /// its own jitter.
+    pub fn backoff(&self, address: &str) -> Backoff {
+        Backoff::new(self.timing.initial_backoff, self.timing.max_backoff, seed(address))
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Peers> {

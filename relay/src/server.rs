@@ -1,9 +1,16 @@
 //! `observer.Observer` for the whole cluster: every call fans out to the
 //! connected nodes; flows come back merged in time order, with node status
 //! events when nodes come and go.
+//!
+//! Flows pass through as the bytes the nodes sent ([`RawFlowsResponse`]):
+//! the relay reads each response's time and nothing else, and what it
+//! writes is what the node wrote. Readers hand flows on in batches, so the
+//! per-flow cost is the merge itself.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use lumen_proto::observer::get_flows_response::ResponseTypes;
@@ -14,19 +21,31 @@ use lumen_proto::observer::{
     GetFlowsResponse, GetNamespacesRequest, GetNamespacesResponse, GetNodesRequest, GetNodesResponse, Node,
     ServerStatusRequest, ServerStatusResponse,
 };
+use lumen_proto::raw::{self, RawFlows, RawFlowsResponse, RawFlowsStream};
 use lumen_proto::relay::{NodeState, NodeStatusEvent};
+use lumen_proto::tonic::codec::Streaming;
+use lumen_proto::tonic::codegen::BoxStream;
 use lumen_proto::tonic::transport::Channel;
 use lumen_proto::tonic::{Request, Response, Status};
+use lumen_proto::{LOST_CLIENT_HEADER, LOST_KERNEL_HEADER};
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::task::JoinHandle;
+use tokio_stream::{Stream, StreamExt};
 
-use crate::merge::{self, SortBuffer};
-use crate::pool::{PeerView, Peers, Pool};
+use crate::merge::{Merge, SortBuffer};
+use crate::pool::{Backoff, PeerView, Peers, Pool};
+
+/// Responses a node's reader hands on at most at once, and that go to the
+/// client in one piece.
+const BATCH: usize = 256;
 
 /// How flows are merged.
 #[derive(Clone, Copy, Debug)]
 pub struct MergeOptions {
-    /// Responses held at most before the oldest is sent regardless.
+    /// Follow: responses held at most before the oldest is sent regardless.
+    /// History: `number` up to this is the newest `number` of the whole
+    /// cluster; above it (as with `--all`), each node's newest `number`,
+    /// merged (what Hubble's relay answers).
     pub capacity: usize,
     /// How long a response waits for earlier ones from slower nodes.
     pub window: Duration,
@@ -58,15 +77,64 @@ impl RelayService {
             shutdown,
         }
     }
+
+    /// Starts answering `request`: the merged responses, batch by batch.
+    fn open_flows(&self, request: GetFlowsRequest) -> Result<Batches, Status> {
+        if request.first && request.follow {
+            return Err(Status::invalid_argument("first cannot be specified with follow"));
+        }
+        let (tx, rx) = mpsc::channel(16);
+        let (pool, options, shutdown) = (self.pool.clone(), self.options, self.shutdown.clone());
+        tokio::spawn(async move {
+            if request.follow {
+                follow_flows(pool, request, options, tx, shutdown).await
+            } else {
+                history_flows(pool, request, options, tx, shutdown).await
+            }
+        });
+        Ok(Batches {
+            rx,
+            current: Vec::new().into_iter(),
+        })
+    }
+}
+
+impl RawFlows for RelayService {
+    fn raw_flows(&self, request: GetFlowsRequest) -> Result<RawFlowsStream, Status> {
+        Ok(Box::pin(self.open_flows(request)?))
+    }
+}
+
+/// A client's responses, as the merge hands them over in batches.
+pub struct Batches {
+    rx: mpsc::Receiver<Vec<RawFlowsResponse>>,
+    current: std::vec::IntoIter<RawFlowsResponse>,
+}
+
+impl Stream for Batches {
+    type Item = Result<RawFlowsResponse, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if let Some(r) = self.current.next() {
+                return Poll::Ready(Some(Ok(r)));
+            }
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(batch)) => self.current = batch.into_iter(),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
 }
 
 fn now() -> lumen_proto::prost_types::Timestamp {
     lumen_proto::prost_types::Timestamp::from(SystemTime::now())
 }
 
-fn node_status(state: NodeState, mut names: Vec<String>, message: String) -> GetFlowsResponse {
+fn node_status(state: NodeState, mut names: Vec<String>, message: String) -> RawFlowsResponse {
     names.sort();
-    GetFlowsResponse {
+    RawFlowsResponse::encode(&GetFlowsResponse {
         node_name: names.first().cloned().unwrap_or_default(),
         time: Some(now()),
         response_types: Some(ResponseTypes::NodeStatus(NodeStatusEvent {
@@ -74,52 +142,206 @@ fn node_status(state: NodeState, mut names: Vec<String>, message: String) -> Get
             node_names: names,
             message,
         })),
+    })
+}
+
+/// What a node's broken stream means to a client: a node whose connection
+/// went (it crashed, was killed, its network failed) is unavailable; a node
+/// that answered with an error is in error.
+fn broken(address: &str, status: &Status) -> (NodeState, String) {
+    use lumen_proto::tonic::Code;
+    match status.code() {
+        Code::Unavailable | Code::Unknown | Code::Cancelled => (
+            NodeState::NodeUnavailable,
+            format!("{address}: connection lost ({})", status.message()),
+        ),
+        _ => (NodeState::NodeError, format!("{address}: {}", status.message())),
     }
 }
 
-type Tx = mpsc::Sender<Result<GetFlowsResponse, Status>>;
+type Out = mpsc::Sender<Vec<RawFlowsResponse>>;
+
+/// Sends a non-empty batch; false when the client is gone.
+async fn flush(out: &Out, batch: &mut Vec<RawFlowsResponse>) -> bool {
+    batch.is_empty()
+        || out
+            .send(std::mem::replace(batch, Vec::with_capacity(BATCH)))
+            .await
+            .is_ok()
+}
 
 /// What a node's stream said.
 enum Said {
     /// The node accepted the request (its stream is open).
     Opened,
-    Response(Box<GetFlowsResponse>),
+    /// Its next responses, in its order.
+    Responses(Vec<RawFlowsResponse>),
     /// The stream ended.
     End,
     Error(Status),
 }
 
-/// A node's stream item: (address, node name, what it said). The names are
-/// shared, not copied, per flow.
-type Item = (Arc<str>, Arc<str>, Said);
+/// A node's stream item: (its address, what it said).
+type Item = (Arc<str>, Said);
 
 /// Streams one node's answer to `request` into `items`.
-async fn read_node(
-    address: Arc<str>,
-    node: Arc<str>,
-    channel: Channel,
-    request: GetFlowsRequest,
-    items: mpsc::Sender<Item>,
-) {
-    let mut client = ObserverClient::new(channel).max_decoding_message_size(16 << 20);
-    let mut stream = match client.get_flows(request).await {
-        Ok(r) => r.into_inner(),
+async fn read_node(address: Arc<str>, channel: Channel, request: GetFlowsRequest, items: mpsc::Sender<Item>) {
+    let send = |said| items.send((address.clone(), said));
+    let mut grpc = lumen_proto::tonic::client::Grpc::new(channel).max_decoding_message_size(16 << 20);
+    let mut stream = match raw::get_flows(&mut grpc, request).await {
+        Ok(s) => s,
         Err(e) => {
-            let _ = items.send((address, node, Said::Error(e))).await;
+            let _ = send(Said::Error(e)).await;
             return;
         }
     };
-    let mut said = Said::Opened;
+    if send(Said::Opened).await.is_err() {
+        return;
+    }
     loop {
-        let last = matches!(said, Said::End | Said::Error(_));
-        if items.send((address.clone(), node.clone(), said)).await.is_err() || last {
+        let (batch, end) = next_batch(&mut stream).await;
+        if !batch.is_empty() && send(Said::Responses(batch)).await.is_err() {
             return;
         }
-        said = match stream.message().await {
-            Ok(Some(r)) => Said::Response(Box::new(r)),
-            Ok(None) => Said::End,
-            Err(e) => Said::Error(e),
+        if let Some(end) = end {
+            let _ = send(end).await;
+            return;
+        }
+    }
+}
+
+/// What the stream has ready (at least one response, at most [`BATCH`]),
+/// and how it ended if it did.
+async fn next_batch(stream: &mut Streaming<RawFlowsResponse>) -> (Vec<RawFlowsResponse>, Option<Said>) {
+    let mut batch = Vec::new();
+    let end = std::future::poll_fn(|cx| loop {
+        match Pin::new(&mut *stream).poll_next(cx) {
+            Poll::Ready(Some(Ok(r))) => {
+                batch.push(r);
+                if batch.len() == BATCH {
+                    return Poll::Ready(None);
+                }
+            }
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Said::Error(e))),
+            Poll::Ready(None) => return Poll::Ready(Some(Said::End)),
+            Poll::Pending if batch.is_empty() => return Poll::Pending,
+            Poll::Pending => return Poll::Ready(None),
+        }
+    })
+    .await;
+    (batch, end)
+}
+
+/// Aborts the readers when the answer is over, however it ends.
+struct Readers(Vec<JoinHandle<()>>);
+
+impl Drop for Readers {
+    fn drop(&mut self) {
+        for r in &self.0 {
+            r.abort();
+        }
+    }
+}
+
+/// A non-follow answer: every connected node's answer, merged exactly in
+/// time order (each node answers oldest first), holding at most a few
+/// batches per node. `first` stops after `number`; the newest `number`
+/// (up to the sort buffer's capacity) are kept until the end.
+async fn history_flows(
+    pool: Arc<Pool>,
+    request: GetFlowsRequest,
+    options: MergeOptions,
+    out: Out,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let peers = pool.peers();
+    let (mut connected, mut unavailable, mut batch) = (Vec::new(), Vec::new(), Vec::with_capacity(BATCH));
+    let mut errors = Vec::new();
+    let mut sources = Vec::new();
+    let mut readers = Readers(Vec::new());
+    for (address, p) in peers.iter() {
+        match &p.channel {
+            Some(channel) => {
+                let (tx, rx) = mpsc::channel(4);
+                let address: Arc<str> = Arc::from(address.as_str());
+                readers.0.push(tokio::spawn(read_node(
+                    address.clone(),
+                    channel.clone(),
+                    request.clone(),
+                    tx,
+                )));
+                sources.push((p.name.clone(), rx));
+                connected.push(p.name.clone());
+            }
+            None if p.state == NodeState::NodeError => errors.push(node_status(
+                NodeState::NodeError,
+                vec![p.name.clone()],
+                p.error.clone().unwrap_or_default(),
+            )),
+            None => unavailable.push(p.name.clone()),
+        }
+    }
+    for (state, names) in [
+        (NodeState::NodeConnected, connected),
+        (NodeState::NodeUnavailable, unavailable),
+    ] {
+        if !names.is_empty() {
+            batch.push(node_status(state, names, String::new()));
+        }
+    }
+    batch.extend(errors);
+    let first = (request.first && request.number > 0).then_some(request.number);
+    let last = usize::try_from(request.number)
+        .ok()
+        .filter(|&n| !request.first && n > 0 && n <= options.capacity);
+    let mut newest = VecDeque::with_capacity(last.unwrap_or(0));
+    let mut sent = 0u64;
+    let mut merge = Merge::new(sources.len());
+    loop {
+        while let Some(r) = merge.pop() {
+            if let Some(n) = last {
+                if newest.len() == n {
+                    newest.pop_front();
+                }
+                newest.push_back(r);
+                continue;
+            }
+            batch.push(r);
+            sent += 1;
+            if first == Some(sent) {
+                let _ = flush(&out, &mut batch).await;
+                return;
+            }
+            if batch.len() >= BATCH && !flush(&out, &mut batch).await {
+                return;
+            }
+        }
+        let Some(i) = merge.waiting_on() else { break };
+        if !flush(&out, &mut batch).await {
+            return;
+        }
+        let (name, rx) = &mut sources[i];
+        let said = tokio::select! {
+            said = rx.recv() => said,
+            _ = out.closed() => return,
+            _ = shutdown.changed() => return,
         };
+        match said {
+            Some((_, Said::Responses(responses))) => merge.push(i, responses),
+            Some((_, Said::Opened)) => {}
+            Some((address, Said::Error(status))) => {
+                merge.finish(i);
+                let (state, message) = broken(&address, &status);
+                batch.push(node_status(state, vec![name.clone()], message));
+            }
+            Some((_, Said::End)) | None => merge.finish(i),
+        }
+    }
+    batch.extend(newest);
+    for chunk in batch.chunks(BATCH) {
+        if out.send(chunk.to_vec()).await.is_err() {
+            return;
+        }
     }
 }
 
@@ -128,49 +350,51 @@ struct Tracked {
     name: String,
     /// Announced as connected to this client.
     up: bool,
-    reader: Option<tokio::task::JoinHandle<()>>,
+    reader: Option<JoinHandle<()>>,
     /// When to open its stream again after it broke.
-    retry: Option<(Instant, crate::pool::Backoff)>,
+    retry: Option<(Instant, Backoff)>,
     /// The error this client was last told about (not repeated).
     error: Option<String>,
 }
 
-/// One client's merged stream, until done, the client leaves or shutdown.
-/// Every node gets the request; their answers go through the sort buffer
-/// (follow) or are sorted whole (otherwise). Node status events tell the
-/// client which nodes it hears from.
-async fn relay_flows(
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if let Some(r) = &self.reader {
+            r.abort();
+        }
+    }
+}
+
+/// One client's follow stream, until the client leaves or shutdown. Every
+/// node's answers go through the sort buffer; node status events tell the
+/// client which nodes it hears from; nodes that join, leave, break or come
+/// back are picked up as they do.
+async fn follow_flows(
     pool: Arc<Pool>,
     request: GetFlowsRequest,
     options: MergeOptions,
-    tx: Tx,
+    out: Out,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let follow = request.follow;
     let mut peers = pool.subscribe();
-    let (items_tx, mut items) = mpsc::channel::<Item>(1024);
+    let (items_tx, mut items) = mpsc::channel::<Item>(64);
     let mut nodes: BTreeMap<String, Tracked> = BTreeMap::new();
     let mut buffer = SortBuffer::new(options.capacity, options.window);
-    let mut collected = Vec::new();
-    let send = |r: GetFlowsResponse| {
-        let tx = tx.clone();
-        async move { tx.send(Ok(r)).await.is_ok() }
-    };
-    let spawn = |address: &str, name: &str, channel: &Channel, request: &GetFlowsRequest| {
+    let spawn = |address: &str, channel: &Channel, request: &GetFlowsRequest| {
         tokio::spawn(read_node(
             Arc::from(address),
-            Arc::from(name),
             channel.clone(),
             request.clone(),
             items_tx.clone(),
         ))
     };
+    let retry_backoff = |address: &str| pool.backoff(address);
 
     let start: Peers = peers.borrow_and_update().clone();
     let (mut connected, mut unavailable) = (Vec::new(), Vec::new());
     let mut errors = Vec::new();
     for (address, p) in start.iter() {
-        let reader = p.channel.as_ref().map(|c| spawn(address, &p.name, c, &request));
+        let reader = p.channel.as_ref().map(|c| spawn(address, c, &request));
         match (&reader, p.state) {
             (Some(_), _) => {}
             (None, NodeState::NodeError) => errors.push(node_status(
@@ -192,52 +416,38 @@ async fn relay_flows(
     // A follower hears "connected" once the node's stream is open, so that
     // every flow stored after that reaches it. What arrives meanwhile waits.
     let mut early = Vec::new();
-    if follow {
-        let deadline = tokio::time::Instant::now() + options.call_timeout;
-        while nodes.values().any(|t| t.reader.is_some() && !t.up) {
-            let Ok(Some((address, node, said))) = tokio::time::timeout_at(deadline, items.recv()).await else {
-                break;
-            };
-            let Some(t) = nodes.get_mut(&*address) else { continue };
-            match said {
-                Said::Opened => {
-                    t.up = true;
-                    connected.push(node.to_string());
-                }
-                Said::Response(r) => early.extend(buffer.push(r, Instant::now())),
-                Said::End | Said::Error(_) => {
-                    t.reader = None;
-                    let backoff = crate::pool::Backoff::new(Duration::from_millis(200), Duration::from_secs(5), 1);
-                    t.retry = Some((Instant::now() + Duration::from_millis(200), backoff));
-                    unavailable.push(node.to_string());
-                }
+    let deadline = tokio::time::Instant::now() + options.call_timeout;
+    while nodes.values().any(|t| t.reader.is_some() && !t.up) {
+        let Ok(Some((address, said))) = tokio::time::timeout_at(deadline, items.recv()).await else {
+            break;
+        };
+        let Some(t) = nodes.get_mut(&*address) else { continue };
+        match said {
+            Said::Opened => {
+                t.up = true;
+                connected.push(t.name.clone());
+            }
+            Said::Responses(rs) => early.extend(rs.into_iter().filter_map(|r| buffer.push(r, Instant::now()))),
+            Said::End | Said::Error(_) => {
+                t.reader = None;
+                let mut backoff = retry_backoff(&address);
+                t.retry = Some((Instant::now() + backoff.next_wait(), backoff));
+                unavailable.push(t.name.clone());
             }
         }
-    } else {
-        for t in nodes.values_mut().filter(|t| t.reader.is_some()) {
-            t.up = true;
-            connected.push(t.name.clone());
-        }
     }
+    let mut batch = Vec::with_capacity(BATCH);
     for (state, names) in [
         (NodeState::NodeConnected, connected),
         (NodeState::NodeUnavailable, unavailable),
     ] {
-        if !names.is_empty() && !send(node_status(state, names, String::new())).await {
-            return;
+        if !names.is_empty() {
+            batch.push(node_status(state, names, String::new()));
         }
     }
-    for e in errors {
-        if !send(e).await {
-            return;
-        }
-    }
-    for r in early {
-        if !send(r).await {
-            return;
-        }
-    }
-    // A node that (re)connects later joins a follow stream from then on.
+    batch.extend(errors);
+    batch.extend(early);
+    // A node that (re)connects later joins from then on.
     let later = GetFlowsRequest {
         number: 0,
         first: false,
@@ -246,20 +456,14 @@ async fn relay_flows(
     };
 
     loop {
-        if !follow && nodes.values().all(|n| n.reader.is_none()) {
-            for r in merge::select(std::mem::take(&mut collected), request.number, request.first) {
-                if !send(r).await {
-                    return;
-                }
-            }
+        if !flush(&out, &mut batch).await {
             return;
         }
         let deadline = buffer.next_deadline();
         let retry_at = nodes.values().filter_map(|n| n.retry.as_ref().map(|r| r.0)).min();
-        let mut events = Vec::new();
         tokio::select! {
             item = items.recv() => {
-                let Some((address, node, said)) = item else { return };
+                let Some((address, said)) = item else { return };
                 let Some(t) = nodes.get_mut(&*address) else { continue };
                 match said {
                     Said::Opened => {
@@ -267,41 +471,31 @@ async fn relay_flows(
                         t.retry = None;
                         if !t.up {
                             t.up = true;
-                            events.push(node_status(NodeState::NodeConnected, vec![node.to_string()], String::new()));
+                            batch.push(node_status(NodeState::NodeConnected, vec![t.name.clone()], String::new()));
                         }
                     }
-                    Said::Response(r) if follow => {
-                        if let Some(out) = buffer.push(r, Instant::now()) {
-                            events.push(out);
-                        }
-                    }
-                    Said::Response(r) => collected.push(*r),
-                    Said::End | Said::Error(_) if !follow => {
-                        t.reader = None;
-                        if let Said::Error(status) = said {
-                            events.push(node_status(NodeState::NodeError, vec![node.to_string()], format!("{address}: {}", status.message())));
-                        }
+                    Said::Responses(rs) => {
+                        let now = Instant::now();
+                        batch.extend(rs.into_iter().filter_map(|r| buffer.push(r, now)));
                     }
                     Said::End | Said::Error(_) => {
                         // Try again (the node may be back, or its connection
                         // may come back by itself) and say so only once.
                         t.reader = None;
-                        let mut backoff = t.retry.take().map(|r| r.1).unwrap_or_else(|| {
-                            crate::pool::Backoff::new(Duration::from_millis(200), Duration::from_secs(5), address.len() as u64)
-                        });
+                        let mut backoff = t.retry.take().map(|r| r.1).unwrap_or_else(|| retry_backoff(&address));
                         t.retry = Some((Instant::now() + backoff.next_wait(), backoff));
                         if t.up {
                             t.up = false;
                             let (state, message) = match said {
-                                Said::Error(s) => (NodeState::NodeError, format!("{address}: {}", s.message())),
+                                Said::Error(s) => broken(&address, &s),
                                 _ => (NodeState::NodeUnavailable, format!("{address} ended the stream")),
                             };
-                            events.push(node_status(state, vec![node.to_string()], message));
+                            batch.push(node_status(state, vec![t.name.clone()], message));
                         }
                     }
                 }
             }
-            changed = peers.changed(), if follow => {
+            changed = peers.changed() => {
                 if changed.is_err() { return; }
                 let now: Peers = peers.borrow_and_update().clone();
                 for (address, p) in now.iter() {
@@ -309,7 +503,7 @@ async fn relay_flows(
                     t.name = p.name.clone();
                     match &p.channel {
                         Some(channel) if t.reader.is_none() => {
-                            t.reader = Some(spawn(address, &p.name, channel, &later));
+                            t.reader = Some(spawn(address, channel, &later));
                             t.retry = None;
                         }
                         None if t.up => {
@@ -317,12 +511,12 @@ async fn relay_flows(
                             if let Some(r) = t.reader.take() { r.abort(); }
                             let state = if p.state == NodeState::NodeError { NodeState::NodeError } else { NodeState::NodeUnavailable };
                             t.error = (state == NodeState::NodeError).then(|| p.error.clone().unwrap_or_default());
-                            events.push(node_status(state, vec![p.name.clone()], p.error.clone().unwrap_or_default()));
+                            batch.push(node_status(state, vec![p.name.clone()], p.error.clone().unwrap_or_default()));
                         }
                         // A node that was never up may still fail in a new way (TLS).
                         None if p.state == NodeState::NodeError && t.error != p.error => {
                             t.error = p.error.clone();
-                            events.push(node_status(NodeState::NodeError, vec![p.name.clone()], p.error.clone().unwrap_or_default()));
+                            batch.push(node_status(NodeState::NodeError, vec![p.name.clone()], p.error.clone().unwrap_or_default()));
                         }
                         _ => {}
                     }
@@ -330,8 +524,7 @@ async fn relay_flows(
                 let gone: Vec<String> = nodes.keys().filter(|a| !now.contains_key(*a)).cloned().collect();
                 for address in gone {
                     if let Some(t) = nodes.remove(&address) {
-                        if let Some(r) = t.reader { r.abort(); }
-                        events.push(node_status(NodeState::NodeGone, vec![t.name], String::new()));
+                        batch.push(node_status(NodeState::NodeGone, vec![t.name.clone()], String::new()));
                     }
                 }
             }
@@ -341,7 +534,7 @@ async fn relay_flows(
                 for (address, t) in nodes.iter_mut() {
                     if t.retry.as_ref().is_some_and(|r| r.0 <= due) && t.reader.is_none() {
                         match current.get(address).and_then(|p| p.channel.as_ref()) {
-                            Some(channel) => t.reader = Some(spawn(address, &t.name, channel, &later)),
+                            Some(channel) => t.reader = Some(spawn(address, channel, &later)),
                             // The pool will say when it is back.
                             None => t.retry = None,
                         }
@@ -351,16 +544,9 @@ async fn relay_flows(
                     }
                 }
             }
-            _ = sleep_until(deadline), if deadline.is_some() => {
-                events.extend(buffer.ready(Instant::now()));
-            }
-            _ = tx.closed() => return,
+            _ = sleep_until(deadline), if deadline.is_some() => buffer.ready(Instant::now(), &mut batch),
+            _ = out.closed() => return,
             _ = shutdown.changed() => return,
-        }
-        for e in events {
-            if !send(e).await {
-                return;
-            }
         }
     }
 }
@@ -403,24 +589,16 @@ where
 
 #[lumen_proto::tonic::async_trait]
 impl Observer for RelayService {
-    type GetFlowsStream = ReceiverStream<Result<GetFlowsResponse, Status>>;
-    type GetAgentEventsStream = ReceiverStream<Result<GetAgentEventsResponse, Status>>;
-    type GetDebugEventsStream = ReceiverStream<Result<GetDebugEventsResponse, Status>>;
+    type GetFlowsStream = BoxStream<GetFlowsResponse>;
+    type GetAgentEventsStream = BoxStream<GetAgentEventsResponse>;
+    type GetDebugEventsStream = BoxStream<GetDebugEventsResponse>;
 
+    /// The same answer decoded (the relay's server passes it through
+    /// undecoded: [`RawFlows`]).
     async fn get_flows(&self, req: Request<GetFlowsRequest>) -> Result<Response<Self::GetFlowsStream>, Status> {
-        let request = req.into_inner();
-        if request.first && request.follow {
-            return Err(Status::invalid_argument("first cannot be specified with follow"));
-        }
-        let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(relay_flows(
-            self.pool.clone(),
-            request,
-            self.options,
-            tx,
-            self.shutdown.clone(),
-        ));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        let raw = self.open_flows(req.into_inner())?;
+        let decoded = raw.map(|r| r.and_then(|r| r.decode().map_err(|e| Status::internal(e.to_string()))));
+        Ok(Response::new(Box::pin(decoded)))
     }
 
     async fn get_agent_events(
@@ -493,23 +671,32 @@ impl Observer for RelayService {
     async fn server_status(&self, _: Request<ServerStatusRequest>) -> Result<Response<ServerStatusResponse>, Status> {
         let peers = self.pool.peers();
         let answers = each_node(&peers, self.options.call_timeout, |mut c| async move {
-            c.server_status(ServerStatusRequest {}).await
+            let r = c.server_status(ServerStatusRequest {}).await?;
+            let count = |key: &str| -> u64 {
+                r.metadata()
+                    .get(key)
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                    .unwrap_or(0)
+            };
+            let lost = (count(LOST_KERNEL_HEADER), count(LOST_CLIENT_HEADER));
+            Ok(Response::new((r.into_inner(), lost)))
         })
         .await;
         let mut sum = ServerStatusResponse {
             version: env!("CARGO_PKG_VERSION").to_string(),
             ..Default::default()
         };
-        let (mut connected, mut unavailable) = (0u32, Vec::new());
+        let (mut connected, mut unavailable, mut lost) = (0u32, Vec::new(), (0u64, 0u64));
         for (p, answer) in answers {
             match answer {
-                Ok(s) => {
+                Ok((s, (kernel, client))) => {
                     connected += 1;
                     sum.num_flows += s.num_flows;
                     sum.max_flows += s.max_flows;
                     sum.seen_flows += s.seen_flows;
                     sum.uptime_ns = sum.uptime_ns.max(s.uptime_ns);
                     sum.flows_rate += s.flows_rate;
+                    lost = (lost.0 + kernel, lost.1 + client);
                 }
                 Err(_) => unavailable.push(p.name.clone()),
             }
@@ -518,6 +705,11 @@ impl Observer for RelayService {
         sum.num_connected_nodes = Some(connected);
         sum.num_unavailable_nodes = Some(unavailable.len() as u32);
         sum.unavailable_nodes = unavailable;
-        Ok(Response::new(sum))
+        // The connected nodes' losses, as each observer reports its own.
+        let mut response = Response::new(sum);
+        let meta = response.metadata_mut();
+        meta.insert(LOST_KERNEL_HEADER, lost.0.into());
+        meta.insert(LOST_CLIENT_HEADER, lost.1.into());
+        Ok(response)
     }
 }

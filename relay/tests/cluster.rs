@@ -321,6 +321,29 @@ fn the_relay_serves_the_whole_cluster_as_nodes_come_and_go() {
         .await;
         assert_eq!(from_c.node_name, n3);
 
+        // From node n2 itself (its fabric address, in the nodes file) to a
+        // on n1: n1 knows the source as reserved:remote-node.
+        let n2_address = node(&c.tb, "n2").address.unwrap().ipv4;
+        let a80 = SocketAddr::new(c.pods["a"].ipv4.into(), 80);
+        lumen_testbed::in_netns(&node(&c.tb, "n2").netns, || {
+            std::net::TcpStream::connect_timeout(&a80, Duration::from_millis(700))
+        })
+        .unwrap()
+        .expect("a accepts the node's connection");
+        let from_node = until(&mut follow, "the node's connection", |r| {
+            flow(r).is_some_and(|f| {
+                f.ip.as_ref().is_some_and(|ip| ip.source == n2_address.to_string())
+                    && f.traffic_direction == TrafficDirection::Ingress as i32
+            })
+        })
+        .await;
+        let source = flow(&from_node).unwrap().source.clone().unwrap();
+        assert_eq!(from_node.node_name, n1);
+        assert_eq!(
+            (source.identity, source.labels),
+            (6, vec!["reserved:remote-node".to_string()])
+        );
+
         // n2's observer stops: the stream says so and goes on; n2 still
         // enforces (its datapath stays pinned); back, its flows resume.
         tokio::task::block_in_place(|| c.stop("n2"));

@@ -75,6 +75,11 @@ fn wall_ns() -> u64 {
 }
 
 fn relay(peers: &[SocketAddr]) -> RelayHandle {
+    relay_holding(peers, 10_000)
+}
+
+/// A relay whose sort buffer holds `capacity` responses.
+fn relay_holding(peers: &[SocketAddr], capacity: usize) -> RelayHandle {
     let listen = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -83,7 +88,7 @@ fn relay(peers: &[SocketAddr]) -> RelayHandle {
         listen_address: listen,
         peers: peers.iter().map(ToString::to_string).collect(),
         peer_service: None,
-        sort_buffer_len_max: 10_000,
+        sort_buffer_len_max: capacity,
         sort_buffer_drain_timeout: Duration::from_millis(100),
         initial_backoff: Duration::from_millis(50),
         max_backoff: Duration::from_millis(200),
@@ -323,4 +328,85 @@ async fn a_client_that_reads_nothing_slows_no_one_else() {
         .await
         .expect("the relay still answers");
     assert_eq!(status.unwrap().into_inner().seen_flows, 1_800);
+}
+
+/// The destination ports of a non-follow answer's flows, in order.
+async fn ports_of(c: &mut ObserverClient<Channel>, number: u64, first: bool) -> Vec<u32> {
+    let request = GetFlowsRequest {
+        number,
+        first,
+        ..Default::default()
+    };
+    let mut stream = c.get_flows(request).await.unwrap().into_inner();
+    let mut ports = Vec::new();
+    while let Some(r) = stream.message().await.unwrap() {
+        if let Some(ResponseTypes::Flow(f)) = r.response_types {
+            if let Some(lumen_proto::flow::layer4::Protocol::Tcp(t)) = f.l4.and_then(|l| l.protocol) {
+                ports.push(t.destination_port);
+            }
+        }
+    }
+    ports
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_is_merged_exactly_and_number_means_the_cluster_up_to_the_buffer() {
+    let nodes = [
+        start_node("n1", "127.0.0.1:0".parse().unwrap()).await,
+        start_node("n2", "127.0.0.1:0".parse().unwrap()).await,
+        start_node("n3", "127.0.0.1:0".parse().unwrap()).await,
+    ];
+    // 900 flows per node, interleaved: node i's k-th flow is the
+    // (3k + i)-th of the cluster, its port says which.
+    let base = wall_ns() - 10_000_000_000;
+    for (i, n) in nodes.iter().enumerate() {
+        n.hub
+            .push((0..900u64).map(|k| flow(base, k * 3 + i as u64, (k * 3 + i as u64) as u16)));
+    }
+    // The sort buffer holds 100: "the newest N of the cluster" up to 100.
+    let relay = relay_holding(&nodes.iter().map(|n| n.address).collect::<Vec<_>>(), 100);
+    let mut c = client(&relay).await;
+    connected(&mut c, 3).await;
+    let range = |r: std::ops::Range<u32>| r.collect::<Vec<u32>>();
+
+    assert_eq!(
+        ports_of(&mut c, 0, false).await,
+        range(0..2_700),
+        "everything, in time order"
+    );
+    assert_eq!(ports_of(&mut c, u64::MAX, false).await, range(0..2_700), "--all");
+    assert_eq!(
+        ports_of(&mut c, 1_000, true).await,
+        range(0..1_000),
+        "the cluster's first 1000"
+    );
+    assert_eq!(
+        ports_of(&mut c, 50, false).await,
+        range(2_650..2_700),
+        "the cluster's last 50"
+    );
+    // Above the buffer, as Hubble's relay: each node's last 500, merged.
+    assert_eq!(ports_of(&mut c, 500, false).await, range(1_200..2_700));
+
+    // A flow through the relay is the node's own response, unchanged.
+    let first_flow = |mut c: ObserverClient<Channel>| async move {
+        let request = GetFlowsRequest {
+            number: 1,
+            first: true,
+            ..Default::default()
+        };
+        let mut s = c.get_flows(request).await.unwrap().into_inner();
+        while let Some(r) = s.message().await.unwrap() {
+            if let Some(ResponseTypes::Flow(_)) = r.response_types {
+                return r;
+            }
+        }
+        panic!("no flow")
+    };
+    let direct = ObserverClient::connect(format!("http://{}", nodes[0].address))
+        .await
+        .unwrap();
+    let theirs = first_flow(direct).await;
+    assert_eq!(theirs.node_name, "n1");
+    assert_eq!(first_flow(c.clone()).await, theirs);
 }

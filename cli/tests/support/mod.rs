@@ -2,8 +2,9 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 /// Runs `lumen` with `args`: (exit code, stdout, stderr).
 pub fn lumen(args: &[&str]) -> (i32, String, String) {
@@ -25,6 +26,36 @@ pub fn temp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("lumen-cli-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// The `lumen-observer` binary of this build. It belongs to another package,
+/// so Cargo gives no `CARGO_BIN_EXE_` for it: it lies next to the test
+/// executable's `deps/` directory. Cargo is asked to bring it up to date
+/// first (a no-op after `cargo test --workspace`; a build after
+/// `cargo test -p lumen-cli`, or after the observer changed).
+pub fn observer_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            let profile = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("target/<profile>/deps/<test>");
+            let binary = profile.join("lumen-observer");
+            let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+            cargo
+                .args(["build", "-p", "lumen-observer", "--bin", "lumen-observer"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            if profile.file_name().is_some_and(|p| p == "release") {
+                cargo.arg("--release");
+            }
+            let status = cargo.status().unwrap();
+            assert!(status.success(), "building lumen-observer: {status}");
+            assert!(binary.exists(), "cargo built no {}", binary.display());
+            binary
+        })
+        .clone()
 }
 
 /// Removes an observer's pinned datapath when dropped, so a failing test
