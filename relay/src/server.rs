@@ -159,6 +159,22 @@ fn broken(address: &str, status: &Status) -> (NodeState, String) {
     }
 }
 
+/// What a stream starts with: which nodes it hears from (one event for
+/// all), which are down (one event), and each node in error.
+fn opening(connected: Vec<String>, unavailable: Vec<String>, errors: Vec<RawFlowsResponse>) -> Vec<RawFlowsResponse> {
+    let mut out = Vec::with_capacity(BATCH);
+    for (state, names) in [
+        (NodeState::NodeConnected, connected),
+        (NodeState::NodeUnavailable, unavailable),
+    ] {
+        if !names.is_empty() {
+            out.push(node_status(state, names, String::new()));
+        }
+    }
+    out.extend(errors);
+    out
+}
+
 type Out = mpsc::Sender<Vec<RawFlowsResponse>>;
 
 /// Sends a non-empty batch; false when the client is gone.
@@ -255,7 +271,7 @@ async fn history_flows(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let peers = pool.peers();
-    let (mut connected, mut unavailable, mut batch) = (Vec::new(), Vec::new(), Vec::with_capacity(BATCH));
+    let (mut connected, mut unavailable) = (Vec::new(), Vec::new());
     let mut errors = Vec::new();
     let mut sources = Vec::new();
     let mut readers = Readers(Vec::new());
@@ -281,15 +297,7 @@ async fn history_flows(
             None => unavailable.push(p.name.clone()),
         }
     }
-    for (state, names) in [
-        (NodeState::NodeConnected, connected),
-        (NodeState::NodeUnavailable, unavailable),
-    ] {
-        if !names.is_empty() {
-            batch.push(node_status(state, names, String::new()));
-        }
-    }
-    batch.extend(errors);
+    let mut batch = opening(connected, unavailable, errors);
     let first = (request.first && request.number > 0).then_some(request.number);
     let last = usize::try_from(request.number)
         .ok()
@@ -436,16 +444,7 @@ async fn follow_flows(
             }
         }
     }
-    let mut batch = Vec::with_capacity(BATCH);
-    for (state, names) in [
-        (NodeState::NodeConnected, connected),
-        (NodeState::NodeUnavailable, unavailable),
-    ] {
-        if !names.is_empty() {
-            batch.push(node_status(state, names, String::new()));
-        }
-    }
-    batch.extend(errors);
+    let mut batch = opening(connected, unavailable, errors);
     batch.extend(early);
     // A node that (re)connects later joins from then on.
     let later = GetFlowsRequest {
