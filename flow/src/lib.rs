@@ -52,6 +52,7 @@ mod l7;
 mod label;
 pub mod mask;
 mod pattern;
+pub mod request;
 
 #[cfg(test)]
 mod tests;

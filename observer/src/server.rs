@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use lumen_flow::{FilterError, FlowFilterSet};
+use lumen_flow::FlowFilterSet;
 use lumen_proto::flow::{Flow, LostEvent, LostEventSource};
 use lumen_proto::observer::observer_server::{Observer, ObserverServer};
 use lumen_proto::observer::{
@@ -37,28 +37,7 @@ const CLIENT_BUFFER: usize = 256;
 /// Flows copied out of the store per lock.
 const READ_BATCH: usize = 1024;
 
-/// A request the server cannot serve as asked.
-#[derive(Debug, thiserror::Error)]
-pub enum RequestError {
-    #[error("first cannot be specified with follow")]
-    FirstWithFollow,
-    #[error("invalid filter: {0}")]
-    Filter(#[from] FilterError),
-    #[error(transparent)]
-    Mask(#[from] lumen_flow::mask::MaskError),
-    #[error("invalid {field} timestamp: {seconds}s {nanos}ns")]
-    Timestamp {
-        field: &'static str,
-        seconds: i64,
-        nanos: i32,
-    },
-}
-
-impl From<RequestError> for Status {
-    fn from(e: RequestError) -> Status {
-        Status::invalid_argument(e.to_string())
-    }
-}
+pub use lumen_flow::request::RequestError;
 
 /// A validated `GetFlowsRequest`. Times are wall-clock ns since the epoch.
 pub struct Query {
@@ -75,32 +54,18 @@ pub struct Query {
     pub mask: Option<lumen_flow::mask::FlowMask>,
 }
 
-fn timestamp_ns(field: &'static str, t: &prost_types::Timestamp) -> Result<u64, RequestError> {
-    if !(0..1_000_000_000).contains(&t.nanos) {
-        return Err(RequestError::Timestamp {
-            field,
-            seconds: t.seconds,
-            nanos: t.nanos,
-        });
-    }
-    // Before the epoch is before every flow.
-    Ok(u64::try_from(t.seconds).map_or(0, |s| s.saturating_mul(1_000_000_000).saturating_add(t.nanos as u64)))
-}
-
 impl Query {
     pub fn new(req: &GetFlowsRequest) -> Result<Query, RequestError> {
-        if req.first && req.follow {
-            return Err(RequestError::FirstWithFollow);
-        }
+        let checked = lumen_flow::request::check(req)?;
         Ok(Query {
             number: req.number,
             first: req.first,
             follow: req.follow,
-            since: req.since.as_ref().map(|t| timestamp_ns("since", t)).transpose()?,
-            until: req.until.as_ref().map(|t| timestamp_ns("until", t)).transpose()?,
-            filters: lumen_flow::compile(&req.whitelist, &req.blacklist)?,
+            since: checked.since,
+            until: checked.until,
+            filters: checked.filters,
             prefilter: Prefilter::new(&req.whitelist),
-            mask: lumen_flow::mask::FlowMask::new(req.field_mask.as_ref().map_or(&[][..], |m| &m.paths[..]))?,
+            mask: checked.mask,
         })
     }
 

@@ -79,10 +79,9 @@ impl RelayService {
     }
 
     /// Starts answering `request`: the merged responses, batch by batch.
+    /// A request the nodes would refuse is refused here, with their reason.
     fn open_flows(&self, request: GetFlowsRequest) -> Result<Batches, Status> {
-        if request.first && request.follow {
-            return Err(Status::invalid_argument("first cannot be specified with follow"));
-        }
+        lumen_flow::request::check(&request)?;
         let (tx, rx) = mpsc::channel(16);
         let (pool, options, shutdown) = (self.pool.clone(), self.options, self.shutdown.clone());
         tokio::spawn(async move {
@@ -440,7 +439,15 @@ async fn follow_flows(
                 t.reader = None;
                 let mut backoff = retry_backoff(&address);
                 t.retry = Some((Instant::now() + backoff.next_wait(), backoff));
-                unavailable.push(t.name.clone());
+                match said {
+                    Said::Error(status) => match broken(&address, &status) {
+                        (NodeState::NodeError, message) => {
+                            errors.push(node_status(NodeState::NodeError, vec![t.name.clone()], message))
+                        }
+                        _ => unavailable.push(t.name.clone()),
+                    },
+                    _ => unavailable.push(t.name.clone()),
+                }
             }
         }
     }

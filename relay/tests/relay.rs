@@ -248,6 +248,26 @@ async fn merges_nodes_in_time_order_and_answers_for_the_cluster() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), lumen_proto::tonic::Code::InvalidArgument);
+    // A request the nodes would refuse is refused by the relay, with their
+    // reason, not turned into a stream of node errors.
+    let bad_filter = GetFlowsRequest {
+        follow: true,
+        whitelist: vec![lumen_proto::flow::FlowFilter {
+            source_ip: vec!["10.0.0.300".into()],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let err = c.get_flows(bad_filter).await.unwrap_err();
+    assert_eq!(err.code(), lumen_proto::tonic::Code::InvalidArgument);
+    assert!(err.message().starts_with("invalid filter: "), "{}", err.message());
+    assert!(err.message().contains("10.0.0.300"), "{}", err.message());
+    let bad_time = GetFlowsRequest {
+        since: Some(lumen_proto::prost_types::Timestamp { seconds: 1, nanos: -1 }),
+        ..Default::default()
+    };
+    let err = c.get_flows(bad_time).await.unwrap_err();
+    assert_eq!(err.message(), "invalid since timestamp: 1s -1ns");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
