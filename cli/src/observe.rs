@@ -310,6 +310,7 @@ async fn connect_to(server: &str, args: &ServerArgs, timeout: Duration) -> anyho
         .with_context(|| format!("invalid --server {server:?}: use unix:///path/to.sock or host:port"))?
         .connect_timeout(timeout)
         .tcp_nodelay(true)
+        .max_frame_size(lumen_proto::MAX_FRAME_SIZE)
         // Room for a relay's stream of many nodes (HTTP/2's default is 64 KiB).
         .initial_stream_window_size(1 << 20)
         .initial_connection_window_size(1 << 20);

@@ -524,6 +524,7 @@ impl Observer for ObserverService {
 pub async fn connect_unix(path: &Path) -> Result<tonic::transport::Channel, tonic::transport::Error> {
     let path = path.to_path_buf();
     tonic::transport::Endpoint::from_static("http://lumen")
+        .max_frame_size(lumen_proto::MAX_FRAME_SIZE)
         .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
             let path = path.clone();
             async move {

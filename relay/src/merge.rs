@@ -13,42 +13,29 @@
 //!   nodes' next ones. It is known once every node still answering has one
 //!   waiting: a k-way merge, exact, holding one batch per node.
 
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
 use lumen_proto::raw::RawFlowsResponse;
 
-struct Held {
-    time_ns: i128,
+/// A held response's place in the heap: small, so that reordering the heap
+/// moves a few bytes per level, not the response.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Key {
+    /// Nanoseconds since the epoch, clamped to what an i64 holds (until the
+    /// year 2262; anything beyond is no real flow's time).
+    time_ns: i64,
     /// Arrival order: equal times leave in the order they came.
     seq: u64,
-    arrived: Instant,
-    response: RawFlowsResponse,
-}
-
-impl PartialEq for Held {
-    fn eq(&self, other: &Self) -> bool {
-        (self.time_ns, self.seq) == (other.time_ns, other.seq)
-    }
-}
-
-impl Eq for Held {}
-
-impl PartialOrd for Held {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Held {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.time_ns, self.seq).cmp(&(other.time_ns, other.seq))
-    }
+    slot: u32,
 }
 
 pub struct SortBuffer {
-    heap: BinaryHeap<Reverse<Held>>,
+    heap: BinaryHeap<Reverse<Key>>,
+    /// The held responses and when each arrived, by slot.
+    slots: Vec<Option<(RawFlowsResponse, Instant)>>,
+    free: Vec<u32>,
     capacity: usize,
     window: Duration,
     seq: u64,
@@ -57,8 +44,12 @@ pub struct SortBuffer {
 impl SortBuffer {
     pub fn new(capacity: usize, window: Duration) -> SortBuffer {
         assert!(capacity > 0, "a sort buffer holds at least one response");
+        assert!(capacity < u32::MAX as usize, "slots are numbered by u32");
+        let reserve = capacity.min(1 << 16);
         SortBuffer {
-            heap: BinaryHeap::with_capacity(capacity.min(1 << 16)),
+            heap: BinaryHeap::with_capacity(reserve),
+            slots: Vec::with_capacity(reserve),
+            free: Vec::new(),
             capacity,
             window,
             seq: 0,
@@ -77,26 +68,44 @@ impl SortBuffer {
     /// time comes back to be sent now.
     pub fn push(&mut self, response: RawFlowsResponse, now: Instant) -> Option<RawFlowsResponse> {
         self.seq += 1;
-        self.heap.push(Reverse(Held {
-            time_ns: response.time_ns(),
+        let time_ns = response.time_ns().clamp(i64::MIN.into(), i64::MAX.into()) as i64;
+        let held = Some((response, now));
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = held;
+                slot
+            }
+            None => {
+                self.slots.push(held);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.heap.push(Reverse(Key {
+            time_ns,
             seq: self.seq,
-            arrived: now,
-            response,
+            slot,
         }));
         (self.heap.len() > self.capacity).then(|| self.pop().expect("not empty"))
     }
 
     fn pop(&mut self) -> Option<RawFlowsResponse> {
-        self.heap.pop().map(|Reverse(h)| h.response)
+        let Reverse(key) = self.heap.pop()?;
+        self.free.push(key.slot);
+        self.slots[key.slot as usize].take().map(|(response, _)| response)
+    }
+
+    /// When the earliest response by time arrived.
+    fn earliest_arrival(&self) -> Option<Instant> {
+        let Reverse(key) = self.heap.peek()?;
+        self.slots[key.slot as usize].as_ref().map(|(_, arrived)| *arrived)
     }
 
     /// Responses whose time has come, oldest first, onto `out`: the
     /// earliest by time leaves once it has waited the window, and so on.
     pub fn ready(&mut self, now: Instant, out: &mut Vec<RawFlowsResponse>) {
         while self
-            .heap
-            .peek()
-            .is_some_and(|Reverse(h)| now.saturating_duration_since(h.arrived) >= self.window)
+            .earliest_arrival()
+            .is_some_and(|arrived| now.saturating_duration_since(arrived) >= self.window)
         {
             out.extend(self.pop());
         }
@@ -104,7 +113,7 @@ impl SortBuffer {
 
     /// When the earliest held response will be ready (None when empty).
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse(h)| h.arrived + self.window)
+        self.earliest_arrival().map(|arrived| arrived + self.window)
     }
 
     /// Everything, oldest first.

@@ -128,6 +128,7 @@ const CONNECTION_WINDOW: u32 = 4 << 20;
 fn configure(e: Endpoint, timing: &Timing) -> Endpoint {
     e.connect_timeout(timing.connect_timeout)
         .tcp_nodelay(true)
+        .max_frame_size(lumen_proto::MAX_FRAME_SIZE)
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
 }
