@@ -2,12 +2,12 @@
 //!
 //! Two shapes, both with bounded memory:
 //!
-//! * [`SortBuffer`] (follow): responses wait in a min-heap ordered by their
-//!   time. One leaves when it has waited `window` since it arrived (by then,
-//!   responses with earlier times from slower nodes have had the chance to
-//!   arrive), or at once when the heap holds `capacity` responses (the oldest
-//!   by time leaves). Within the window, output is in time order whatever
-//!   order nodes deliver in.
+//! * [`SortBuffer`] (follow): responses wait, ordered by their time. One
+//!   leaves when it has waited `window` since it arrived (by then, responses
+//!   with earlier times from slower nodes have had the chance to arrive), or
+//!   at once when the buffer holds `capacity` responses (the oldest by time
+//!   leaves). Within the window, output is in time order whatever order
+//!   nodes deliver in.
 //! * [`Merge`] (history): each node answers a non-follow query oldest first
 //!   and then ends, so the next response overall is the earliest of the
 //!   nodes' next ones. It is known once every node still answering has one
@@ -19,23 +19,58 @@ use std::time::{Duration, Instant};
 
 use lumen_proto::raw::RawFlowsResponse;
 
-/// A held response's place in the heap: small, so that reordering the heap
-/// moves a few bytes per level, not the response.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Key {
-    /// Nanoseconds since the epoch, clamped to what an i64 holds (until the
-    /// year 2262; anything beyond is no real flow's time).
+/// A held response and its order: by time (clamped to what an i64 holds,
+/// until the year 2262: anything beyond is no real flow's time), then by
+/// arrival, so that equal times leave in the order they came.
+struct Held {
     time_ns: i64,
-    /// Arrival order: equal times leave in the order they came.
     seq: u64,
-    slot: u32,
+    arrived: Instant,
+    response: RawFlowsResponse,
 }
 
+impl Held {
+    fn key(&self) -> (i64, u64) {
+        (self.time_ns, self.seq)
+    }
+}
+
+impl PartialEq for Held {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Held {}
+
+impl PartialOrd for Held {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Held {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+/// Each node sends its flows in time order (near enough: see `strays`), so
+/// they wait in one queue per node, in order, and the earliest overall is
+/// the earliest of the queues' fronts: a heap of a few nodes, not of
+/// thousands of responses, and queues that are read and written in
+/// sequence. A full buffer's every push lets one go, so this is the follow
+/// path's cost per flow.
 pub struct SortBuffer {
-    heap: BinaryHeap<Reverse<Key>>,
-    /// The held responses and when each arrived, by slot.
-    slots: Vec<Option<(RawFlowsResponse, Instant)>>,
-    free: Vec<u32>,
+    /// Per source, responses in (time, arrival) order.
+    queues: Vec<VecDeque<Held>>,
+    /// (time, seq, source) of every non-empty queue's front.
+    fronts: BinaryHeap<Reverse<(i64, u64, usize)>>,
+    /// Responses earlier than the last one their source sent: one heap for
+    /// all of them (a node's clock stepping back, events from several CPUs
+    /// crossing by nanoseconds).
+    strays: BinaryHeap<Reverse<Held>>,
+    len: usize,
     capacity: usize,
     window: Duration,
     seq: u64,
@@ -44,12 +79,11 @@ pub struct SortBuffer {
 impl SortBuffer {
     pub fn new(capacity: usize, window: Duration) -> SortBuffer {
         assert!(capacity > 0, "a sort buffer holds at least one response");
-        assert!(capacity < u32::MAX as usize, "slots are numbered by u32");
-        let reserve = capacity.min(1 << 16);
         SortBuffer {
-            heap: BinaryHeap::with_capacity(reserve),
-            slots: Vec::with_capacity(reserve),
-            free: Vec::new(),
+            queues: Vec::new(),
+            fronts: BinaryHeap::new(),
+            strays: BinaryHeap::new(),
+            len: 0,
             capacity,
             window,
             seq: 0,
@@ -57,55 +91,78 @@ impl SortBuffer {
     }
 
     pub fn len(&self) -> usize {
-        self.heap.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
+        self.len == 0
     }
 
-    /// Adds a response; when the buffer is over capacity, the oldest by
-    /// time comes back to be sent now.
-    pub fn push(&mut self, response: RawFlowsResponse, now: Instant) -> Option<RawFlowsResponse> {
+    /// Adds a response from `source` (a small number naming the node it
+    /// came from); when the buffer is over capacity, the oldest by time
+    /// comes back to be sent now.
+    pub fn push(&mut self, source: usize, response: RawFlowsResponse, now: Instant) -> Option<RawFlowsResponse> {
         self.seq += 1;
-        let time_ns = response.time_ns().clamp(i64::MIN.into(), i64::MAX.into()) as i64;
-        let held = Some((response, now));
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.slots[slot as usize] = held;
-                slot
-            }
-            None => {
-                self.slots.push(held);
-                (self.slots.len() - 1) as u32
-            }
-        };
-        self.heap.push(Reverse(Key {
-            time_ns,
+        let held = Held {
+            time_ns: response.time_ns().clamp(i64::MIN.into(), i64::MAX.into()) as i64,
             seq: self.seq,
-            slot,
-        }));
-        (self.heap.len() > self.capacity).then(|| self.pop().expect("not empty"))
+            arrived: now,
+            response,
+        };
+        if self.queues.len() <= source {
+            self.queues.resize_with(source + 1, VecDeque::new);
+        }
+        let queue = &mut self.queues[source];
+        match queue.back() {
+            Some(last) if last.time_ns > held.time_ns => self.strays.push(Reverse(held)),
+            Some(_) => queue.push_back(held),
+            None => {
+                self.fronts.push(Reverse((held.time_ns, held.seq, source)));
+                queue.push_back(held);
+            }
+        }
+        self.len += 1;
+        (self.len > self.capacity).then(|| self.pop().expect("not empty"))
+    }
+
+    /// Where the earliest response is: `Some(source)` at a queue's front,
+    /// `None` among the strays (or nowhere when empty).
+    fn earliest(&self) -> Option<(Option<usize>, &Held)> {
+        let front = self
+            .fronts
+            .peek()
+            .map(|Reverse((_, _, source))| (Some(*source), self.queues[*source].front().expect("a front")));
+        let stray = self.strays.peek().map(|Reverse(h)| (None, h));
+        match (front, stray) {
+            (Some(f), Some(s)) => Some(if s.1 < f.1 { s } else { f }),
+            (f, s) => f.or(s),
+        }
     }
 
     fn pop(&mut self) -> Option<RawFlowsResponse> {
-        let Reverse(key) = self.heap.pop()?;
-        self.free.push(key.slot);
-        self.slots[key.slot as usize].take().map(|(response, _)| response)
-    }
-
-    /// When the earliest response by time arrived.
-    fn earliest_arrival(&self) -> Option<Instant> {
-        let Reverse(key) = self.heap.peek()?;
-        self.slots[key.slot as usize].as_ref().map(|(_, arrived)| *arrived)
+        let (from, _) = self.earliest()?;
+        self.len -= 1;
+        let held = match from {
+            None => self.strays.pop().expect("a stray").0,
+            Some(source) => {
+                self.fronts.pop();
+                let queue = &mut self.queues[source];
+                let held = queue.pop_front().expect("a front");
+                if let Some(next) = queue.front() {
+                    self.fronts.push(Reverse((next.time_ns, next.seq, source)));
+                }
+                held
+            }
+        };
+        Some(held.response)
     }
 
     /// Responses whose time has come, oldest first, onto `out`: the
     /// earliest by time leaves once it has waited the window, and so on.
     pub fn ready(&mut self, now: Instant, out: &mut Vec<RawFlowsResponse>) {
         while self
-            .earliest_arrival()
-            .is_some_and(|arrived| now.saturating_duration_since(arrived) >= self.window)
+            .earliest()
+            .is_some_and(|(_, h)| now.saturating_duration_since(h.arrived) >= self.window)
         {
             out.extend(self.pop());
         }
@@ -113,12 +170,12 @@ impl SortBuffer {
 
     /// When the earliest held response will be ready (None when empty).
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.earliest_arrival().map(|arrived| arrived + self.window)
+        self.earliest().map(|(_, h)| h.arrived + self.window)
     }
 
     /// Everything, oldest first.
     pub fn drain(&mut self) -> Vec<RawFlowsResponse> {
-        let mut out = Vec::with_capacity(self.heap.len());
+        let mut out = Vec::with_capacity(self.len);
         while let Some(r) = self.pop() {
             out.push(r);
         }
@@ -222,6 +279,11 @@ mod tests {
         pairs.iter().map(|(t, n)| (*t, n.to_string())).collect()
     }
 
+    /// The source number of a node named by one letter.
+    fn src(node: &str) -> usize {
+        usize::from(node.as_bytes()[0] - b'a')
+    }
+
     fn ready(b: &mut SortBuffer, now: Instant) -> Vec<RawFlowsResponse> {
         let mut out = Vec::new();
         b.ready(now, &mut out);
@@ -234,10 +296,10 @@ mod tests {
         let ms = |n| t0 + Duration::from_millis(n);
         let mut b = SortBuffer::new(100, Duration::from_millis(50));
         // Node b is 30 ms behind node a: its earlier flows arrive later.
-        assert!(b.push(at(1_000, "a"), ms(0)).is_none());
-        assert!(b.push(at(3_000, "a"), ms(10)).is_none());
-        assert!(b.push(at(500, "b"), ms(30)).is_none());
-        assert!(b.push(at(2_000, "b"), ms(40)).is_none());
+        assert!(b.push(src("a"), at(1_000, "a"), ms(0)).is_none());
+        assert!(b.push(src("a"), at(3_000, "a"), ms(10)).is_none());
+        assert!(b.push(src("b"), at(500, "b"), ms(30)).is_none());
+        assert!(b.push(src("b"), at(2_000, "b"), ms(40)).is_none());
         assert!(ready(&mut b, ms(49)).is_empty(), "nothing has waited 50 ms");
         // At 50 ms a@1000 has waited, but b@500 (arrived at 30) is earlier
         // in time and has not: nothing may leave before it.
@@ -246,7 +308,7 @@ mod tests {
         assert_eq!(times(&ready(&mut b, ms(80))), expect(&[(500, "b"), (1_000, "a")]));
         assert_eq!(times(&ready(&mut b, ms(90))), expect(&[(2_000, "b"), (3_000, "a")]));
         assert!(b.is_empty());
-        b.push(at(9_000, "a"), ms(100));
+        b.push(src("a"), at(9_000, "a"), ms(100));
         assert_eq!(times(&b.drain()), expect(&[(9_000, "a")]));
     }
 
@@ -254,11 +316,11 @@ mod tests {
     fn a_full_buffer_lets_the_oldest_go_at_once() {
         let now = Instant::now();
         let mut b = SortBuffer::new(2, Duration::from_secs(60));
-        assert!(b.push(at(20, "a"), now).is_none());
-        assert!(b.push(at(10, "b"), now).is_none());
-        assert_eq!(b.push(at(30, "c"), now).map(|r| r.time_ns()), Some(10));
+        assert!(b.push(src("a"), at(20, "a"), now).is_none());
+        assert!(b.push(src("b"), at(10, "b"), now).is_none());
+        assert_eq!(b.push(src("c"), at(30, "c"), now).map(|r| r.time_ns()), Some(10));
         assert_eq!(
-            b.push(at(5, "d"), now).map(|r| r.time_ns()),
+            b.push(src("d"), at(5, "d"), now).map(|r| r.time_ns()),
             Some(5),
             "late, but still in order"
         );
@@ -270,9 +332,63 @@ mod tests {
         let now = Instant::now();
         let mut b = SortBuffer::new(10, Duration::ZERO);
         for node in ["x", "y", "z"] {
-            b.push(at(7, node), now);
+            b.push(src(node), at(7, node), now);
         }
         assert_eq!(times(&ready(&mut b, now)), expect(&[(7, "x"), (7, "y"), (7, "z")]));
+    }
+
+    #[test]
+    fn a_node_out_of_its_own_order_still_leaves_in_time_order() {
+        let now = Instant::now();
+        let mut b = SortBuffer::new(100, Duration::ZERO);
+        for (ns, node) in [(100, "a"), (300, "a"), (200, "a"), (250, "b"), (400, "a"), (150, "a")] {
+            assert!(b.push(src(node), at(ns, node), now).is_none());
+        }
+        assert_eq!(b.len(), 6);
+        assert_eq!(
+            times(&ready(&mut b, now)),
+            expect(&[(100, "a"), (150, "a"), (200, "a"), (250, "b"), (300, "a"), (400, "a")])
+        );
+    }
+
+    /// A tiny pseudo-random generator: the same sequence on every run.
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    #[test]
+    fn a_full_buffer_gives_what_one_sorted_list_of_everything_held_would() {
+        let now = Instant::now();
+        let mut rng = Lcg(7);
+        let mut b = SortBuffer::new(50, Duration::from_secs(60));
+        // The model: every held (time, arrival), the least leaves first.
+        let mut model: Vec<(i64, u64)> = Vec::new();
+        let mut clocks = [0i64; 4];
+        for seq in 1..=20_000u64 {
+            let node = rng.below(4) as usize;
+            // Mostly forward, sometimes a step back (a stray), equal times too.
+            clocks[node] += rng.below(30) as i64 - 3;
+            let t = clocks[node];
+            model.push((t, seq));
+            let left = b.push(node, at(t, "n"), now).map(|r| r.time_ns());
+            let expected = (model.len() > 50).then(|| {
+                let i = (0..model.len()).min_by_key(|&i| model[i]).unwrap();
+                i128::from(model.remove(i).0)
+            });
+            assert_eq!(left, expected, "push {seq}");
+        }
+        model.sort();
+        let rest: Vec<i128> = b.drain().iter().map(RawFlowsResponse::time_ns).collect();
+        assert_eq!(rest, model.iter().map(|&(t, _)| i128::from(t)).collect::<Vec<_>>());
+        assert!(b.is_empty());
     }
 
     fn drain(m: &mut Merge) -> Vec<(i128, String)> {

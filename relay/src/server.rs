@@ -355,6 +355,8 @@ async fn history_flows(
 /// A follow stream's view of one node.
 struct Tracked {
     name: String,
+    /// Its number in the sort buffer, fixed for this stream.
+    source: usize,
     /// Announced as connected to this client.
     up: bool,
     reader: Option<JoinHandle<()>>,
@@ -387,6 +389,9 @@ async fn follow_flows(
     let (items_tx, mut items) = mpsc::channel::<Item>(64);
     let mut nodes: BTreeMap<String, Tracked> = BTreeMap::new();
     let mut buffer = SortBuffer::new(options.capacity, options.window);
+    // Every node this stream hears from gets a number of its own.
+    let mut sources = 0..;
+    let mut next_source = || sources.next().expect("unbounded");
     let spawn = |address: &str, channel: &Channel, request: &GetFlowsRequest| {
         tokio::spawn(read_node(
             Arc::from(address),
@@ -413,6 +418,7 @@ async fn follow_flows(
         }
         let tracked = Tracked {
             name: p.name.clone(),
+            source: next_source(),
             up: false,
             reader,
             retry: None,
@@ -434,7 +440,10 @@ async fn follow_flows(
                 t.up = true;
                 connected.push(t.name.clone());
             }
-            Said::Responses(rs) => early.extend(rs.into_iter().filter_map(|r| buffer.push(r, Instant::now()))),
+            Said::Responses(rs) => {
+                let now = Instant::now();
+                early.extend(rs.into_iter().filter_map(|r| buffer.push(t.source, r, now)))
+            }
             Said::End | Said::Error(_) => {
                 t.reader = None;
                 let mut backoff = retry_backoff(&address);
@@ -482,7 +491,7 @@ async fn follow_flows(
                     }
                     Said::Responses(rs) => {
                         let now = Instant::now();
-                        batch.extend(rs.into_iter().filter_map(|r| buffer.push(r, now)));
+                        batch.extend(rs.into_iter().filter_map(|r| buffer.push(t.source, r, now)));
                     }
                     Said::End | Said::Error(_) => {
                         // Try again (the node may be back, or its connection
@@ -505,7 +514,7 @@ async fn follow_flows(
                 if changed.is_err() { return; }
                 let now: Peers = peers.borrow_and_update().clone();
                 for (address, p) in now.iter() {
-                    let t = nodes.entry(address.clone()).or_insert_with(|| Tracked { name: p.name.clone(), up: false, reader: None, retry: None, error: None });
+                    let t = nodes.entry(address.clone()).or_insert_with(|| Tracked { name: p.name.clone(), source: next_source(), up: false, reader: None, retry: None, error: None });
                     t.name = p.name.clone();
                     match &p.channel {
                         Some(channel) if t.reader.is_none() => {

@@ -69,10 +69,14 @@ pub fn merge_stage(answers: &[Vec<RawFlowsResponse>]) -> Stage {
         // does when responses keep coming (it is full; each push lets one go).
         let mut buffer = SortBuffer::new(defaults.capacity, defaults.window);
         let mut out = Vec::with_capacity(n);
+        let sources: Vec<usize> = arrivals
+            .iter()
+            .flat_map(|&(node, len)| std::iter::repeat_n(node, len))
+            .collect();
         let t = Instant::now();
-        for (i, r) in parsed.into_iter().enumerate() {
+        for (i, (r, &node)) in parsed.into_iter().zip(&sources).enumerate() {
             let now = Instant::now();
-            out.extend(buffer.push(r, now));
+            out.extend(buffer.push(node, r, now));
             if i % 256 == 0 {
                 buffer.ready(now, &mut out);
             }
