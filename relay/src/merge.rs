@@ -55,6 +55,15 @@ impl Ord for Held {
     }
 }
 
+/// Where a held response waits.
+#[derive(Clone, Copy)]
+enum Place {
+    /// At the front of its source's queue.
+    Front(usize),
+    /// Among the strays.
+    Stray,
+}
+
 /// Each node sends its flows in time order (near enough: see `strays`), so
 /// they wait in one queue per node, in order, and the earliest overall is
 /// the earliest of the queues' fronts: a heap of a few nodes, not of
@@ -125,26 +134,24 @@ impl SortBuffer {
         (self.len > self.capacity).then(|| self.pop().expect("not empty"))
     }
 
-    /// Where the earliest response is: `Some(source)` at a queue's front,
-    /// `None` among the strays (or nowhere when empty).
-    fn earliest(&self) -> Option<(Option<usize>, &Held)> {
-        let front = self
-            .fronts
-            .peek()
-            .map(|Reverse((_, _, source))| (Some(*source), self.queues[*source].front().expect("a front")));
-        let stray = self.strays.peek().map(|Reverse(h)| (None, h));
+    /// Where the earliest response is, and the response.
+    fn earliest(&self) -> Option<(Place, &Held)> {
+        let front = self.fronts.peek().map(|Reverse((_, _, source))| {
+            let held = self.queues[*source].front().expect("a queue in `fronts` is not empty");
+            (Place::Front(*source), held)
+        });
+        let stray = self.strays.peek().map(|Reverse(h)| (Place::Stray, h));
         match (front, stray) {
             (Some(f), Some(s)) => Some(if s.1 < f.1 { s } else { f }),
             (f, s) => f.or(s),
         }
     }
 
-    fn pop(&mut self) -> Option<RawFlowsResponse> {
-        let (from, _) = self.earliest()?;
+    fn take(&mut self, place: Place) -> RawFlowsResponse {
         self.len -= 1;
-        let held = match from {
-            None => self.strays.pop().expect("a stray").0,
-            Some(source) => {
+        let held = match place {
+            Place::Stray => self.strays.pop().expect("a stray").0,
+            Place::Front(source) => {
                 self.fronts.pop();
                 let queue = &mut self.queues[source];
                 let held = queue.pop_front().expect("a front");
@@ -154,17 +161,22 @@ impl SortBuffer {
                 held
             }
         };
-        Some(held.response)
+        held.response
+    }
+
+    fn pop(&mut self) -> Option<RawFlowsResponse> {
+        let (place, _) = self.earliest()?;
+        Some(self.take(place))
     }
 
     /// Responses whose time has come, oldest first, onto `out`: the
     /// earliest by time leaves once it has waited the window, and so on.
     pub fn ready(&mut self, now: Instant, out: &mut Vec<RawFlowsResponse>) {
-        while self
-            .earliest()
-            .is_some_and(|(_, h)| now.saturating_duration_since(h.arrived) >= self.window)
-        {
-            out.extend(self.pop());
+        while let Some((place, held)) = self.earliest() {
+            if now.saturating_duration_since(held.arrived) < self.window {
+                return;
+            }
+            out.push(self.take(place));
         }
     }
 

@@ -390,8 +390,11 @@ async fn follow_flows(
     let mut nodes: BTreeMap<String, Tracked> = BTreeMap::new();
     let mut buffer = SortBuffer::new(options.capacity, options.window);
     // Every node this stream hears from gets a number of its own.
-    let mut sources = 0..;
-    let mut next_source = || sources.next().expect("unbounded");
+    let mut sources = 0;
+    let mut next_source = || {
+        sources += 1;
+        sources - 1
+    };
     let spawn = |address: &str, channel: &Channel, request: &GetFlowsRequest| {
         tokio::spawn(read_node(
             Arc::from(address),

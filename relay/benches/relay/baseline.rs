@@ -12,8 +12,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+use crate::numbers::median;
 use crate::threads::{pin, tid};
-use crate::{median, row, NODES};
+use crate::{row, NODES};
 
 pub struct Baseline {
     flows: usize,

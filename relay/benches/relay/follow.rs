@@ -10,9 +10,9 @@ use lumen_observer::hub::Hub;
 use lumen_proto::observer::GetFlowsRequest;
 
 use crate::cluster::{record, summaries, wall_ns, Node};
-use crate::numbers::{count, mib};
+use crate::numbers::{count, median, mib, min_max, quantile, verdict};
 use crate::threads::{cpu_ns, mark_bench_thread, relay_heap_mark, relay_heap_peak_since};
-use crate::{median, min_max, quantile, row, verdict, BUDGET_FLOWS_PER_S, BUDGET_P99_MS, NODES, PER_NODE};
+use crate::{row, BUDGET_FLOWS_PER_S, BUDGET_P99_MS, NODES, PER_NODE};
 
 pub struct Follow {
     rate: usize,

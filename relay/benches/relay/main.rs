@@ -53,35 +53,6 @@ const BUDGET_P99_MS: f64 = 100.0;
 /// The throughput runs' sources.
 const REAL: &str = "real observers";
 
-// Helpers for numbers.
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    s[s.len() / 2]
-}
-
-fn min_max(v: &[f64]) -> (f64, f64) {
-    (
-        v.iter().copied().fold(f64::INFINITY, f64::min),
-        v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-    )
-}
-
-/// The value at quantile `q` of sorted `v`.
-fn quantile(v: &[f64], q: f64) -> f64 {
-    let i = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
-    v[i]
-}
-
-fn verdict(met: bool) -> &'static str {
-    if met {
-        "**met**"
-    } else {
-        "**missed**"
-    }
-}
-
 fn main() {
     let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let runs = |part: &str| only.as_deref().is_none_or(|o| o == part);

@@ -6,8 +6,8 @@ use lumen_proto::raw::RawFlowsResponse;
 use lumen_relay::merge::{Merge, SortBuffer};
 use prost::bytes::Bytes;
 
-use crate::numbers::count;
-use crate::{median, row, verdict, ARRIVAL_CHUNK, BUDGET_FLOWS_PER_S, NODES, STAGE_PER_NODE, STAGE_RUNS};
+use crate::numbers::{count, median, verdict};
+use crate::{row, ARRIVAL_CHUNK, BUDGET_FLOWS_PER_S, NODES, STAGE_PER_NODE, STAGE_RUNS};
 
 #[derive(Default)]
 pub struct Stage {

@@ -9,9 +9,9 @@ use lumen_proto::observer::get_flows_response::ResponseTypes;
 use lumen_proto::observer::GetFlowsRequest;
 
 use crate::cluster::{connect, summaries};
-use crate::numbers::{count, mib};
+use crate::numbers::{count, median, mib, min_max, verdict};
 use crate::threads::{cpu_ns, relay_heap_mark, relay_heap_peak_since, status_kib, COUNTING, RELAY_LIVE};
-use crate::{median, min_max, row, verdict, BUDGET_FLOWS_PER_S, NODES, PER_NODE, REAL, THROUGHPUT_RUNS};
+use crate::{row, BUDGET_FLOWS_PER_S, NODES, PER_NODE, REAL, THROUGHPUT_RUNS};
 
 #[derive(Default)]
 pub struct Throughput {
