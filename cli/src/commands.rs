@@ -44,7 +44,7 @@ pub enum Command {
     /// Show flows from the observer's Hubble API (or from a file), like `hubble observe`.
     Observe(Box<crate::observe::ObserveArgs>),
     /// Health and flow-buffer status of the observer or relay, like `hubble status`.
-    Status(crate::observe::ServerArgs),
+    Status(crate::server::ServerArgs),
     /// What an observer or relay knows, like `hubble list`.
     #[command(subcommand)]
     List(ListCommand),
@@ -174,7 +174,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Policy(command) => crate::policy::run(&cli, command),
         Command::Observe(args) => crate::observe::observe(args),
-        Command::Status(args) => crate::observe::status(args),
+        Command::Status(args) => crate::status::status(args),
         Command::List(ListCommand::Nodes(args)) => crate::nodes::list_nodes(args),
         Command::Aggregation { level } => {
             call(&cli, Request::SetAggregation { level: *level })?;

@@ -321,7 +321,7 @@ fn watch(args: &DemoArgs, sockets: &[PathBuf], stop: &AtomicBool) -> anyhow::Res
             ..Default::default()
         };
         let mut flows = client
-            .get_flows(request)
+            .get_flows(lumen_proto::with_extensions(request))
             .await
             .context("following the relay")?
             .into_inner();
@@ -378,7 +378,7 @@ fn print_response(r: &lumen_proto::observer::GetFlowsResponse, all: bool) {
         _ => true,
     };
     if interesting {
-        if let Some(line) = lumen_flow::format::compact(r) {
+        if let Some(line) = crate::printer::compact(r, &crate::printer::Style::default()) {
             println!("[{}] {line}", r.node_name);
         }
     }

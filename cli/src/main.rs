@@ -7,6 +7,9 @@ mod format;
 mod nodes;
 mod observe;
 mod policy;
+mod printer;
+mod server;
+mod status;
 
 fn main() {
     let cli = commands::Cli::parse();

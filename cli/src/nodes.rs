@@ -8,7 +8,7 @@ use lumen_proto::relay::NodeState;
 #[derive(Debug, clap::Args)]
 pub struct ListNodesArgs {
     #[command(flatten)]
-    pub server: crate::observe::ServerArgs,
+    pub server: crate::server::ServerArgs,
     #[arg(short, long, value_parser = ["table", "json"], default_value = "table")]
     pub output: String,
 }
@@ -65,8 +65,8 @@ pub fn nodes_table(nodes: &[Node]) -> String {
 }
 
 pub fn list_nodes(args: &ListNodesArgs) -> anyhow::Result<()> {
-    let nodes = crate::observe::runtime()?.block_on(async {
-        let (channel, server) = crate::observe::connect(&args.server).await?;
+    let nodes = crate::server::runtime()?.block_on(async {
+        let (channel, server) = crate::server::connect(&args.server).await?;
         let response = ObserverClient::new(channel)
             .get_nodes(GetNodesRequest {})
             .await

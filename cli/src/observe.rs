@@ -1,136 +1,212 @@
-//! `lumen observe` and `lumen status`: Hubble's Observer API from the
-//! command line, with `hubble observe`'s flags and output formats.
+//! `lumen observe`: Hubble's GetFlows from the command line, with `hubble
+//! observe`'s flags and output formats.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use anyhow::{bail, Context};
-use clap::{Args, ValueEnum};
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Args, ValueEnum};
 use lumen_flow::format;
 use lumen_proto::observer::get_flows_response::ResponseTypes;
-use lumen_proto::observer::{observer_client::ObserverClient, GetFlowsRequest, GetFlowsResponse, ServerStatusRequest};
-use lumen_proto::tonic::transport::{Channel, Endpoint};
-use lumen_proto::tonic_health::pb::{
-    health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
-};
-use prost_types::Timestamp;
+use lumen_proto::observer::{observer_client::ObserverClient, GetFlowsRequest, GetFlowsResponse};
+use prost_types::{FieldMask, Timestamp};
 
 use crate::filters::FilterFlags;
+use crate::printer::{parse_time, Output, Printer, Style, TimeFormat};
+use crate::server::{connect, runtime, ServerArgs};
 
-/// Where `lumen` looks without --server: the relay, then the local observer.
-pub const DEFAULT_RELAY: &str = "127.0.0.1:4245";
-pub const DEFAULT_SERVER: &str = "unix:///var/run/lumen/observer.sock";
-
-/// Where the observer (or relay) serves Hubble's API.
-#[derive(Debug, Args)]
-pub struct ServerArgs {
-    /// Hubble API address: host:port (a relay or an observer) or
-    /// unix:///path/to.sock. Default: the relay at 127.0.0.1:4245 if one
-    /// answers, else the local observer at unix:///var/run/lumen/observer.sock.
-    #[arg(long, env = "LUMEN_SERVER", default_value = "")]
-    pub server: String,
-    /// Speak TLS to the server (like hubble's --tls).
-    #[arg(long, env = "LUMEN_TLS")]
-    pub tls: bool,
-    /// CA certificates (PEM, comma-separated) the server's certificate must chain to.
-    #[arg(long, env = "LUMEN_TLS_CA_CERT_FILES", value_delimiter = ',', requires = "tls")]
-    pub tls_ca_cert_files: Vec<std::path::PathBuf>,
-    /// Client certificate (PEM) for a server that requires one (mTLS).
-    #[arg(long, env = "LUMEN_TLS_CLIENT_CERT_FILE", requires_all = ["tls", "tls_client_key_file"])]
-    pub tls_client_cert_file: Option<std::path::PathBuf>,
-    #[arg(long, env = "LUMEN_TLS_CLIENT_KEY_FILE", requires_all = ["tls", "tls_client_cert_file"])]
-    pub tls_client_key_file: Option<std::path::PathBuf>,
-    /// The name the server's certificate must be valid for (default: the server's host).
-    #[arg(long, env = "LUMEN_TLS_SERVER_NAME", requires = "tls")]
-    pub tls_server_name: Option<String>,
-}
-
-impl ServerArgs {
-    /// The TLS to use, if any: (client settings, server name).
-    fn tls(&self, host: &str) -> Option<(lumen_proto::tls::ClientTls, String)> {
-        self.tls.then(|| {
-            let tls = lumen_proto::tls::ClientTls {
-                ca_files: self.tls_ca_cert_files.clone(),
-                cert_file: self.tls_client_cert_file.clone(),
-                key_file: self.tls_client_key_file.clone(),
-            };
-            (tls, self.tls_server_name.clone().unwrap_or_else(|| host.to_string()))
-        })
-    }
-}
-
+/// When `--color` colours compact and dict output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    /// One line per flow.
-    Compact,
-    /// A `KEY: value` block per flow.
-    Dict,
-    /// The flow in protobuf JSON, one per line.
-    Json,
-    /// The GetFlowsResponse in protobuf JSON, one per line (readable by --input-file).
-    Jsonpb,
-    /// Aligned columns, printed when the query ends.
-    Table,
+pub enum ColorWhen {
+    /// When stdout is a terminal, NO_COLOR is unset and TERM is not dumb.
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Debug, Args)]
 pub struct ObserveArgs {
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Server")]
     pub server: ServerArgs,
-    /// The last N matching flows (default 20 unless following or a time range is given).
-    #[arg(long, value_name = "N", conflicts_with_all = ["first", "all"])]
+    /// The last N matching flows (default 20 unless following, reading a file or given a time range). Through a
+    /// relay, the cluster's last N (beyond its sort buffer, each node's).
+    #[arg(long, value_name = "N", conflicts_with_all = ["first", "all"], help_heading = "Selectors")]
     pub last: Option<u64>,
     /// The first N matching flows in the observer's buffer.
-    #[arg(long, value_name = "N", conflicts_with_all = ["all", "follow"])]
+    #[arg(long, value_name = "N", conflicts_with_all = ["all", "follow"], help_heading = "Selectors")]
     pub first: Option<u64>,
     /// Every flow in the observer's buffer.
-    #[arg(long)]
+    #[arg(long, help_heading = "Selectors")]
     pub all: bool,
     /// Keep printing new flows as they arrive.
-    #[arg(short, long)]
+    #[arg(short, long, help_heading = "Selectors")]
     pub follow: bool,
-    /// Flows from this time on: RFC 3339 (2025-11-25T01:46:56Z) or a duration ago (5m, 1h30m).
-    #[arg(long, value_name = "TIME")]
+    /// Flows from this time on: a duration ago (3s, 4m, 1h43m, 1.5h) or a time: 2025-11-25,
+    /// 2025-11-25T01Z, 2025-11-25T01:46+01:00, RFC 3339 (2025-11-25T01:46:56.162Z), RFC 1123 with a
+    /// numeric zone (Tue, 25 Nov 2025 01:46:56 +0000).
+    #[arg(long, value_name = "TIME", help_heading = "Selectors")]
     pub since: Option<String>,
-    /// Flows up to this time: RFC 3339 or a duration ago.
-    #[arg(long, value_name = "TIME")]
+    /// Flows up to this time, in the forms --since takes (ignored with --follow, as by hubble).
+    #[arg(long, value_name = "TIME", help_heading = "Selectors")]
     pub until: Option<String>,
     #[command(flatten)]
     pub filters: FilterFlags,
-    /// Print the filters the flags build, as Hubble's JSON filters, and exit.
-    #[arg(long)]
-    pub print_raw_filters: bool,
     /// Output format.
-    #[arg(short, long, value_enum, default_value = "compact")]
+    #[arg(short, long, value_enum, default_value = "compact", help_heading = "Formatting")]
     pub output: Output,
+    /// Print the node that saw each flow.
+    #[arg(long, help_heading = "Formatting")]
+    pub print_node_name: bool,
+    /// Print the policies behind a policy-verdict event's ALLOWED or DENIED.
+    #[arg(long, help_heading = "Formatting")]
+    pub print_policy_names: bool,
+    /// How to print times (not in -o json/jsonpb), always in UTC: StampMilli (Nov 25 01:46:56.162),
+    /// YearMonthDay, YearMonthDayHour, YearMonthDayHourMinute, RFC3339, RFC3339Milli, RFC3339Micro,
+    /// RFC3339Nano, RFC1123Z.
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        default_value = "StampMilli",
+        value_parser = TimeFormat::from_name,
+        help_heading = "Formatting"
+    )]
+    pub time_format: TimeFormat,
+    /// Colour compact and dict output.
+    #[arg(long, value_enum, default_value = "auto", help_heading = "Flow format")]
+    pub color: ColorWhen,
+    /// Show pod, service and DNS names instead of IP addresses (--ip-translation=false: addresses).
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "true",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = BoolishValueParser::new(),
+        help_heading = "Flow format"
+    )]
+    pub ip_translation: bool,
+    /// Show everything in numeric form: addresses, not names (turns --ip-translation off).
+    #[arg(long, help_heading = "Flow format")]
+    pub numeric: bool,
+    /// Ask the server for these flow fields only (comma-separated paths: time,verdict,source.pod_name);
+    /// with -o json or -o jsonpb.
+    #[arg(
+        long,
+        value_name = "PATHS",
+        value_delimiter = ',',
+        alias = "experimental-field-mask",
+        help_heading = "Other"
+    )]
+    pub field_mask: Vec<String>,
+    /// With -o compact, dict or table, ask the server only for the fields they show.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "true",
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = BoolishValueParser::new(),
+        alias = "experimental-use-default-field-masks",
+        help_heading = "Other"
+    )]
+    pub use_default_field_masks: bool,
     /// Read flows from this file (JSON lines as -o jsonpb or -o json writes; - for stdin) instead of a server.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Other")]
     pub input_file: Option<PathBuf>,
+    /// Print the filters the flags build, as Hubble's JSON filters, and exit.
+    #[arg(long, help_heading = "Other")]
+    pub print_raw_filters: bool,
+    /// Say nothing on stderr about the relay's nodes.
+    #[arg(short, long, help_heading = "Other")]
+    pub silent_errors: bool,
 }
 
-/// `RFC 3339` or a duration before `now` (`5m`, `1h30m`).
-pub fn parse_time(value: &str, now: SystemTime) -> anyhow::Result<Timestamp> {
-    let at = match humantime::parse_rfc3339_weak(value) {
-        Ok(t) => t,
-        Err(_) => match humantime::parse_duration(value) {
-            Ok(d) => now.checked_sub(d).unwrap_or(UNIX_EPOCH),
-            Err(_) => {
-                bail!("invalid time {value:?}: use RFC 3339 (2025-11-25T01:46:56Z) or a duration ago (5m, 1h30m)")
-            }
-        },
+/// The fields `hubble observe` asks for when it prints compact, dict or
+/// table output (`--use-default-field-masks`).
+const HUBBLE_FIELD_MASK: &[&str] = &[
+    "time",
+    "verdict",
+    "ethernet",
+    "IP",
+    "l4",
+    "source.identity",
+    "source.namespace",
+    "source.pod_name",
+    "destination.identity",
+    "destination.namespace",
+    "destination.pod_name",
+    "Type",
+    "node_name",
+    "l7",
+    "event_type",
+    "source_service",
+    "destination_service",
+    "is_reply",
+    "Summary",
+    "ip_trace_id",
+];
+
+/// What else Lumen's printer reads: Lumen's extension and the deny rules
+/// (why a flow was dropped), and fields Hubble's printer reads but its mask
+/// leaves out (a policy verdict's direction and match, a socket event's
+/// translation point, a capture's point, authentication, DNS names).
+const LUMEN_FIELD_MASK: &[&str] = &[
+    "extensions",
+    "ingress_denied_by",
+    "egress_denied_by",
+    "traffic_direction",
+    "policy_match_type",
+    "sock_xlate_point",
+    "debug_capture_point",
+    "auth_type",
+    "source_names",
+    "destination_names",
+];
+
+/// The field mask the request carries: `--field-mask` as given (JSON
+/// output only, as hubble), else with `--use-default-field-masks` the
+/// fields the printer shows.
+fn field_mask(args: &ObserveArgs) -> anyhow::Result<Option<FieldMask>> {
+    let json = matches!(args.output, Output::Json | Output::Jsonpb);
+    if !args.field_mask.is_empty() {
+        if !json {
+            let output = args.output.to_possible_value().expect("no skipped values");
+            bail!(
+                "-o {} cannot be used with --field-mask: a custom mask is for -o json or -o jsonpb",
+                output.get_name()
+            );
+        }
+        lumen_flow::mask::FlowMask::new(&args.field_mask).context("invalid --field-mask")?;
+        return Ok(Some(FieldMask {
+            paths: args.field_mask.clone(),
+        }));
+    }
+    if json || !args.use_default_field_masks {
+        return Ok(None);
+    }
+    let policies: &[&str] = match args.print_policy_names {
+        true => &["ingress_allowed_by", "egress_allowed_by"],
+        false => &[],
     };
-    let since_epoch = at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    Ok(Timestamp {
-        seconds: since_epoch.as_secs() as i64,
-        nanos: since_epoch.subsec_nanos() as i32,
-    })
+    let paths = HUBBLE_FIELD_MASK.iter().chain(LUMEN_FIELD_MASK).chain(policies);
+    Ok(Some(FieldMask {
+        paths: paths.map(|p| p.to_string()).collect(),
+    }))
 }
 
 /// The request the flags describe, as `hubble observe` builds it.
 pub fn request(args: &ObserveArgs, now: SystemTime) -> anyhow::Result<GetFlowsRequest> {
     let since = args.since.as_deref().map(|s| parse_time(s, now)).transpose()?;
-    let until = args.until.as_deref().map(|s| parse_time(s, now)).transpose()?;
+    let until = match args.follow {
+        true => None,
+        false => args.until.as_deref().map(|s| parse_time(s, now)).transpose()?,
+    };
     if let (Some(s), Some(u)) = (&since, &until) {
         if (s.seconds, s.nanos) > (u.seconds, u.nanos) {
             bail!("--since is after --until: nothing can match");
@@ -139,7 +215,7 @@ pub fn request(args: &ObserveArgs, now: SystemTime) -> anyhow::Result<GetFlowsRe
     let number = match (args.first, args.last) {
         (Some(n), _) | (_, Some(n)) => n,
         _ if args.all => u64::MAX,
-        _ if args.follow || since.is_some() || until.is_some() => 0,
+        _ if args.follow || since.is_some() || until.is_some() || args.input_file.is_some() => 0,
         _ => 20,
     };
     lumen_flow::compile(&args.filters.whitelist, &args.filters.blacklist).context("invalid filter")?;
@@ -151,6 +227,7 @@ pub fn request(args: &ObserveArgs, now: SystemTime) -> anyhow::Result<GetFlowsRe
         until,
         whitelist: args.filters.whitelist.clone(),
         blacklist: args.filters.blacklist.clone(),
+        field_mask: field_mask(args)?,
         ..Default::default()
     })
 }
@@ -165,59 +242,29 @@ pub fn raw_filters(filters: &FilterFlags) -> anyhow::Result<String> {
         out.push_str(name);
         out.push_str(":\n");
         for f in list {
-            out.push_str(&format!("- '{}'\n", format::filter_json(f)?));
+            // A YAML single-quoted string, so a quote inside is doubled.
+            out.push_str(&format!("- '{}'\n", format::filter_json(f)?.replace('\'', "''")));
         }
     }
     Ok(out)
 }
 
-/// Writes responses in one output format; `finish` flushes what a format
-/// holds back (the table).
-pub struct Printer<W: Write> {
-    out: W,
-    output: Output,
-    printed: usize,
-    held: Vec<GetFlowsResponse>,
-}
-
-impl<W: Write> Printer<W> {
-    pub fn new(out: W, output: Output) -> Self {
-        Printer {
-            out,
-            output,
-            printed: 0,
-            held: Vec::new(),
+/// The printer's style the flags choose; `terminal`: whether stdout is one,
+/// `env`: the environment (NO_COLOR, TERM) for `--color auto`.
+pub fn style(args: &ObserveArgs, terminal: bool, env: impl Fn(&str) -> Option<String>) -> Style {
+    let color = match args.color {
+        ColorWhen::Always => true,
+        ColorWhen::Never => false,
+        ColorWhen::Auto => {
+            terminal && env("NO_COLOR").is_none_or(|v| v.is_empty()) && env("TERM").is_none_or(|t| t != "dumb")
         }
-    }
-
-    pub fn print(&mut self, response: GetFlowsResponse) -> anyhow::Result<()> {
-        let text = match self.output {
-            Output::Compact => format::compact(&response).map(|l| l + "\n"),
-            Output::Dict => format::dict(&response).map(|b| match self.printed {
-                0 => b,
-                _ => format!("{}\n{b}", format::DICT_SEPARATOR),
-            }),
-            Output::Json => format::json(&response)?.map(|l| l + "\n"),
-            Output::Jsonpb => Some(format::jsonpb(&response)? + "\n"),
-            Output::Table => {
-                self.held.push(response);
-                None
-            }
-        };
-        if let Some(text) = text {
-            self.out.write_all(text.as_bytes())?;
-            self.out.flush()?;
-            self.printed += 1;
-        }
-        Ok(())
-    }
-
-    pub fn finish(mut self) -> anyhow::Result<W> {
-        if self.output == Output::Table {
-            self.out.write_all(format::table(&self.held).as_bytes())?;
-        }
-        self.out.flush()?;
-        Ok(self.out)
+    };
+    Style {
+        time: args.time_format,
+        node_name: args.print_node_name,
+        policy_names: args.print_policy_names,
+        ip_translation: args.ip_translation && !args.numeric,
+        color: color && matches!(args.output, Output::Compact | Output::Dict),
     }
 }
 
@@ -258,79 +305,19 @@ pub fn filter_offline(
     kept.into_iter().try_for_each(&mut emit)
 }
 
-/// Tonic's transport errors repeat their cause in their own message; the
-/// innermost one says what went wrong.
-fn unreachable(server: &str, e: &(dyn std::error::Error + 'static)) -> anyhow::Error {
-    let mut cause = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    anyhow::anyhow!(
-        "cannot reach the observer at {server} (is lumen-observer running? try --server or LUMEN_SERVER): {cause}"
-    )
-}
-
-/// Connects to the server of `args`; none given means the default relay,
-/// else the local observer. Returns the channel and the address it reached.
-pub(crate) async fn connect(args: &ServerArgs) -> anyhow::Result<(Channel, String)> {
-    let server = args.server.as_str();
-    if !server.is_empty() {
-        return Ok((
-            connect_to(server, args, Duration::from_secs(5)).await?,
-            server.to_string(),
-        ));
-    }
-    match connect_to(DEFAULT_RELAY, args, Duration::from_millis(500)).await {
-        Ok(c) => Ok((c, DEFAULT_RELAY.to_string())),
-        Err(_) => match connect_to(DEFAULT_SERVER, args, Duration::from_secs(5)).await {
-            Ok(c) => Ok((c, DEFAULT_SERVER.to_string())),
-            Err(e) => Err(anyhow::anyhow!(
-                "cannot reach a relay at {DEFAULT_RELAY} or an observer at {DEFAULT_SERVER} (is lumen-relay or \
-                 lumen-observer running? try --server or LUMEN_SERVER): {}",
-                e.root_cause()
-            )),
-        },
-    }
-}
-
-async fn connect_to(server: &str, args: &ServerArgs, timeout: Duration) -> anyhow::Result<Channel> {
-    if let Some(path) = server.strip_prefix("unix://") {
-        return lumen_observer::server::connect_unix(std::path::Path::new(path))
-            .await
-            .map_err(|e| unreachable(server, &e));
-    }
-    let address = server.split_once("://").map_or(server, |(_, rest)| rest);
-    let host = address
-        .rsplit_once(':')
-        .map_or(address, |(h, _)| h)
-        .trim_matches(['[', ']']);
-    let tls = args.tls(host);
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
-        .with_context(|| format!("invalid --server {server:?}: use unix:///path/to.sock or host:port"))?
-        .connect_timeout(timeout)
-        .tcp_nodelay(true)
-        .max_frame_size(lumen_proto::MAX_FRAME_SIZE)
-        // Room for a relay's stream of many nodes (HTTP/2's default is 64 KiB).
-        .initial_stream_window_size(1 << 20)
-        .initial_connection_window_size(1 << 20);
-    if let Some((tls, name)) = tls {
-        endpoint = endpoint.tls_config(tls.config(&name)?)?;
-    }
-    endpoint.connect().await.map_err(|e| {
-        let chain = lumen_observer::error_chain(&e);
-        match lumen_proto::tls::explain(&chain) {
-            Some(reason) => anyhow::anyhow!("TLS with {server}: {reason}"),
-            None => unreachable(server, &e),
-        }
-    })
-}
-
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
-}
-
 pub fn observe(args: &ObserveArgs) -> anyhow::Result<()> {
+    match print_flows(args) {
+        // The reader went away (`lumen observe | head`): nothing more to do.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>().map(std::io::Error::kind) == Some(std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        done => done,
+    }
+}
+
+fn print_flows(args: &ObserveArgs) -> anyhow::Result<()> {
     if args.print_raw_filters {
         print!("{}", raw_filters(&args.filters)?);
         return Ok(());
@@ -339,7 +326,13 @@ pub fn observe(args: &ObserveArgs) -> anyhow::Result<()> {
         bail!("-o table aligns columns over all flows and cannot follow: use -o compact with --follow");
     }
     let req = request(args, SystemTime::now())?;
-    let mut printer = Printer::new(std::io::stdout().lock(), args.output);
+    let stdout = std::io::stdout();
+    let style = style(args, stdout.is_terminal(), |name| std::env::var(name).ok());
+    let errors: Box<dyn Write> = match args.silent_errors {
+        true => Box::new(std::io::sink()),
+        false => Box::new(std::io::stderr()),
+    };
+    let mut printer = Printer::new(stdout.lock(), errors, args.output, style);
     if let Some(file) = &args.input_file {
         if args.follow {
             bail!("--follow cannot be used with --input-file");
@@ -358,7 +351,7 @@ pub fn observe(args: &ObserveArgs) -> anyhow::Result<()> {
         let (channel, server) = connect(&args.server).await?;
         let mut client = ObserverClient::new(channel);
         let mut stream = client
-            .get_flows(req)
+            .get_flows(lumen_proto::with_extensions(req))
             .await
             .with_context(|| format!("GetFlows on {server}"))?
             .into_inner();
@@ -371,129 +364,124 @@ pub fn observe(args: &ObserveArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `1234567` → `1,234,567`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// The lines `hubble status` prints for a health answer and a ServerStatus.
-/// `lost`: events the kernel ring buffer could not take and flows clients
-/// missed, when the server reports them (Lumen does, in metadata).
-pub fn status_lines(
-    server: &str,
-    health: &str,
-    s: &lumen_proto::observer::ServerStatusResponse,
-    lost: Option<(u64, u64)>,
-) -> String {
-    let mut out = format!("Healthcheck (via {server}): {health}\n");
-    let percent = if s.max_flows == 0 {
-        0.0
-    } else {
-        s.num_flows as f64 * 100.0 / s.max_flows as f64
-    };
-    out += &format!(
-        "Current/Max Flows: {}/{} ({percent:.2}%)\n",
-        thousands(s.num_flows),
-        thousands(s.max_flows)
-    );
-    let rate = if s.flows_rate > 0.0 || s.uptime_ns == 0 {
-        s.flows_rate
-    } else {
-        s.seen_flows as f64 / (s.uptime_ns as f64 / 1e9)
-    };
-    out += &format!("Flows/s: {rate:.2}\n");
-    if let Some(connected) = s.num_connected_nodes {
-        let unavailable = s.num_unavailable_nodes.unwrap_or(0);
-        out += &format!("Connected Nodes: {connected}/{}\n", connected + unavailable);
-        if unavailable > 0 {
-            out += &format!("Unavailable Nodes: {}\n", s.unavailable_nodes.join(", "));
-        }
-    }
-    if let Some((kernel, client)) = lost {
-        out += &format!(
-            "Lost Events: {} in the kernel ring buffer, {} by slow clients\n",
-            thousands(kernel),
-            thousands(client)
-        );
-    }
-    out
-}
-
-pub fn status(args: &ServerArgs) -> anyhow::Result<()> {
-    let text = runtime()?.block_on(async {
-        let (channel, server) = connect(args).await?;
-        let server = &server;
-        let health = HealthClient::new(channel.clone())
-            .check(HealthCheckRequest {
-                service: lumen_proto::HEALTH_SERVICE_NAME.into(),
-            })
-            .await
-            .with_context(|| format!("health check on {server}"))?
-            .into_inner();
-        let health = match health.status() {
-            ServingStatus::Serving => "Ok".to_string(),
-            other => other.as_str_name().to_string(),
-        };
-        let response = ObserverClient::new(channel)
-            .server_status(ServerStatusRequest {})
-            .await
-            .with_context(|| format!("ServerStatus on {server}"))?;
-        let count = |key: &str| -> Option<u64> { response.metadata().get(key)?.to_str().ok()?.parse().ok() };
-        let lost =
-            count(lumen_observer::server::LOST_KERNEL_HEADER).zip(count(lumen_observer::server::LOST_CLIENT_HEADER));
-        anyhow::Ok(status_lines(server, &health, response.get_ref(), lost))
-    })?;
-    print!("{text}");
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct T {
+        #[command(flatten)]
+        observe: ObserveArgs,
+    }
+
+    fn args(list: &[&str]) -> ObserveArgs {
+        T::try_parse_from(std::iter::once("observe").chain(list.iter().copied()))
+            .unwrap()
+            .observe
+    }
+
+    fn mask(list: &[&str]) -> Option<Vec<String>> {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_035_216);
+        request(&args(list), now).unwrap().field_mask.map(|m| m.paths)
+    }
 
     #[test]
-    fn times_are_rfc3339_or_a_duration_ago() {
-        let now = UNIX_EPOCH + Duration::from_secs(1_764_035_216);
+    fn default_field_masks_ask_for_what_the_printer_shows() {
+        let compact = mask(&[]).unwrap();
+        assert_eq!(compact.len(), 30);
+        assert_eq!(&compact[..3], ["time", "verdict", "ethernet"]);
+        assert!(compact.contains(&"extensions".to_string()));
+        assert!(compact.contains(&"ingress_denied_by".to_string()));
+        assert!(!compact.contains(&"ingress_allowed_by".to_string()));
+        assert_eq!(mask(&["-o", "table"]), Some(compact.clone()));
+        let policies = mask(&["-o", "dict", "--print-policy-names"]).unwrap();
+        assert_eq!(&policies[30..], ["ingress_allowed_by", "egress_allowed_by"]);
+        assert_eq!(mask(&["--use-default-field-masks=false"]), None);
+        assert_eq!(mask(&["-o", "jsonpb"]), None);
+        assert_eq!(mask(&["-o", "json"]), None);
+        lumen_flow::mask::FlowMask::new(&compact).unwrap();
+    }
+
+    #[test]
+    fn a_custom_field_mask_is_sent_as_given_with_json_output() {
         assert_eq!(
-            parse_time("2025-11-25T01:46:56.5Z", now).unwrap(),
-            Timestamp {
-                seconds: 1_764_035_216,
-                nanos: 500_000_000
-            }
+            mask(&[
+                "-o",
+                "jsonpb",
+                "--field-mask",
+                "time,verdict",
+                "--field-mask",
+                "source.pod_name"
+            ]),
+            Some(vec!["time".into(), "verdict".into(), "source.pod_name".into()])
         );
-        assert_eq!(parse_time("5m", now).unwrap().seconds, 1_764_035_216 - 300);
-        assert_eq!(parse_time("1h30m", now).unwrap().seconds, 1_764_035_216 - 5400);
+        let now = SystemTime::UNIX_EPOCH;
+        let refuse = |list: &[&str]| format!("{:#}", request(&args(list), now).unwrap_err());
         assert_eq!(
-            parse_time("yesterday", now).unwrap_err().to_string(),
-            "invalid time \"yesterday\": use RFC 3339 (2025-11-25T01:46:56Z) or a duration ago (5m, 1h30m)"
+            refuse(&["--field-mask", "time"]),
+            "-o compact cannot be used with --field-mask: a custom mask is for -o json or -o jsonpb"
+        );
+        assert_eq!(
+            refuse(&["-o", "json", "--field-mask", "source.podname"]),
+            "invalid --field-mask: field_mask path \"source.podname\": flow.Endpoint has no field \"podname\""
         );
     }
 
     #[test]
-    fn status_lines_match_hubble() {
-        let s = lumen_proto::observer::ServerStatusResponse {
-            num_flows: 1234,
-            max_flows: 65535,
-            seen_flows: 5000,
-            uptime_ns: 0,
-            flows_rate: 12.344,
-            num_connected_nodes: Some(1),
-            num_unavailable_nodes: Some(0),
-            ..Default::default()
-        };
+    fn number_and_times_as_hubble_asks() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_035_216);
+        let req = |list: &[&str]| request(&args(list), now).unwrap();
+        assert_eq!((req(&[]).number, req(&[]).first), (20, false));
+        assert_eq!(req(&["--all"]).number, u64::MAX);
+        assert_eq!((req(&["--first", "3"]).number, req(&["--first", "3"]).first), (3, true));
+        assert_eq!(req(&["-f"]).number, 0);
+        assert_eq!(req(&["--input-file", "x"]).number, 0);
+        let following = req(&["-f", "--since", "5m", "--until", "1m"]);
+        assert_eq!(following.since.map(|t| t.seconds), Some(1_764_035_216 - 300));
+        assert_eq!(following.until, None, "--until is ignored when following");
         assert_eq!(
-            status_lines("unix:///run/o.sock", "Ok", &s, None),
-            "Healthcheck (via unix:///run/o.sock): Ok\nCurrent/Max Flows: 1,234/65,535 (1.88%)\nFlows/s: 12.34\nConnected Nodes: 1/1\n"
+            req(&["--until", "1m"]).until.map(|t| t.seconds),
+            Some(1_764_035_216 - 60)
         );
-        assert!(status_lines("x", "Ok", &s, Some((12_345, 6)))
-            .ends_with("Connected Nodes: 1/1\nLost Events: 12,345 in the kernel ring buffer, 6 by slow clients\n"));
+    }
+
+    #[test]
+    fn style_follows_the_formatting_flags() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        };
+        let plain = style(&args(&[]), false, env(&[]));
+        assert_eq!(plain, Style::default());
+        assert!(style(&args(&[]), true, env(&[])).color);
+        assert!(!style(&args(&[]), true, env(&[("NO_COLOR", "1")])).color);
+        assert!(!style(&args(&[]), true, env(&[("TERM", "dumb")])).color);
+        assert!(style(&args(&["--color", "always", "-o", "dict"]), false, env(&[])).color);
+        assert!(!style(&args(&["--color", "always", "-o", "table"]), true, env(&[])).color);
+        assert!(!style(&args(&["--color", "never"]), true, env(&[])).color);
+        let all = style(
+            &args(&[
+                "--numeric",
+                "--print-node-name",
+                "--print-policy-names",
+                "--time-format",
+                "rfc3339nano",
+            ]),
+            false,
+            env(&[]),
+        );
+        assert_eq!(
+            all,
+            Style {
+                time: TimeFormat::Rfc3339Nano,
+                node_name: true,
+                policy_names: true,
+                ip_translation: false,
+                color: false,
+            }
+        );
+        assert!(!style(&args(&["--ip-translation=false"]), false, env(&[])).ip_translation);
     }
 }

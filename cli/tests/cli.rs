@@ -277,14 +277,14 @@ fn demo_shows_allowed_and_dropped_traffic_and_cleans_up() {
     assert!(
         seen(
             "-> default/backend:8080 (ID:",
-            &format!("to-endpoint DROPPED (TCP Flags: SYN) {selected}")
+            &format!("Policy denied DROPPED (TCP Flags: SYN) {selected}")
         ),
         "{out}"
     );
     assert!(
         seen(
             "-> default/backend:53 (ID:",
-            "to-endpoint DROPPED (UDP) [denied by CiliumNetworkPolicy default/backend-deny-dns-from-other]"
+            "Policy denied by denylist DROPPED (UDP) [denied by CiliumNetworkPolicy default/backend-deny-dns-from-other]"
         ),
         "{out}"
     );

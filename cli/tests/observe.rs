@@ -35,8 +35,8 @@ fn observe_file(extra: &[&str]) -> String {
 
 const COMPACT: &str = "\
 Nov 25 01:46:56.162: default/frontend:60060 (ID:2010621) -> default/backend:8080 (ID:10943975) to-endpoint FORWARDED (TCP Flags: SYN)
-Nov 25 01:46:57.005: default/frontend:60062 (ID:2010621) -> default/backend:9090 (ID:10943975) to-endpoint DROPPED (TCP Flags: SYN)
-Nov 25 01:46:58.000: EVENTS LOST: HUBBLE_RING_BUFFER 12
+Nov 25 01:46:57.005: default/frontend:60062 (ID:2010621) -> default/backend:9090 (ID:10943975) Policy denied DROPPED (TCP Flags: SYN)
+Nov 25 01:46:58.000 EVENTS LOST: HUBBLE_RING_BUFFER CPU(0) 12
 Dec  1 09:05:03.000: default/frontend:41000 (ID:2010621) <- default/backend:53 (ID:10943975) from-endpoint FORWARDED (UDP)
 Dec  1 09:05:04.250: 1.1.1.1 (world) <> default/backend (ID:10943975) to-endpoint FORWARDED (ICMPv4 EchoRequest)
 ";
@@ -61,12 +61,15 @@ DESTINATION: default/backend:8080
   TIMESTAMP: Nov 25 01:46:57.005
      SOURCE: default/frontend:60062
 DESTINATION: default/backend:9090
-       TYPE: to-endpoint
+       TYPE: Policy denied
     VERDICT: DROPPED
     SUMMARY: TCP Flags: SYN
 ------------
   TIMESTAMP: Nov 25 01:46:58.000
-       LOST: HUBBLE_RING_BUFFER 12
+     SOURCE: HUBBLE_RING_BUFFER
+       TYPE: EVENTS LOST
+    VERDICT: -
+    SUMMARY: CPU(0) - 12
 "
     );
 }
@@ -76,12 +79,12 @@ fn table_output() {
     assert_eq!(
         observe_file(&["-o", "table"]),
         "\
-TIMESTAMP            SOURCE                  DESTINATION             TYPE           VERDICT    SUMMARY
-Nov 25 01:46:56.162  default/frontend:60060  default/backend:8080    to-endpoint    FORWARDED  TCP Flags: SYN
-Nov 25 01:46:57.005  default/frontend:60062  default/backend:9090    to-endpoint    DROPPED    TCP Flags: SYN
-Nov 25 01:46:58.000  EVENTS LOST             HUBBLE_RING_BUFFER                                12
-Dec  1 09:05:03.000  default/backend:53      default/frontend:41000  from-endpoint  FORWARDED  UDP
-Dec  1 09:05:04.250  1.1.1.1                 default/backend         to-endpoint    FORWARDED  ICMPv4 EchoRequest
+TIMESTAMP             SOURCE                   DESTINATION              TYPE            VERDICT     SUMMARY
+Nov 25 01:46:56.162   default/frontend:60060   default/backend:8080     to-endpoint     FORWARDED   TCP Flags: SYN
+Nov 25 01:46:57.005   default/frontend:60062   default/backend:9090     Policy denied   DROPPED     TCP Flags: SYN
+Nov 25 01:46:58.000   HUBBLE_RING_BUFFER       -                        EVENTS LOST     -           CPU(0) - 12
+Dec  1 09:05:03.000   default/backend:53       default/frontend:41000   from-endpoint   FORWARDED   UDP
+Dec  1 09:05:04.250   1.1.1.1                  default/backend          to-endpoint     FORWARDED   ICMPv4 EchoRequest
 "
     );
 }
@@ -333,7 +336,7 @@ fn observe_and_status_against_a_running_observer() {
             let flow = &v["flow"];
             let sport = &flow["l4"]["TCP"]["source_port"];
             format!(
-                "{}: default/frontend:{sport} (ID:{fe_id}) -> default/backend:8080 (ID:{be_id}) to-endpoint DROPPED (TCP Flags: SYN) \
+                "{}: default/frontend:{sport} (ID:{fe_id}) -> default/backend:8080 (ID:{be_id}) Policy denied DROPPED (TCP Flags: SYN) \
                  [no policy allowed it; selected by CiliumNetworkPolicy default/allow-http]\n",
                 hubble_time(flow["time"].as_str().unwrap())
             )
@@ -381,7 +384,7 @@ fn observe_and_status_against_a_running_observer() {
     assert_eq!(
         rest,
         format!(
-            "(ID:{fe_id}) -> default/backend:8080 (ID:{be_id}) to-endpoint DROPPED (TCP Flags: SYN) \
+            "(ID:{fe_id}) -> default/backend:8080 (ID:{be_id}) Policy denied DROPPED (TCP Flags: SYN) \
              [no policy allowed it; selected by CiliumNetworkPolicy default/allow-http]"
         )
     );
@@ -411,4 +414,207 @@ fn observe_and_status_against_a_running_observer() {
 
     observer.stop().unwrap();
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Every filter flag `hubble observe --help` (v1.19.4) lists, with its short
+/// form where it has one.
+const HUBBLE_FILTER_FLAGS: &[(&str, Option<char>)] = &[
+    ("all-namespaces", Some('A')),
+    ("cel-expression", None),
+    ("cluster", None),
+    ("drop-reason-desc", None),
+    ("encrypted", None),
+    ("fqdn", None),
+    ("from-all-namespaces", None),
+    ("from-cluster", None),
+    ("from-fqdn", None),
+    ("from-identity", None),
+    ("from-ip", None),
+    ("from-label", None),
+    ("from-namespace", None),
+    ("from-pod", None),
+    ("from-port", None),
+    ("from-service", None),
+    ("from-workload", None),
+    ("http-header", None),
+    ("http-method", None),
+    ("http-path", None),
+    ("http-status", None),
+    ("http-url", None),
+    ("identity", None),
+    ("interface", None),
+    ("ip", None),
+    ("ip-trace-id", None),
+    ("ip-version", None),
+    ("ipv4", Some('4')),
+    ("ipv6", Some('6')),
+    ("label", Some('l')),
+    ("namespace", Some('n')),
+    ("node-label", None),
+    ("node-name", None),
+    ("not", None),
+    ("pod", None),
+    ("port", None),
+    ("protocol", None),
+    ("service", None),
+    ("snat-ip", None),
+    ("tcp-flags", None),
+    ("to-all-namespaces", None),
+    ("to-cluster", None),
+    ("to-fqdn", None),
+    ("to-identity", None),
+    ("to-ip", None),
+    ("to-label", None),
+    ("to-namespace", None),
+    ("to-pod", None),
+    ("to-port", None),
+    ("to-service", None),
+    ("to-workload", None),
+    ("trace-id", None),
+    ("traffic-direction", None),
+    ("type", Some('t')),
+    ("unencrypted", None),
+    ("uuid", None),
+    ("verdict", None),
+    ("workload", None),
+];
+
+/// The other flags of `hubble observe --help` that `lumen observe` takes:
+/// selectors, raw filters, formatting, and the rest. (Not taken: the
+/// Kubernetes port-forward, basic-auth, timeout and --tls-allow-insecure
+/// server flags, and the global --config and --debug.)
+const HUBBLE_OTHER_FLAGS: &[(&str, Option<char>)] = &[
+    ("all", None),
+    ("first", None),
+    ("follow", Some('f')),
+    ("last", None),
+    ("since", None),
+    ("until", None),
+    ("allowlist", None),
+    ("denylist", None),
+    ("output", Some('o')),
+    ("print-node-name", None),
+    ("print-policy-names", None),
+    ("time-format", None),
+    ("color", None),
+    ("ip-translation", None),
+    ("numeric", None),
+    ("server", None),
+    ("tls", None),
+    ("tls-ca-cert-files", None),
+    ("tls-client-cert-file", None),
+    ("tls-client-key-file", None),
+    ("tls-server-name", None),
+    ("field-mask", None),
+    ("input-file", None),
+    ("print-raw-filters", None),
+    ("silent-errors", Some('s')),
+    ("use-default-field-masks", None),
+];
+
+#[test]
+fn help_lists_every_flag_of_hubble_observe() {
+    let (code, help, err) = lumen(&["observe", "--help"]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    let mut missing = Vec::new();
+    for (name, short) in HUBBLE_FILTER_FLAGS.iter().chain(HUBBLE_OTHER_FLAGS) {
+        let long = format!("--{name}");
+        let listed = help.lines().any(|line| {
+            let line = line.trim_start();
+            let flags = line.split("  ").next().unwrap_or("");
+            let has_long = flags.split([',', ' ', '[', '<', '=']).any(|word| word == long);
+            let has_short = short.is_none_or(|c| flags.starts_with(&format!("-{c}, {long}")));
+            has_long && has_short
+        });
+        if !listed {
+            missing.push(long);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "missing from lumen observe --help: {missing:?}\n{help}"
+    );
+    // Flags about data Lumen's flows do not carry yet say so.
+    let lines: Vec<&str> = help.lines().collect();
+    for name in [
+        "--fqdn",
+        "--http-status",
+        "--to-service",
+        "--from-workload",
+        "--cluster",
+        "--node-label",
+    ] {
+        let at = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} in {help}"));
+        let entry: Vec<&str> = lines[at..]
+            .iter()
+            .take_while(|l| !l.trim().is_empty())
+            .copied()
+            .collect();
+        assert!(entry.join(" ").contains("yet: matches nothing"), "{entry:?}");
+    }
+}
+
+#[test]
+fn hubble_filter_flags_build_hubbles_filters() {
+    let raw = |args: &[&str]| {
+        let mut all = vec!["observe", "--print-raw-filters"];
+        all.extend_from_slice(args);
+        let (code, out, err) = lumen(&all);
+        assert_eq!((code, err.as_str()), (0, ""), "{args:?}");
+        out
+    };
+    assert_eq!(
+        raw(&["-t", "trace:to-endpoint", "--type", "policy-verdict:3", "-4", "--drop-reason-desc", "POLICY_DENIED"]),
+        "allowlist:\n- '{\"event_type\":[{\"type\":4,\"match_sub_type\":true},{\"type\":5,\"match_sub_type\":true,\"sub_type\":3}],\"ip_version\":[\"IPv4\"],\"drop_reason_desc\":[\"POLICY_DENIED\"]}'\n"
+    );
+    assert_eq!(
+        raw(&["--pod", "web", "--from-namespace", "shop", "--not", "--http-status", "5+"]),
+        "allowlist:\n- '{\"source_pod\":[\"shop/web\"]}'\n- '{\"source_pod\":[\"shop/\"],\"destination_pod\":[\"web\"]}'\ndenylist:\n- '{\"http_status_code\":[\"5+\"]}'\n"
+    );
+    assert_eq!(
+        raw(&["--cel-expression", "_flow.verdict == 'DROPPED'", "--denylist", "{\"verdict\":[\"AUDIT\"]}"]),
+        "allowlist:\n- '{\"experimental\":{\"cel_expression\":[\"_flow.verdict == ''DROPPED''\"]}}'\ndenylist:\n- '{\"verdict\":[\"AUDIT\"]}'\n"
+    );
+}
+
+#[test]
+fn flag_mistakes_are_explained() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--from-ip", "1.1.1.1", "--namespace", "x"],
+            "error: filters --from-ip and --namespace cannot be combined\n",
+        ),
+        (
+            &["--type", "trace:to-moon"],
+            "error: invalid value for --type: \"to-moon\" is not a trace observation point: use one of to-endpoint, to-proxy, to-host, to-stack, to-overlay, from-endpoint, from-proxy, from-host, from-stack, from-overlay, from-network, to-network, from-crypto, to-crypto, or a number\n",
+        ),
+        (
+            &["--field-mask", "time"],
+            "error: -o compact cannot be used with --field-mask: a custom mask is for -o json or -o jsonpb\n",
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut all = vec!["observe", "--input-file", "/dev/null"];
+        all.extend_from_slice(args);
+        let (code, _, err) = lumen(&all);
+        assert!(code != 0, "{args:?}");
+        assert!(err.starts_with(expected), "{args:?}: {err}");
+    }
+    let (code, _, err) = lumen(&["observe", "--time-format", "Kitchen"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with(
+            "error: invalid value 'Kitchen' for '--time-format <FORMAT>': use one of StampMilli, YearMonthDay,"
+        ),
+        "{err}"
+    );
+    let (code, _, err) = lumen(&["observe", "--from-everywhere"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("error: unexpected argument '--from-everywhere' found"),
+        "{err}"
+    );
 }

@@ -142,6 +142,17 @@ fn every_filter_flag_keeps_exactly_the_flows_it_describes() {
             Box::new(|f| f["event_type"]["type"] == 1),
         ),
         (
+            vec!["-t".into(), "trace:to-endpoint".into()],
+            Box::new(|f| f["event_type"]["type"] == 4 && f["event_type"]["sub_type"].as_u64().unwrap_or(0) == 0),
+        ),
+        (
+            vec!["--interface".into(), be.host_ifname.clone()],
+            Box::new({
+                let ifname = be.host_ifname.clone();
+                move |f| f["interface"]["name"] == ifname.as_str()
+            }),
+        ),
+        (
             vec!["--not".into(), "--verdict".into(), "DROPPED".into()],
             Box::new(|f| f["verdict"] != "DROPPED"),
         ),

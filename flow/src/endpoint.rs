@@ -23,7 +23,8 @@ pub(crate) enum NameKind {
 
 /// `namespace/prefix`: the namespace exactly, the name by prefix. Without a
 /// `/` the value is a name prefix in namespace `default`; `ns/` is every
-/// name in `ns`.
+/// name in `ns`; an empty namespace is any namespace (`/front`, and `/` for
+/// every named endpoint: `hubble observe --all-namespaces`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct NamespacedName {
     namespace: String,
@@ -31,15 +32,15 @@ pub(crate) struct NamespacedName {
 }
 
 impl NamespacedName {
-    /// `None` when the value is empty, `/`, or has more than one `/`
-    /// (Hubble ignores what follows a second `/`; Lumen refuses it).
+    /// `None` when the value is empty or has more than one `/` (Hubble
+    /// ignores what follows a second `/`; Lumen refuses it).
     pub(crate) fn parse(value: &str) -> Option<Self> {
         let (namespace, prefix) = match value.split_once('/') {
             Some((_, rest)) if rest.contains('/') => return None,
             Some((ns, prefix)) => (ns, prefix),
             None => (DEFAULT_NAMESPACE, value),
         };
-        if value.is_empty() || (namespace.is_empty() && prefix.is_empty()) {
+        if value.is_empty() {
             return None;
         }
         Some(Self {
@@ -49,7 +50,7 @@ impl NamespacedName {
     }
 
     fn matches(&self, namespace: &str, name: &str) -> bool {
-        self.namespace == namespace && name.starts_with(self.prefix.as_str())
+        (self.namespace.is_empty() || self.namespace == namespace) && name.starts_with(self.prefix.as_str())
     }
 }
 
@@ -220,7 +221,7 @@ mod tests {
         );
         assert_eq!(NamespacedName::parse("/front"), nn("", "front"));
         assert_eq!(NamespacedName::parse(""), None);
-        assert_eq!(NamespacedName::parse("/"), None);
+        assert_eq!(NamespacedName::parse("/"), nn("", ""));
         assert_eq!(NamespacedName::parse("a/b/c"), None);
     }
 }

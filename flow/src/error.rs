@@ -64,6 +64,44 @@ pub enum FilterError {
 
     #[error("{field} is not supported by Lumen")]
     Unsupported { field: &'static str },
+
+    #[error("invalid CEL expression {expression:?} at {line}:{column}: {reason}")]
+    InvalidCel {
+        expression: String,
+        line: usize,
+        column: usize,
+        reason: CelError,
+    },
+}
+
+/// Why a CEL expression in `experimental.cel_expression` does not compile.
+/// The wording follows cel-go's, which Hubble reports.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CelError {
+    /// The parser's own message.
+    #[error("{message}")]
+    Syntax { message: String },
+
+    #[error("undeclared reference to '{name}' (in container 'flow')")]
+    UndeclaredReference { name: String },
+
+    #[error("undefined field '{field}' in {message}")]
+    UndefinedField { message: String, field: String },
+
+    #[error("type '{found}' does not support field selection")]
+    NoFieldSelection { found: String },
+
+    #[error("found no matching overload for '{function}' applied to '{signature}'")]
+    NoMatchingOverload { function: String, signature: String },
+
+    #[error("expression of type '{found}' cannot be the range of a comprehension (must be list, map, or dynamic)")]
+    NotIterable { found: String },
+
+    #[error("creating messages ({type_name}{{...}}) is not supported")]
+    MessageConstruction { type_name: String },
+
+    #[error("got {found}, expected a bool result")]
+    NotBool { found: String },
 }
 
 /// Why a Kubernetes label selector does not parse.

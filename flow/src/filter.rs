@@ -2,12 +2,13 @@
 
 use lumen_proto::flow::{Flow, FlowFilter, Verdict};
 
+use crate::cel::CelMatcher;
 use crate::endpoint::{
     ClusterNameMatcher, IdentityMatcher, LabelMatcher, LabelTarget, NameKind, NameMatcher, WorkloadMatcher,
 };
 use crate::error::FilterError;
 use crate::event::{EventTypeMatcher, InterfaceMatcher, ReplyMatcher};
-use crate::ip::{IpField, IpMatcher, IpVersionMatcher};
+use crate::ip::{EncryptedMatcher, IpField, IpMatcher, IpTraceIdMatcher, IpVersionMatcher};
 use crate::l4::{PortMatcher, ProtocolMatcher, TcpFlagsMatcher};
 use crate::l7::{
     check_l7_event_type, compile_regexes, DnsQueryMatcher, HttpHeaderMatcher, HttpMethodMatcher, HttpPathMatcher,
@@ -25,6 +26,8 @@ enum Matcher {
     TrafficDirection(Vec<i32>),
     Reply(ReplyMatcher),
     IpVersion(IpVersionMatcher),
+    IpTraceId(IpTraceIdMatcher),
+    Encrypted(EncryptedMatcher),
     Identity(IdentityMatcher),
     Protocol(ProtocolMatcher),
     Port(PortMatcher),
@@ -45,6 +48,7 @@ enum Matcher {
     HttpUrl(HttpUrlMatcher),
     HttpHeader(HttpHeaderMatcher),
     DnsQuery(DnsQueryMatcher),
+    Cel(CelMatcher),
 }
 
 impl Matcher {
@@ -57,6 +61,8 @@ impl Matcher {
             Matcher::TrafficDirection(d) => d.contains(&flow.traffic_direction),
             Matcher::Reply(m) => m.matches(flow),
             Matcher::IpVersion(m) => m.matches(flow),
+            Matcher::IpTraceId(m) => m.matches(flow),
+            Matcher::Encrypted(m) => m.matches(flow),
             Matcher::Identity(m) => m.matches(flow),
             Matcher::Protocol(m) => m.matches(flow),
             Matcher::Port(m) => m.matches(flow),
@@ -84,6 +90,7 @@ impl Matcher {
             Matcher::HttpUrl(m) => m.matches(flow),
             Matcher::HttpHeader(m) => m.matches(flow),
             Matcher::DnsQuery(m) => m.matches(flow),
+            Matcher::Cel(m) => m.matches(flow),
         }
     }
 }
@@ -101,11 +108,11 @@ impl CompiledFilter {
     /// Compiles one filter. Every populated field is either evaluated or
     /// refused with an error; none is ignored.
     pub fn new(ff: &FlowFilter) -> Result<Self, FilterError> {
-        if ff.experimental.as_ref().is_some_and(|e| !e.cel_expression.is_empty()) {
-            return Err(FilterError::Unsupported {
-                field: "experimental.cel_expression",
-            });
-        }
+        // Matched last: it encodes the whole flow, so cheaper fields reject first.
+        let cel = match &ff.experimental {
+            Some(e) if !e.cel_expression.is_empty() => Some(CelMatcher::new(&e.cel_expression)?),
+            _ => None,
+        };
         let mut m = Vec::new();
         if !ff.event_type.is_empty() {
             m.push(Matcher::EventType(EventTypeMatcher(ff.event_type.clone())));
@@ -124,6 +131,12 @@ impl CompiledFilter {
         }
         if !ff.ip_version.is_empty() {
             m.push(Matcher::IpVersion(IpVersionMatcher(ff.ip_version.clone())));
+        }
+        if !ff.ip_trace_id.is_empty() {
+            m.push(Matcher::IpTraceId(IpTraceIdMatcher(ff.ip_trace_id.clone())));
+        }
+        if !ff.encrypted.is_empty() {
+            m.push(Matcher::Encrypted(EncryptedMatcher(ff.encrypted.clone())));
         }
         for (side, ids) in [
             (Side::Source, &ff.source_identity),
@@ -218,6 +231,7 @@ impl CompiledFilter {
             }
         }
         compile_l7(ff, &mut m)?;
+        m.extend(cel.map(Matcher::Cel));
         Ok(Self { matchers: m })
     }
 

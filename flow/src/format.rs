@@ -1,14 +1,20 @@
-//! Renderings of `GetFlowsResponse`s in the layouts `hubble observe -o …`
-//! prints: compact lines, dict blocks, an aligned table, and the protobuf
-//! JSON mapping (which [`parse_json`] reads back, for `--input-file`).
+//! Flows in Hubble's words, and in the protobuf JSON mapping.
 //!
-//! Times are printed in UTC with Hubble's `Jan _2 15:04:05.000` layout so
-//! that output does not depend on the machine's time zone.
+//! What `hubble observe` calls the parts of a flow: its TYPE (`to-endpoint`,
+//! `Policy denied`, `policy-verdict:L3-L4 INGRESS`), its SUMMARY (`TCP
+//! Flags: SYN`), reserved identities by name; Lumen's reason for a drop
+//! ([`why`]); and the protobuf JSON mapping with proto field names that
+//! `-o json` and `-o jsonpb` print and [`parse_json`] reads back (for
+//! `--input-file`). Laying flows out in lines, blocks and tables, with times,
+//! colours and names, is the printer's work (`lumen observe`'s).
 
-use std::fmt::Write;
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
-use lumen_proto::flow::{layer4::Protocol, Endpoint, Flow, LostEventSource, TcpFlags, TraceObservationPoint, Verdict};
+use lumen_proto::flow::{
+    layer7::Record, DebugCapturePoint, Flow, FlowFilter, L7FlowType, Policy, SocketTranslationPoint, TrafficDirection,
+    Verdict,
+};
 use lumen_proto::observer::{get_flows_response::ResponseTypes, GetFlowsResponse};
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
@@ -24,74 +30,23 @@ pub enum FormatError {
     Syntax(serde_json::Error),
     #[error("not a flow or GetFlowsResponse: {0}")]
     Schema(serde_json::Error),
+    #[error("not a FlowFilter: {0}")]
+    Filter(serde_json::Error),
     #[error("cannot convert {message} to JSON: {reason}")]
     Encode { message: &'static str, reason: String },
 }
 
-/// `Nov 25 01:46:56.162` (UTC), `N/A` without a time.
-pub fn timestamp(t: Option<&prost_types::Timestamp>) -> String {
-    let Some(t) = t.filter(|t| (0..1_000_000_000).contains(&t.nanos)) else {
-        return "N/A".into();
-    };
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = t.seconds.div_euclid(86_400);
-    let secs = t.seconds.rem_euclid(86_400);
-    let (_, month, day) = civil_from_days(days);
-    format!(
-        "{} {day:>2} {:02}:{:02}:{:02}.{:03}",
-        MONTHS[month as usize - 1],
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        t.nanos / 1_000_000
-    )
+/// A protobuf enum value's name, or its number when this build does not
+/// know it (as Go prints an unknown enum value).
+fn enum_name<E: TryFrom<i32>>(value: i32, name: impl Fn(E) -> &'static str) -> Cow<'static, str> {
+    E::try_from(value).map_or_else(|_| Cow::Owned(value.to_string()), |e| Cow::Borrowed(name(e)))
 }
 
-/// Days since 1970-01-01 to (year, month 1-12, day 1-31), proleptic Gregorian
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-fn ports(flow: &Flow) -> (u32, u32) {
-    match flow.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
-        Some(Protocol::Tcp(t)) => (t.source_port, t.destination_port),
-        Some(Protocol::Udp(u)) => (u.source_port, u.destination_port),
-        Some(Protocol::Sctp(s)) => (s.source_port, s.destination_port),
-        _ => (0, 0),
-    }
-}
-
-/// `ns/pod:port`, or the IP (`[v6]:port`) for an endpoint without a pod.
-fn host(endpoint: Option<&Endpoint>, ip: &str, port: u32) -> String {
-    let name = match endpoint.filter(|e| !e.pod_name.is_empty()) {
-        Some(e) if e.namespace.is_empty() => e.pod_name.clone(),
-        Some(e) => format!("{}/{}", e.namespace, e.pod_name),
-        None if ip.is_empty() => "N/A".into(),
-        None if ip.contains(':') && port != 0 => format!("[{ip}]"),
-        None => ip.to_string(),
-    };
-    if port == 0 {
-        name
-    } else {
-        format!("{name}:{port}")
-    }
-}
-
-/// Cilium's reserved identities by name, numbered ones as `ID:n`.
-fn identity(id: u32) -> String {
-    const RESERVED: [&str; 10] = [
+/// Cilium's name for a reserved identity (`world`; `unknown` for 0),
+/// `ID:n` for any other.
+pub fn identity_name(id: u32) -> String {
+    const RESERVED: [&str; 11] = [
+        "unknown",
         "host",
         "world",
         "unmanaged",
@@ -103,133 +58,203 @@ fn identity(id: u32) -> String {
         "world-ipv4",
         "world-ipv6",
     ];
-    match id {
-        1..=10 => RESERVED[id as usize - 1].to_string(),
-        _ => format!("ID:{id}"),
+    RESERVED
+        .get(id as usize)
+        .map_or_else(|| format!("ID:{id}"), |name| name.to_string())
+}
+
+/// Cilium's trace observation points, indexed by the number a trace event
+/// carries as its sub-type, in the words `hubble observe` uses (its TYPE
+/// column, `--type trace:NAME`).
+pub const TRACE_POINTS: [&str; 14] = [
+    "to-endpoint",
+    "to-proxy",
+    "to-host",
+    "to-stack",
+    "to-overlay",
+    "from-endpoint",
+    "from-proxy",
+    "from-host",
+    "from-stack",
+    "from-overlay",
+    "from-network",
+    "to-network",
+    "from-crypto",
+    "to-crypto",
+];
+
+/// What Cilium calls a drop reason code in its monitor output (`Policy
+/// denied` for 133), `code, 0` for one it does not know.
+fn drop_text(code: u8) -> Cow<'static, str> {
+    Cow::Borrowed(match code {
+        0 => "Success",
+        2 => "Invalid packet",
+        3 => "Interface",
+        4 => "Interface Decrypted",
+        5 => "LB, sock cgroup: No backend slot entry found",
+        6 => "LB, sock cgroup: No backend entry found",
+        7 => "LB, sock cgroup: Reverse entry update failed",
+        8 => "LB, sock cgroup: Reverse entry stale",
+        9 => "Fragmented packet",
+        10 => "Fragmented packet entry update failed",
+        11 => "Missed tail call to custom program",
+        12 => "Interface Decrypting",
+        13 => "Interface Encrypting",
+        14 => "LB: sock cgroup: Reverse entry delete succeeded",
+        15 => "MTU error message",
+        130 => "Invalid source mac",
+        131 => "Invalid destination mac",
+        132 => "Invalid source ip",
+        133 => "Policy denied",
+        134 => "Invalid packet",
+        135 => "CT: Truncated or invalid header",
+        136 => "Fragmentation needed",
+        137 => "CT: Unknown L4 protocol",
+        138 => "CT: Can't create entry from packet",
+        139 => "Unsupported L3 protocol",
+        140 => "Missed tail call",
+        141 => "Error writing to packet",
+        142 => "Unknown L4 protocol",
+        143 => "Unknown ICMPv4 code",
+        144 => "Unknown ICMPv4 type",
+        145 => "Unknown ICMPv6 code",
+        146 => "Unknown ICMPv6 type",
+        147 => "Error retrieving tunnel key",
+        148 => "Error retrieving tunnel options",
+        149 => "Invalid Geneve option",
+        150 => "Unknown L3 target address",
+        151 => "Stale or unroutable IP",
+        152 => "No matching local container found",
+        153 => "Error while correcting L3 checksum",
+        154 => "Error while correcting L4 checksum",
+        155 => "CT: Map insertion failed",
+        156 => "Invalid IPv6 extension header",
+        157 => "IP fragmentation not supported",
+        158 => "Service backend not found",
+        160 => "No tunnel/encapsulation endpoint (datapath BUG!)",
+        161 => "NAT 46/64 not enabled",
+        162 => "Reached EDT rate-limiting drop horizon",
+        163 => "Unknown connection tracking state",
+        164 => "Local host is unreachable",
+        165 => "No configuration available to perform policy decision",
+        166 => "Unsupported L2 protocol",
+        167 => "No mapping for NAT masquerade",
+        168 => "Unsupported protocol for NAT masquerade",
+        169 => "FIB lookup failed",
+        170 => "Encapsulation traffic is prohibited",
+        171 => "Invalid identity",
+        172 => "Unknown sender",
+        173 => "NAT not needed",
+        174 => "Is a ClusterIP",
+        175 => "First logical datagram fragment not found",
+        176 => "Forbidden ICMPv6 message",
+        177 => "Denied by LB src range check",
+        178 => "Socket lookup failed",
+        179 => "Socket assign failed",
+        180 => "Proxy redirection not supported for protocol",
+        181 => "Policy denied by denylist",
+        182 => "VLAN traffic disallowed by VLAN filter",
+        183 => "Incorrect VNI from VTEP",
+        184 => "Failed to update or lookup TC buffer",
+        185 => "No SID was found for the IP address",
+        186 => "SRv6 state was removed during tail call",
+        187 => "L3 translation from IPv4 to IPv6 failed (NAT46)",
+        188 => "L3 translation from IPv6 to IPv4 failed (NAT64)",
+        189 => "Authentication required",
+        190 => "No conntrack map found",
+        191 => "No nat map found",
+        192 => "Invalid ClusterID",
+        193 => "Unsupported packet protocol for DSR encapsulation",
+        194 => "No egress gateway found",
+        195 => "Traffic is unencrypted",
+        196 => "TTL exceeded",
+        197 => "No node ID found",
+        198 => "Rate limited",
+        199 => "IGMP handled",
+        200 => "IGMP subscribed",
+        201 => "Multicast handled",
+        202 => "Host datapath not ready",
+        203 => "Endpoint policy program not available",
+        204 => "No Egress IP configured",
+        205 => "Punt to proxy",
+        _ => return Cow::Owned(format!("{code}, 0")),
+    })
+}
+
+/// Cilium's names for how a policy-verdict event's rule matched.
+fn match_type(code: u32) -> &'static str {
+    match code {
+        0 => "none",
+        1 => "L3-Only",
+        2 => "L3-L4",
+        3 => "L4-Only",
+        4 => "all",
+        5 => "L3-Proto",
+        6 => "Proto-Only",
+        _ => "unknown",
     }
 }
 
-fn source_destination(flow: &Flow) -> (String, String, u32, u32) {
-    let (sport, dport) = ports(flow);
-    let (sip, dip) = flow
-        .ip
-        .as_ref()
-        .map_or(("", ""), |ip| (ip.source.as_str(), ip.destination.as_str()));
-    let src = host(flow.source.as_ref(), sip, sport);
-    let dst = host(flow.destination.as_ref(), dip, dport);
-    let id = |e: Option<&Endpoint>| e.map_or(0, |e| e.identity);
-    (src, dst, id(flow.source.as_ref()), id(flow.destination.as_ref()))
-}
-
-/// The event's kind: the observation point in kebab case (`to-endpoint`),
-/// else the monitor event type (`drop`, `trace`, `L7`, ...).
+/// The TYPE column, in Hubble's words: for an L7 record `http-request`,
+/// `dns-response proxy`...; for a trace event its observation point
+/// (`to-endpoint`), for a drop its reason (`Policy denied`), for a policy
+/// verdict `policy-verdict:L3-L4 INGRESS`; `UNKNOWN` for anything else.
 pub fn flow_type(flow: &Flow) -> String {
-    let point = TraceObservationPoint::try_from(flow.trace_observation_point).unwrap_or_default();
-    if point != TraceObservationPoint::UnknownPoint {
-        return point.as_str_name().to_ascii_lowercase().replace('_', "-");
+    if let Some(l7) = &flow.l7 {
+        let kind = enum_name(l7.r#type, |t: L7FlowType| t.as_str_name()).to_ascii_lowercase();
+        #[allow(deprecated)] // Kafka records are deprecated upstream but still shown.
+        return match &l7.record {
+            Some(Record::Http(_)) => format!("http-{kind}"),
+            Some(Record::Dns(d)) => format!("dns-{kind} {}", d.observation_source),
+            Some(Record::Kafka(_)) => format!("kafka-{kind}"),
+            None => format!("l7-{kind}"),
+        };
     }
-    match flow.event_type.as_ref().map_or(0, |e| e.r#type) {
-        monitor_type::DROP => "drop",
-        monitor_type::TRACE => "trace",
-        monitor_type::POLICY_VERDICT => "policy-verdict",
-        monitor_type::TRACE_SOCK => "trace-sock",
-        monitor_type::ACCESS_LOG => "L7",
-        _ => "UNKNOWN",
-    }
-    .into()
-}
-
-fn verdict(flow: &Flow) -> &'static str {
-    Verdict::try_from(flow.verdict).map_or("UNKNOWN", |v| v.as_str_name())
-}
-
-fn tcp_flags(f: &TcpFlags) -> String {
-    [
-        (f.syn, "SYN"),
-        (f.ack, "ACK"),
-        (f.fin, "FIN"),
-        (f.rst, "RST"),
-        (f.psh, "PSH"),
-        (f.urg, "URG"),
-        (f.ece, "ECE"),
-        (f.cwr, "CWR"),
-        (f.ns, "NS"),
-    ]
-    .iter()
-    .filter(|(set, _)| *set)
-    .map(|(_, name)| *name)
-    .collect::<Vec<_>>()
-    .join(", ")
-}
-
-fn icmp(version: u8, kind: u32, code: u32) -> String {
-    let name = match (version, kind) {
-        (4, 0) | (6, 129) => "EchoReply",
-        (4, 8) | (6, 128) => "EchoRequest",
-        (4, 3) | (6, 1) => "DestinationUnreachable",
-        (4, 11) | (6, 3) => "TimeExceeded",
-        _ => return format!("ICMPv{version} type {kind} code {code}"),
-    };
-    format!("ICMPv{version} {name}")
-}
-
-/// What the packet was: `TCP Flags: SYN`, `UDP`, `ICMPv4 EchoRequest`.
-pub fn summary(flow: &Flow) -> String {
-    match flow.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
-        Some(Protocol::Tcp(t)) => match t.flags.as_ref().map(tcp_flags) {
-            Some(flags) if !flags.is_empty() => format!("TCP Flags: {flags}"),
-            _ => "TCP".into(),
-        },
-        Some(Protocol::Udp(_)) => "UDP".into(),
-        Some(Protocol::Sctp(_)) => "SCTP".into(),
-        Some(Protocol::IcmPv4(i)) => icmp(4, i.r#type, i.code),
-        Some(Protocol::IcmPv6(i)) => icmp(6, i.r#type, i.code),
-        None => "N/A".into(),
-    }
-}
-
-fn lost(response: &GetFlowsResponse) -> Option<String> {
-    let Some(ResponseTypes::LostEvents(l)) = &response.response_types else {
-        return None;
-    };
-    let source = LostEventSource::try_from(l.source).map_or("UNKNOWN_LOST_EVENT_SOURCE", |s| s.as_str_name());
-    Some(format!("EVENTS LOST: {source} {}", l.num_events_lost))
-}
-
-/// One line per response:
-/// `Nov 25 01:46:56.162: default/frontend:60060 (ID:2010621) -> default/backend:8080 (ID:10943975) to-endpoint DROPPED (TCP Flags: SYN)`.
-/// Replies are printed destination first with `<-`, flows that do not know
-/// whether they are replies with `<>`, as Hubble does. Node status events
-/// print nothing.
-pub fn compact(response: &GetFlowsResponse) -> Option<String> {
-    if let Some(line) = lost(response) {
-        return Some(format!("{}: {line}", timestamp(response.time.as_ref())));
-    }
-    let Some(ResponseTypes::Flow(flow)) = &response.response_types else {
-        return None;
-    };
-    let (src, dst, sid, did) = source_destination(flow);
-    let mut src = format!("{src} ({})", identity(sid));
-    let mut dst = format!("{dst} ({})", identity(did));
-    let arrow = match flow.is_reply {
-        None => "<>",
-        Some(true) => {
-            std::mem::swap(&mut src, &mut dst);
-            "<-"
+    let (kind, sub_type) = flow.event_type.as_ref().map_or((0, 0), |e| (e.r#type, e.sub_type));
+    // Sub-types are one byte in Cilium's monitor messages.
+    let sub_type = sub_type as u8;
+    match kind {
+        monitor_type::TRACE => TRACE_POINTS
+            .get(usize::from(sub_type))
+            .map_or_else(|| sub_type.to_string(), |p| p.to_string()),
+        monitor_type::DROP => drop_text(sub_type).into_owned(),
+        monitor_type::POLICY_VERDICT => format!(
+            "policy-verdict:{} {}",
+            match_type(flow.policy_match_type),
+            enum_name(flow.traffic_direction, |d: TrafficDirection| d.as_str_name())
+        ),
+        monitor_type::CAPTURE => {
+            enum_name(flow.debug_capture_point, |p: DebugCapturePoint| p.as_str_name()).into_owned()
         }
-        Some(false) => "->",
-    };
-    Some(format!(
-        "{}: {src} {arrow} {dst} {} {} ({}){}",
-        timestamp(flow.time.as_ref()),
-        flow_type(flow),
-        verdict(flow),
-        summary(flow),
-        why(flow).map(|w| format!(" [{w}]")).unwrap_or_default()
-    ))
+        monitor_type::TRACE_SOCK => match SocketTranslationPoint::try_from(flow.sock_xlate_point) {
+            Ok(SocketTranslationPoint::SockXlatePointPreDirectionFwd) => "pre-xlate-fwd".into(),
+            Ok(SocketTranslationPoint::SockXlatePointPostDirectionFwd) => "post-xlate-fwd".into(),
+            Ok(SocketTranslationPoint::SockXlatePointPreDirectionRev) => "pre-xlate-rev".into(),
+            Ok(SocketTranslationPoint::SockXlatePointPostDirectionRev) => "post-xlate-rev".into(),
+            _ => enum_name(flow.sock_xlate_point, |p: SocketTranslationPoint| p.as_str_name()).into_owned(),
+        },
+        _ => "UNKNOWN".into(),
+    }
 }
 
-fn policy_name(p: &lumen_proto::flow::Policy) -> String {
+/// What the packet was, as Hubble's printer shows it: the flow's `Summary`
+/// (`TCP Flags: SYN`, `UDP`, `ICMPv4 EchoRequest`), worked out from the
+/// flow for one that came without it, `N/A` when there is nothing to say.
+pub fn summary(flow: &Flow) -> String {
+    #[allow(deprecated)]
+    let given = &flow.summary;
+    let summary = match given.is_empty() {
+        true => crate::summary::summary(flow),
+        false => given.clone(),
+    };
+    if summary.is_empty() {
+        "N/A".into()
+    } else {
+        summary
+    }
+}
+
+fn policy_name(p: &Policy) -> String {
     match p.namespace.as_str() {
         "" => format!("{} {}", p.kind, p.name),
         ns => format!("{} {ns}/{}", p.kind, p.name),
@@ -244,7 +269,7 @@ pub fn why(flow: &Flow) -> Option<String> {
     if !dropped {
         return None;
     }
-    let names = |ps: &[lumen_proto::flow::Policy]| ps.iter().map(policy_name).collect::<Vec<_>>().join(", ");
+    let names = |ps: &[Policy]| ps.iter().map(policy_name).collect::<Vec<_>>().join(", ");
     let denied_by: Vec<_> = flow
         .ingress_denied_by
         .iter()
@@ -259,82 +284,6 @@ pub fn why(flow: &Flow) -> Option<String> {
         .as_ref()
         .and_then(|a| lumen_proto::lumen::v1::FlowExtension::from_any(a)?.ok())?;
     (!ext.selected_by.is_empty()).then(|| format!("no policy allowed it; selected by {}", names(&ext.selected_by)))
-}
-
-/// A `key: value` block per response, keys right-aligned like Hubble's.
-pub fn dict(response: &GetFlowsResponse) -> Option<String> {
-    if let Some(line) = lost(response) {
-        return Some(format!(
-            "  TIMESTAMP: {}\n       LOST: {}\n",
-            timestamp(response.time.as_ref()),
-            line.trim_start_matches("EVENTS LOST: ")
-        ));
-    }
-    let Some(ResponseTypes::Flow(flow)) = &response.response_types else {
-        return None;
-    };
-    let (src, dst, _, _) = source_destination(flow);
-    Some(format!(
-        "  TIMESTAMP: {}\n     SOURCE: {src}\nDESTINATION: {dst}\n       TYPE: {}\n    VERDICT: {}\n    SUMMARY: {}\n",
-        timestamp(flow.time.as_ref()),
-        flow_type(flow),
-        verdict(flow),
-        summary(flow)
-    ))
-}
-
-/// Separator Hubble prints between dict blocks.
-pub const DICT_SEPARATOR: &str = "------------";
-
-/// Columns TIMESTAMP SOURCE DESTINATION TYPE VERDICT SUMMARY, two spaces
-/// apart, each as wide as its widest cell. Lost events become a row whose
-/// SOURCE says `EVENTS LOST`.
-pub fn table(responses: &[GetFlowsResponse]) -> String {
-    let mut rows = vec![["TIMESTAMP", "SOURCE", "DESTINATION", "TYPE", "VERDICT", "SUMMARY"].map(String::from)];
-    for r in responses {
-        match &r.response_types {
-            Some(ResponseTypes::Flow(flow)) => {
-                let (src, dst, _, _) = source_destination(flow);
-                rows.push([
-                    timestamp(flow.time.as_ref()),
-                    src,
-                    dst,
-                    flow_type(flow),
-                    verdict(flow).into(),
-                    summary(flow),
-                ]);
-            }
-            Some(ResponseTypes::LostEvents(_)) => {
-                let line = lost(r).unwrap_or_default();
-                let (what, count) = line
-                    .trim_start_matches("EVENTS LOST: ")
-                    .split_once(' ')
-                    .unwrap_or_default();
-                rows.push([
-                    timestamp(r.time.as_ref()),
-                    "EVENTS LOST".into(),
-                    what.into(),
-                    String::new(),
-                    String::new(),
-                    count.into(),
-                ]);
-            }
-            _ => {}
-        }
-    }
-    let widths: Vec<usize> = (0..6)
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in &rows {
-        let mut line = String::new();
-        for (cell, w) in row.iter().zip(&widths) {
-            let _ = write!(line, "{cell:<w$}  ");
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 fn pool() -> &'static DescriptorPool {
@@ -365,7 +314,24 @@ fn to_json<M: Message>(message: &M, name: &'static str) -> Result<String, Format
             message: name,
             reason: e.to_string(),
         })?;
-    Ok(String::from_utf8(out).expect("serde_json writes UTF-8"))
+    let json = String::from_utf8(out).expect("serde_json writes UTF-8");
+    Ok(go_escaped(json))
+}
+
+/// `json` as Go's JSON encoder writes it for Hubble: `<`, `>`, `&`, U+2028
+/// and U+2029 as `\u` escapes (they can only occur inside strings).
+fn go_escaped(json: String) -> String {
+    if !json.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        match c {
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The response in the protobuf JSON mapping, proto field names, one line
@@ -411,27 +377,28 @@ pub fn parse_json(line: &str) -> Result<GetFlowsResponse, FormatError> {
 
 /// A filter in the protobuf JSON mapping, proto field names, one line
 /// (`hubble observe --print-raw-filters`).
-pub fn filter_json(filter: &lumen_proto::flow::FlowFilter) -> Result<String, FormatError> {
+pub fn filter_json(filter: &FlowFilter) -> Result<String, FormatError> {
     to_json(filter, "flow.FlowFilter")
+}
+
+/// Filters in the protobuf JSON mapping (proto or JSON field names), one or
+/// more objects in a row, as `hubble observe --allowlist` takes them.
+pub fn parse_filters_json(text: &str) -> Result<Vec<FlowFilter>, FormatError> {
+    serde_json::Deserializer::from_str(text)
+        .into_iter::<serde_json::Value>()
+        .map(|value| {
+            let value = value.map_err(FormatError::Syntax)?;
+            let dynamic =
+                DynamicMessage::deserialize(descriptor("flow.FlowFilter"), value).map_err(FormatError::Filter)?;
+            Ok(dynamic.transcode_to().expect("same descriptor as the prost type"))
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lumen_proto::flow::{Layer4, Tcp};
-
-    fn at(seconds: i64, nanos: i32) -> String {
-        timestamp(Some(&prost_types::Timestamp { seconds, nanos }))
-    }
-
-    #[test]
-    fn timestamps_use_hubbles_layout_in_utc() {
-        assert_eq!(at(1_764_035_216, 162_999_999), "Nov 25 01:46:56.162");
-        assert_eq!(at(951_782_400, 0), "Feb 29 00:00:00.000");
-        assert_eq!(at(-1, 0), "Dec 31 23:59:59.000");
-        assert_eq!(at(0, 1_000_000_000), "N/A");
-        assert_eq!(timestamp(None), "N/A");
-    }
+    use lumen_proto::flow::{layer4::Protocol, CiliumEventType, Dns, Http, Layer4, Layer7, Tcp, TcpFlags};
 
     #[test]
     fn summary_names_protocol_and_flags() {
@@ -452,6 +419,68 @@ mod tests {
         assert_eq!(summary(&Flow::default()), "N/A");
     }
 
+    fn event(r#type: i32, sub_type: i32) -> Flow {
+        Flow {
+            event_type: Some(CiliumEventType { r#type, sub_type }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn types_in_hubbles_words() {
+        assert_eq!(flow_type(&event(4, 0)), "to-endpoint");
+        assert_eq!(flow_type(&event(4, 5)), "from-endpoint");
+        assert_eq!(flow_type(&event(4, 13)), "to-crypto");
+        assert_eq!(flow_type(&event(4, 99)), "99");
+        assert_eq!(flow_type(&event(1, 133)), "Policy denied");
+        assert_eq!(flow_type(&event(1, 181)), "Policy denied by denylist");
+        assert_eq!(flow_type(&event(1, 250)), "250, 0");
+        let verdict_event = Flow {
+            policy_match_type: 2,
+            traffic_direction: TrafficDirection::Ingress as i32,
+            ..event(5, 0)
+        };
+        assert_eq!(flow_type(&verdict_event), "policy-verdict:L3-L4 INGRESS");
+        assert_eq!(flow_type(&event(5, 0)), "policy-verdict:none TRAFFIC_DIRECTION_UNKNOWN");
+        let sock = Flow {
+            sock_xlate_point: SocketTranslationPoint::SockXlatePointPostDirectionRev as i32,
+            ..event(7, 0)
+        };
+        assert_eq!(flow_type(&sock), "post-xlate-rev");
+        let capture = Flow {
+            debug_capture_point: DebugCapturePoint::DbgCaptureDelivery as i32,
+            ..event(3, 0)
+        };
+        assert_eq!(flow_type(&capture), "DBG_CAPTURE_DELIVERY");
+        let l7 = |r#type: L7FlowType, record| Flow {
+            l7: Some(Layer7 {
+                r#type: r#type as i32,
+                record: Some(record),
+                ..Default::default()
+            }),
+            ..event(129, 0)
+        };
+        assert_eq!(
+            flow_type(&l7(L7FlowType::Request, Record::Http(Http::default()))),
+            "http-request"
+        );
+        let dns = Record::Dns(Dns {
+            observation_source: "proxy".into(),
+            ..Default::default()
+        });
+        assert_eq!(flow_type(&l7(L7FlowType::Response, dns)), "dns-response proxy");
+        assert_eq!(flow_type(&Flow::default()), "UNKNOWN");
+    }
+
+    #[test]
+    fn reserved_identities_by_name() {
+        assert_eq!(identity_name(0), "unknown");
+        assert_eq!(identity_name(2), "world");
+        assert_eq!(identity_name(10), "world-ipv6");
+        assert_eq!(identity_name(11), "ID:11");
+        assert_eq!(identity_name(2_010_621), "ID:2010621");
+    }
+
     #[test]
     fn bare_flows_become_responses_and_bad_lines_are_refused() {
         let r = parse_json(r#"{"node_name":"n1","time":"1970-01-01T00:00:01Z","verdict":"AUDIT"}"#).unwrap();
@@ -469,8 +498,54 @@ mod tests {
     }
 
     #[test]
+    fn json_escapes_html_characters_as_go_does() {
+        let flow = Flow {
+            node_name: "a<b>&c\u{2028}".into(),
+            ..Default::default()
+        };
+        let response = GetFlowsResponse {
+            response_types: Some(ResponseTypes::Flow(flow)),
+            ..Default::default()
+        };
+        let line = json(&response).unwrap().unwrap();
+        assert_eq!(line, r#"{"node_name":"a\u003cb\u003e\u0026c\u2028"}"#);
+        let back = parse_json(&line).unwrap();
+        assert_eq!(back.node_name, "a<b>&c\u{2028}");
+    }
+
+    #[test]
+    fn raw_filters_are_one_or_more_json_objects() {
+        let filters = parse_filters_json(
+            r#"{"source_pod":["default/"]} {"destinationPod":["kube-system/"],"verdict":["DROPPED"]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            filters,
+            vec![
+                FlowFilter {
+                    source_pod: vec!["default/".into()],
+                    ..Default::default()
+                },
+                FlowFilter {
+                    destination_pod: vec!["kube-system/".into()],
+                    verdict: vec![Verdict::Dropped as i32],
+                    ..Default::default()
+                },
+            ]
+        );
+        assert_eq!(
+            parse_filters_json(r#"{"source_pods":["x"]}"#).unwrap_err().to_string(),
+            "not a FlowFilter: unrecognized field name 'source_pods'"
+        );
+        assert_eq!(
+            parse_filters_json("{").unwrap_err().to_string(),
+            "not JSON: EOF while parsing an object at line 1 column 1"
+        );
+    }
+
+    #[test]
     fn why_names_the_deny_rule_or_the_policies_behind_a_default_deny() {
-        let policy = |name: &str| lumen_proto::flow::Policy {
+        let policy = |name: &str| Policy {
             name: name.into(),
             namespace: "default".into(),
             kind: "CiliumNetworkPolicy".into(),
@@ -500,13 +575,8 @@ mod tests {
         );
         let forwarded = Flow {
             verdict: Verdict::Forwarded as i32,
-            ..default_deny.clone()
+            ..default_deny
         };
         assert_eq!(why(&forwarded), None);
-        let response = GetFlowsResponse {
-            response_types: Some(ResponseTypes::Flow(default_deny)),
-            ..Default::default()
-        };
-        assert!(compact(&response).unwrap().ends_with("DROPPED (N/A) [no policy allowed it; selected by CiliumNetworkPolicy default/a, CiliumNetworkPolicy default/b]"));
     }
 }

@@ -1,5 +1,5 @@
 //! `source_ip`, `source_ip_xlated`, `destination_ip` (exact addresses and
-//! CIDRs) and `ip_version`.
+//! CIDRs), `ip_version`, `ip_trace_id` and `encrypted`.
 
 use std::net::IpAddr;
 
@@ -134,6 +134,30 @@ impl IpVersionMatcher {
     }
 }
 
+/// `ip_trace_id`: the trace id of the packet's IP option; a flow without
+/// one has id 0, which no filter value can be (as in Hubble).
+#[derive(Debug, Clone)]
+pub(crate) struct IpTraceIdMatcher(pub(crate) Vec<u64>);
+
+impl IpTraceIdMatcher {
+    pub(crate) fn matches(&self, flow: &Flow) -> bool {
+        let id = flow.ip_trace_id.as_ref().map_or(0, |t| t.trace_id);
+        self.0.contains(&id)
+    }
+}
+
+/// `encrypted`: whether the packet was encrypted (WireGuard, IPsec); a flow
+/// without L3 counts as not encrypted.
+#[derive(Debug, Clone)]
+pub(crate) struct EncryptedMatcher(pub(crate) Vec<bool>);
+
+impl EncryptedMatcher {
+    pub(crate) fn matches(&self, flow: &Flow) -> bool {
+        let encrypted = flow.ip.as_ref().is_some_and(|ip| ip.encrypted);
+        self.0.contains(&encrypted)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +182,51 @@ mod tests {
             let c = Cidr::parse(cidr).unwrap();
             assert_eq!(c.contains(ip.parse().unwrap()), *want, "{cidr} contains {ip}");
         }
+    }
+
+    #[test]
+    fn ip_trace_id_and_encrypted_filters() {
+        use lumen_proto::flow::{FlowFilter, Ip, IpTraceId};
+        let traced = |id| Flow {
+            ip_trace_id: Some(IpTraceId {
+                trace_id: id,
+                ip_option_type: 136,
+            }),
+            ..Default::default()
+        };
+        let encrypted = |e| Flow {
+            ip: Some(Ip {
+                encrypted: e,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let by_id = crate::compile(
+            &[FlowFilter {
+                ip_trace_id: vec![7, 9],
+                ..Default::default()
+            }],
+            &[],
+        )
+        .unwrap();
+        assert!(by_id.matches(&traced(9)));
+        assert!(!by_id.matches(&traced(8)));
+        assert!(!by_id.matches(&Flow::default()));
+        let only = |e: bool| {
+            crate::compile(
+                &[FlowFilter {
+                    encrypted: vec![e],
+                    ..Default::default()
+                }],
+                &[],
+            )
+            .unwrap()
+        };
+        assert!(only(true).matches(&encrypted(true)));
+        assert!(!only(true).matches(&encrypted(false)));
+        assert!(only(false).matches(&encrypted(false)));
+        assert!(only(false).matches(&Flow::default()));
+        assert!(!only(false).matches(&encrypted(true)));
     }
 
     #[test]

@@ -57,6 +57,8 @@ const ICMPV6: u16 = 1 << 4;
 const DNS: u16 = 1 << 5;
 const HTTP: u16 = 1 << 6;
 const KAFKA: u16 = 1 << 7;
+const VRRP: u16 = 1 << 8;
+const IGMP: u16 = 1 << 9;
 
 /// `protocol`: L4 names and the L7 record types, case-insensitive; `icmp` is
 /// either ICMP version.
@@ -77,6 +79,8 @@ impl ProtocolMatcher {
                 "dns" => DNS,
                 "http" => HTTP,
                 "kafka" => KAFKA,
+                "vrrp" => VRRP,
+                "igmp" => IGMP,
                 _ => return Err(FilterError::UnknownProtocol { value: v.clone() }),
             };
         }
@@ -90,6 +94,8 @@ impl ProtocolMatcher {
             Some(Protocol::Sctp(_)) => SCTP,
             Some(Protocol::IcmPv4(_)) => ICMPV4,
             Some(Protocol::IcmPv6(_)) => ICMPV6,
+            Some(Protocol::Vrrp(_)) => VRRP,
+            Some(Protocol::Igmp(_)) => IGMP,
             None => 0,
         };
         #[allow(deprecated)] // Kafka records are deprecated upstream but still filterable.

@@ -40,6 +40,7 @@
 //! # Ok::<(), FilterError>(())
 //! ```
 
+mod cel;
 mod describe;
 mod endpoint;
 mod error;
@@ -53,6 +54,7 @@ mod label;
 pub mod mask;
 mod pattern;
 pub mod request;
+pub mod summary;
 
 #[cfg(test)]
 mod tests;
@@ -60,7 +62,7 @@ mod tests;
 use lumen_proto::flow::{Flow, FlowFilter};
 
 pub use describe::describe;
-pub use error::{FilterError, PatternError, SelectorError};
+pub use error::{CelError, FilterError, PatternError, SelectorError};
 pub use event::monitor_type;
 pub use filter::CompiledFilter;
 

@@ -90,6 +90,11 @@ impl FlowMask {
         Ok(Some(FlowMask { keep }))
     }
 
+    /// Whether the mask keeps the top-level field `name` (whole or in part).
+    pub fn keeps(&self, name: &str) -> bool {
+        self.keep.0.contains_key(name)
+    }
+
     /// A copy of `flow` with only the masked fields set.
     pub fn apply(&self, flow: &Flow) -> Flow {
         let mut dynamic = DynamicMessage::decode(flow_descriptor().clone(), flow.encode_to_vec().as_slice())

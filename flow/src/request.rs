@@ -42,6 +42,21 @@ pub struct Checked {
     pub mask: Option<FlowMask>,
 }
 
+impl Checked {
+    /// Whether the flows sent carry Lumen's `extensions`: when the client
+    /// named the field in its mask, or sent no mask and
+    /// [`lumen_proto::EXTENSIONS_HEADER`] (`header`). Hubble's clients do
+    /// neither, and cannot decode an `Any` of a type they do not know.
+    pub fn sends_extensions(&self, header: bool) -> bool {
+        self.mask.as_ref().map_or(header, |m| m.keeps("extensions"))
+    }
+}
+
+/// Whether `metadata` carries [`lumen_proto::EXTENSIONS_HEADER`].
+pub fn asks_extensions(metadata: &lumen_proto::tonic::metadata::MetadataMap) -> bool {
+    metadata.contains_key(lumen_proto::EXTENSIONS_HEADER)
+}
+
 /// Checks `req` whole.
 pub fn check(req: &GetFlowsRequest) -> Result<Checked, RequestError> {
     if req.first && req.follow {

@@ -148,7 +148,11 @@ fn main() {
                     ..Default::default()
                 };
                 let start = Instant::now();
-                let mut stream = client.get_flows(req).await.unwrap().into_inner();
+                let mut stream = client
+                    .get_flows(lumen_proto::with_extensions(req))
+                    .await
+                    .unwrap()
+                    .into_inner();
                 let mut n = 0;
                 while let Some(r) = stream.message().await.unwrap() {
                     if let Some(ResponseTypes::Flow(_)) = r.response_types {

@@ -201,6 +201,7 @@ pub fn to_flow(stored: &StoredFlow, snap: &Snapshot, instance: u64) -> flow::Flo
         source: Some(endpoint(src, ev.src_identity, snap)),
         destination: Some(endpoint(dst, ev.dst_identity, snap)),
         r#type: flow::FlowType::L3L4 as i32,
+        emitter: Some(emitter()),
         node_name: snap.node_name.clone(),
         is_reply: (ev.ct_state != 0).then_some(ev.flags & abi::EVF_IS_REPLY != 0),
         event_type: Some(flow::CiliumEventType {
@@ -259,7 +260,19 @@ pub fn to_flow(stored: &StoredFlow, snap: &Snapshot, instance: u64) -> flow::Flo
         (Some(p), false, true) => f.egress_denied_by.push(p),
         (None, ..) => {}
     }
+    #[allow(deprecated)]
+    {
+        f.summary = lumen_flow::summary::summary(&f);
+    }
     f
+}
+
+/// Who made the flows this observer serves (`Flow.emitter`).
+pub fn emitter() -> flow::Emitter {
+    flow::Emitter {
+        name: "Lumen".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    }
 }
 
 #[cfg(test)]

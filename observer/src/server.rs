@@ -52,12 +52,18 @@ pub struct Query {
     pub prefilter: Prefilter,
     /// The flow fields the client asked for, if it named any.
     pub mask: Option<lumen_flow::mask::FlowMask>,
+    /// Whether flows go out with Lumen's extension (only to clients that
+    /// ask: see [`lumen_flow::request::Checked::sends_extensions`]).
+    pub extensions: bool,
 }
 
 impl Query {
-    pub fn new(req: &GetFlowsRequest) -> Result<Query, RequestError> {
+    /// `extensions_header`: the request carried
+    /// [`lumen_proto::EXTENSIONS_HEADER`].
+    pub fn new(req: &GetFlowsRequest, extensions_header: bool) -> Result<Query, RequestError> {
         let checked = lumen_flow::request::check(req)?;
         Ok(Query {
+            extensions: checked.sends_extensions(extensions_header),
             number: req.number,
             first: req.first,
             follow: req.follow,
@@ -136,18 +142,21 @@ fn lost(hub: &Hub, source: LostEventSource, count: u64) -> GetFlowsResponse {
         response_types: Some(ResponseTypes::LostEvents(LostEvent {
             source: source as i32,
             num_events_lost: count,
-            cpu: None,
+            ..Default::default()
         })),
         node_name: hub.node_name().to_string(),
         time: Some(now()),
     }
 }
 
-fn flow_response(flow: Flow, mask: Option<&lumen_flow::mask::FlowMask>) -> GetFlowsResponse {
+fn flow_response(mut flow: Flow, q: &Query) -> GetFlowsResponse {
+    if !q.extensions {
+        flow.extensions = None;
+    }
     GetFlowsResponse {
         node_name: flow.node_name.clone(),
         time: flow.time,
-        response_types: Some(ResponseTypes::Flow(match mask {
+        response_types: Some(ResponseTypes::Flow(match &q.mask {
             Some(m) => m.apply(&flow),
             None => flow,
         })),
@@ -398,7 +407,7 @@ async fn stream_flows(hub: Arc<Hub>, start: Start, q: Query, tx: Tx, mut shutdow
                 Admit::Skip => {}
                 Admit::Send => {
                     let flow = built.unwrap_or_else(|| hub.to_flow(f));
-                    if tx.send(Ok(flow_response(flow, q.mask.as_ref()))).await.is_err() {
+                    if tx.send(Ok(flow_response(flow, &q))).await.is_err() {
                         return;
                     }
                     sent += 1;
@@ -441,7 +450,7 @@ impl Observer for ObserverService {
     type GetDebugEventsStream = ReceiverStream<Result<GetDebugEventsResponse, Status>>;
 
     async fn get_flows(&self, req: Request<GetFlowsRequest>) -> Result<Response<Self::GetFlowsStream>, Status> {
-        let q = Query::new(req.get_ref())?;
+        let q = Query::new(req.get_ref(), lumen_flow::request::asks_extensions(req.metadata()))?;
         let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
         let start = start_of(&self.hub, &q);
         tokio::spawn(stream_flows(self.hub.clone(), start, q, tx, self.shutdown.clone()));
@@ -670,7 +679,7 @@ mod tests {
     /// What a non-following client gets: the same steps as `stream_flows`
     /// without the channel.
     fn select(s: &FlowStore, req: &GetFlowsRequest, only_drops: bool) -> Vec<u16> {
-        let q = Query::new(req).unwrap();
+        let q = Query::new(req, true).unwrap();
         let matches = |f: &StoredFlow| !only_drops || f.event.verdict == abi::VERDICT_DROPPED;
         let start = q.start(s.last(s.len()).into_iter().rev(), s.oldest(), s.next_seq(), matches);
         let mut out = Vec::new();
@@ -725,12 +734,12 @@ mod tests {
     #[test]
     fn follow_without_number_starts_at_the_next_flow() {
         let s = store(10, 10);
-        let q = Query::new(&request(0, false, true)).unwrap();
+        let q = Query::new(&request(0, false, true), true).unwrap();
         assert_eq!(
             q.start(s.last(10).into_iter().rev(), s.oldest(), s.next_seq(), |_| true),
             10
         );
-        let q = Query::new(&request(2, false, true)).unwrap();
+        let q = Query::new(&request(2, false, true), true).unwrap();
         assert_eq!(
             q.start(s.last(10).into_iter().rev(), s.oldest(), s.next_seq(), |_| true),
             8
@@ -764,7 +773,7 @@ mod tests {
         hub.push([tcp(1), tcp(2)]);
         let (tx, mut rx) = mpsc::channel(1);
         let (_stop, shutdown) = watch::channel(false);
-        let q = Query::new(&request(2, false, true)).unwrap();
+        let q = Query::new(&request(2, false, true), true).unwrap();
         tokio::spawn(stream_flows(hub.clone(), start_of(&hub, &q), q, tx, shutdown));
         // The task sends flow 1, then waits for room for flow 2.
         tokio::task::yield_now().await;
@@ -782,7 +791,7 @@ mod tests {
         let hub = Hub::new("n1", 4);
         let (tx, mut rx) = mpsc::channel(8);
         let (stop, shutdown) = watch::channel(false);
-        let q = Query::new(&request(0, false, true)).unwrap();
+        let q = Query::new(&request(0, false, true), true).unwrap();
         tokio::spawn(stream_flows(hub.clone(), start_of(&hub, &q), q, tx, shutdown));
         tokio::task::yield_now().await;
         hub.kernel_lost(5);
@@ -807,7 +816,7 @@ mod tests {
             async move {
                 let (tx, mut rx) = mpsc::channel(16);
                 let (_stop, shutdown) = watch::channel(false);
-                let q = Query::new(&request(number, false, false)).unwrap();
+                let q = Query::new(&request(number, false, false), true).unwrap();
                 stream_flows(hub.clone(), start_of(&hub, &q), q, tx, shutdown).await;
                 let mut got = Vec::new();
                 while let Some(r) = rx.recv().await {
@@ -824,7 +833,7 @@ mod tests {
 
     #[test]
     fn invalid_requests_are_invalid_arguments_naming_the_problem() {
-        let err = |req: &GetFlowsRequest| Status::from(Query::new(req).err().unwrap());
+        let err = |req: &GetFlowsRequest| Status::from(Query::new(req, true).err().unwrap());
         let e = err(&request(5, true, true));
         assert_eq!(e.code(), tonic::Code::InvalidArgument);
         assert_eq!(e.message(), "first cannot be specified with follow");
@@ -848,7 +857,7 @@ mod tests {
             verdict: vec![Verdict::Dropped as i32],
             ..Default::default()
         }];
-        assert!(Query::new(&req).is_ok());
+        assert!(Query::new(&req, true).is_ok());
     }
 
     #[test]
@@ -924,10 +933,13 @@ mod tests {
         assert!(!in_net(&n("fd00::/8"), 4, &v4));
         assert!(nets(&["pod-a".to_string()]).is_empty(), "unparseable: no prefiltering");
         for whitelist in filters {
-            let q = Query::new(&GetFlowsRequest {
-                whitelist: whitelist.clone(),
-                ..Default::default()
-            })
+            let q = Query::new(
+                &GetFlowsRequest {
+                    whitelist: whitelist.clone(),
+                    ..Default::default()
+                },
+                true,
+            )
             .unwrap();
             let held = hub.store().last(64);
             let (mut full, mut pre) = (0, 0);
@@ -948,14 +960,17 @@ mod tests {
             );
         }
         // A selective filter: the prefilter spares building most flows.
-        let q = Query::new(&GetFlowsRequest {
-            whitelist: vec![FlowFilter {
-                verdict: vec![2],
-                destination_port: vec!["8080".into()],
+        let q = Query::new(
+            &GetFlowsRequest {
+                whitelist: vec![FlowFilter {
+                    verdict: vec![2],
+                    destination_port: vec!["8080".into()],
+                    ..Default::default()
+                }],
                 ..Default::default()
-            }],
-            ..Default::default()
-        })
+            },
+            true,
+        )
         .unwrap();
         let passed = hub
             .store()

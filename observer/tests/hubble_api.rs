@@ -28,7 +28,11 @@ async fn connect(path: PathBuf) -> Channel {
 }
 
 async fn flows(client: &mut ObserverClient<Channel>, req: GetFlowsRequest) -> Vec<(String, Flow)> {
-    let mut stream = client.get_flows(req).await.unwrap().into_inner();
+    let mut stream = client
+        .get_flows(lumen_proto::with_extensions(req))
+        .await
+        .unwrap()
+        .into_inner();
     let mut out = Vec::new();
     while let Some(r) = stream.message().await.unwrap() {
         match r.response_types {

@@ -92,3 +92,20 @@ pub use prost;
 pub use prost_types;
 pub use tonic;
 pub use tonic_health;
+
+/// GetFlows request metadata by which a client says it understands Lumen's
+/// `Flow.extensions` (`lumen.v1.FlowExtension`). Hubble's clients cannot
+/// decode an `Any` they do not know, so a flow carries its extension only
+/// when the request has this header (any value) or names `extensions` in its
+/// field mask; the relay passes the header on to its nodes.
+pub const EXTENSIONS_HEADER: &str = "lumen-extensions";
+
+/// `message` as a request carrying [`EXTENSIONS_HEADER`]: what Lumen's own
+/// clients send so that their flows keep Lumen's extension.
+pub fn with_extensions<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert(EXTENSIONS_HEADER, tonic::metadata::MetadataValue::from_static("1"));
+    request
+}

@@ -155,8 +155,9 @@ impl Codec for RawFlowsServerCodec {
 
 /// A `GetFlows` whose answers are already encoded.
 pub trait RawFlows: Send + Sync + 'static {
-    /// The answer to `request`, response by response; an error refuses it.
-    fn raw_flows(&self, request: GetFlowsRequest) -> Result<RawFlowsStream, Status>;
+    /// The answer to `request` (with its metadata, such as
+    /// [`crate::EXTENSIONS_HEADER`]), response by response; an error refuses it.
+    fn raw_flows(&self, request: tonic::Request<GetFlowsRequest>) -> Result<RawFlowsStream, Status>;
 }
 
 pub type RawFlowsStream = Pin<Box<dyn Stream<Item = Result<RawFlowsResponse, Status>> + Send + 'static>>;
@@ -228,7 +229,7 @@ impl<T: RawFlows> ServerStreamingService<GetFlowsRequest> for Method<T> {
     type Future = BoxFuture<tonic::Response<RawFlowsStream>, Status>;
 
     fn call(&mut self, request: tonic::Request<GetFlowsRequest>) -> Self::Future {
-        let answer = self.0.raw_flows(request.into_inner()).map(tonic::Response::new);
+        let answer = self.0.raw_flows(request).map(tonic::Response::new);
         Box::pin(async move { answer })
     }
 }
@@ -236,7 +237,7 @@ impl<T: RawFlows> ServerStreamingService<GetFlowsRequest> for Method<T> {
 /// Opens a `GetFlows` stream whose answers stay encoded.
 pub async fn get_flows<T>(
     client: &mut tonic::client::Grpc<T>,
-    request: GetFlowsRequest,
+    request: tonic::Request<GetFlowsRequest>,
 ) -> Result<Streaming<RawFlowsResponse>, Status>
 where
     T: tonic::client::GrpcService<tonic::body::Body>,
@@ -250,7 +251,7 @@ where
         .map_err(|e| Status::unavailable(format!("not ready: {}", e.into())))?;
     let path = http::uri::PathAndQuery::from_static(GET_FLOWS);
     Ok(client
-        .server_streaming(tonic::Request::new(request), path, RawFlowsClientCodec)
+        .server_streaming(request, path, RawFlowsClientCodec)
         .await?
         .into_inner())
 }

@@ -166,7 +166,9 @@ fn enum_values_match_published_api() {
     assert_eq!(FlowType::Sock as i32, 3);
     assert_eq!(TrafficDirection::Egress as i32, 2);
     assert_eq!(flow::AuthType::Spire as i32, 1);
-    assert_eq!(flow::TraceReason::EncryptOverlay as i32, 8);
+    #[allow(deprecated)]
+    let encrypt_overlay = flow::TraceReason::EncryptOverlay;
+    assert_eq!(encrypt_overlay as i32, 8);
     assert_eq!(flow::DebugCapturePoint::DbgCaptureDelivery as i32, 4);
     assert_eq!(flow::AgentEventType::AgentStarted as i32, 2);
     assert_eq!(flow::AgentEventType::IpcacheDeleted as i32, 10);
@@ -259,6 +261,7 @@ fn get_flows_response_with_lost_event_decodes() {
             source,
             num_events_lost,
             cpu,
+            ..
         })) => {
             assert_eq!(source, LostEventSource::PerfEventRingBuffer as i32);
             assert_eq!(num_events_lost, 7);
@@ -439,9 +442,10 @@ fn flow_and_filter_field_sets_are_exact() {
         ("trace_observation_point", 24), ("drop_reason_desc", 25), ("is_reply", 26), ("debug_capture_point", 27),
         ("interface", 28), ("proxy_port", 29), ("trace_context", 30), ("sock_xlate_point", 31),
         ("socket_cookie", 32), ("cgroup_id", 33), ("uuid", 34), ("auth_type", 35), ("trace_reason", 36),
-        ("node_labels", 37), ("file", 38), ("tunnel", 39), ("egress_allowed_by", 21001),
-        ("ingress_allowed_by", 21002), ("egress_denied_by", 21004), ("ingress_denied_by", 21005),
-        ("policy_log", 21006), ("Summary", 100000), ("extensions", 150000),
+        ("node_labels", 37), ("file", 38), ("tunnel", 39), ("ip_trace_id", 40), ("emitter", 41),
+        ("egress_allowed_by", 21001), ("ingress_allowed_by", 21002), ("egress_denied_by", 21004),
+        ("ingress_denied_by", 21005), ("policy_log", 21006), ("aggregate", 21007), ("Summary", 100000),
+        ("extensions", 150000),
     ]);
     assert_eq!(sorted("Flow"), flow_fields);
 
@@ -456,7 +460,7 @@ fn flow_and_filter_field_sets_are_exact() {
         ("destination_workload", 27), ("trace_id", 28), ("uuid", 29), ("traffic_direction", 30),
         ("http_url", 31), ("http_header", 32), ("drop_reason_desc", 33), ("source_ip_xlated", 34),
         ("interface", 35), ("node_labels", 36), ("source_cluster_name", 37), ("destination_cluster_name", 38),
-        ("experimental", 999),
+        ("ip_trace_id", 39), ("encrypted", 40), ("experimental", 999),
     ]);
     assert_eq!(sorted("FlowFilter"), filter_fields);
 }
@@ -510,7 +514,7 @@ mod loopback {
                 response_types: Some(get_flows_response::ResponseTypes::LostEvents(LostEvent {
                     source: LostEventSource::HubbleRingBuffer as i32,
                     num_events_lost: 3,
-                    cpu: None,
+                    ..Default::default()
                 })),
                 node_name: "node-1".into(),
                 time: None,

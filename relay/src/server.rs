@@ -80,15 +80,17 @@ impl RelayService {
 
     /// Starts answering `request`: the merged responses, batch by batch.
     /// A request the nodes would refuse is refused here, with their reason.
-    fn open_flows(&self, request: GetFlowsRequest) -> Result<Batches, Status> {
-        lumen_flow::request::check(&request)?;
+    /// `extensions_header`: the client sent [`lumen_proto::EXTENSIONS_HEADER`],
+    /// which goes on to the nodes (the relay passes their flows on as they are).
+    fn open_flows(&self, request: GetFlowsRequest, extensions_header: bool) -> Result<Batches, Status> {
+        let extensions = lumen_flow::request::check(&request)?.sends_extensions(extensions_header);
         let (tx, rx) = mpsc::channel(16);
         let (pool, options, shutdown) = (self.pool.clone(), self.options, self.shutdown.clone());
         tokio::spawn(async move {
             if request.follow {
-                follow_flows(pool, request, options, tx, shutdown).await
+                follow_flows(pool, request, extensions, options, tx, shutdown).await
             } else {
-                history_flows(pool, request, options, tx, shutdown).await
+                history_flows(pool, request, extensions, options, tx, shutdown).await
             }
         });
         Ok(Batches {
@@ -99,8 +101,9 @@ impl RelayService {
 }
 
 impl RawFlows for RelayService {
-    fn raw_flows(&self, request: GetFlowsRequest) -> Result<RawFlowsStream, Status> {
-        Ok(Box::pin(self.open_flows(request)?))
+    fn raw_flows(&self, request: Request<GetFlowsRequest>) -> Result<RawFlowsStream, Status> {
+        let header = lumen_flow::request::asks_extensions(request.metadata());
+        Ok(Box::pin(self.open_flows(request.into_inner(), header)?))
     }
 }
 
@@ -199,10 +202,22 @@ enum Said {
 /// A node's stream item: (its address, what it said).
 type Item = (Arc<str>, Said);
 
-/// Streams one node's answer to `request` into `items`.
-async fn read_node(address: Arc<str>, channel: Channel, request: GetFlowsRequest, items: mpsc::Sender<Item>) {
+/// Streams one node's answer to `request` into `items`; `extensions`: the
+/// node is asked for Lumen's flow extension.
+async fn read_node(
+    address: Arc<str>,
+    channel: Channel,
+    request: GetFlowsRequest,
+    extensions: bool,
+    items: mpsc::Sender<Item>,
+) {
     let send = |said| items.send((address.clone(), said));
     let mut grpc = lumen_proto::tonic::client::Grpc::new(channel).max_decoding_message_size(16 << 20);
+    let request = if extensions {
+        lumen_proto::with_extensions(request)
+    } else {
+        Request::new(request)
+    };
     let mut stream = match raw::get_flows(&mut grpc, request).await {
         Ok(s) => s,
         Err(e) => {
@@ -265,6 +280,7 @@ impl Drop for Readers {
 async fn history_flows(
     pool: Arc<Pool>,
     request: GetFlowsRequest,
+    extensions: bool,
     options: MergeOptions,
     out: Out,
     mut shutdown: watch::Receiver<bool>,
@@ -283,6 +299,7 @@ async fn history_flows(
                     address.clone(),
                     channel.clone(),
                     request.clone(),
+                    extensions,
                     tx,
                 )));
                 sources.push((p.name.clone(), rx));
@@ -381,6 +398,7 @@ impl Drop for Tracked {
 async fn follow_flows(
     pool: Arc<Pool>,
     request: GetFlowsRequest,
+    extensions: bool,
     options: MergeOptions,
     out: Out,
     mut shutdown: watch::Receiver<bool>,
@@ -400,6 +418,7 @@ async fn follow_flows(
             Arc::from(address),
             channel.clone(),
             request.clone(),
+            extensions,
             items_tx.clone(),
         ))
     };
@@ -614,7 +633,8 @@ impl Observer for RelayService {
     /// The same answer decoded (the relay's server passes it through
     /// undecoded: [`RawFlows`]).
     async fn get_flows(&self, req: Request<GetFlowsRequest>) -> Result<Response<Self::GetFlowsStream>, Status> {
-        let raw = self.open_flows(req.into_inner())?;
+        let header = lumen_flow::request::asks_extensions(req.metadata());
+        let raw = self.open_flows(req.into_inner(), header)?;
         let decoded = raw.map(|r| r.and_then(|r| r.decode().map_err(|e| Status::internal(e.to_string()))));
         Ok(Response::new(Box::pin(decoded)))
     }

@@ -50,6 +50,22 @@ fn source_and_destination_pod() {
         },
         &["udp", "dns"],
     );
+    // An empty namespace is any namespace; `/` (hubble's --all-namespaces)
+    // is every flow whose source is a pod.
+    keeps(
+        FlowFilter {
+            source_pod: strings(&["/"]),
+            ..Default::default()
+        },
+        &["tcp", "tcp_reply", "udp", "icmpv4", "icmpv6", "drop", "http", "dns"],
+    );
+    keeps(
+        FlowFilter {
+            destination_pod: strings(&["/coredns"]),
+            ..Default::default()
+        },
+        &["udp", "dns"],
+    );
     // coredns lives in kube-system, not in the default namespace.
     keeps(
         FlowFilter {

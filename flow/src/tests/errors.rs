@@ -45,8 +45,8 @@ fn messages() {
             "invalid destination_pod filter \"a/b/c\": expected [namespace/][name-prefix]",
         ),
         (
-            FlowFilter { destination_service: s("/"), ..Default::default() },
-            "invalid destination_service filter \"/\": expected [namespace/][name-prefix]",
+            FlowFilter { destination_service: s(""), ..Default::default() },
+            "invalid destination_service filter \"\": expected [namespace/][name-prefix]",
         ),
         (
             FlowFilter { source_label: s("app in ("), ..Default::default() },
@@ -107,10 +107,11 @@ fn messages() {
         ),
         (
             FlowFilter {
-                experimental: Some(Experimental { cel_expression: s("_flow.verdict == 2") }),
+                experimental: Some(Experimental { cel_expression: s("_flow.verdict == \"2\"") }),
                 ..Default::default()
             },
-            "experimental.cel_expression is not supported by Lumen",
+            "invalid CEL expression \"_flow.verdict == \\\"2\\\"\" at 1:15: \
+             found no matching overload for '_==_' applied to '(int, string)'",
         ),
     ];
     for (filter, msg) in cases {

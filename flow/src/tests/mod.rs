@@ -1,6 +1,7 @@
 //! Filters compiled through the public API against flows shaped like the
 //! ones Lumen's observer emits.
 
+mod cel;
 mod compose;
 mod endpoint_fields;
 mod errors;

@@ -14,7 +14,7 @@ use lumen_proto::observer::{GetFlowsRequest, ServerStatusRequest};
 use lumen_proto::prost_types::Timestamp;
 use lumen_proto::tonic::codegen::http;
 use lumen_proto::tonic::transport::Channel;
-use lumen_proto::tonic::{Request, Streaming};
+use lumen_proto::tonic::Streaming;
 use lumen_relay::{RelayConfig, RelayHandle};
 use prost::bytes::Bytes;
 use prost::Message as _;
@@ -217,7 +217,8 @@ pub async fn summaries(address: SocketAddr, request: GetFlowsRequest) -> Streami
     grpc.ready().await.unwrap();
     let path = http::uri::PathAndQuery::from_static("/observer.Observer/GetFlows");
     let codec = tonic_prost::ProstCodec::<GetFlowsRequest, Summary>::default();
-    grpc.server_streaming(Request::new(request), path, codec)
+    // As `lumen` asks: flows with Lumen's extension.
+    grpc.server_streaming(lumen_proto::with_extensions(request), path, codec)
         .await
         .unwrap()
         .into_inner()

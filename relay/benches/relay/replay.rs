@@ -76,10 +76,10 @@ impl Observer for Replay {
 impl RawFlows for Replay {
     /// The recorded answer as fast as the relay takes it; a follow stream
     /// then stays open, as a node's does, with nothing more to say.
-    fn raw_flows(&self, request: GetFlowsRequest) -> Result<RawFlowsStream, Status> {
+    fn raw_flows(&self, request: lumen_proto::tonic::Request<GetFlowsRequest>) -> Result<RawFlowsStream, Status> {
         let answer = self.answer.clone();
         let recorded = tokio_stream::iter((0..answer.len()).map(move |i| Ok(answer[i].clone())));
-        Ok(match request.follow {
+        Ok(match request.get_ref().follow {
             true => Box::pin(recorded.chain(tokio_stream::pending())),
             false => Box::pin(recorded),
         })
@@ -96,7 +96,7 @@ pub async fn record_answers(nodes: &[Node]) -> Vec<Vec<RawFlowsResponse>> {
             .await
             .unwrap();
         let mut grpc = lumen_proto::tonic::client::Grpc::new(channel).max_decoding_message_size(16 << 20);
-        let mut s = lumen_proto::raw::get_flows(&mut grpc, GetFlowsRequest::default())
+        let mut s = lumen_proto::raw::get_flows(&mut grpc, lumen_proto::with_extensions(GetFlowsRequest::default()))
             .await
             .unwrap();
         let mut answer = Vec::new();

@@ -1,0 +1,224 @@
+//! A real three-node cluster on the testbed for the relay's tests: each node
+//! its own observer (own pins, own gRPC address on the fabric), one pod per
+//! node, and helpers to read the relay's streams. Needs root.
+#![allow(dead_code)] // each test file uses its own part
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use lumen_observer::identity::{IdentityAllocator, Labels};
+use lumen_observer::{ObserverConfig, ObserverHandle};
+use lumen_proto::flow::{Flow, TrafficDirection};
+use lumen_proto::observer::get_flows_response::ResponseTypes;
+use lumen_proto::observer::observer_client::ObserverClient;
+use lumen_proto::observer::{GetFlowsResponse, ServerStatusRequest};
+use lumen_proto::relay::NodeState;
+use lumen_proto::tonic::transport::Channel;
+use lumen_proto::tonic::Streaming;
+use lumen_testbed::{Node, Pod, PodSpec, Testbed};
+
+pub const API_PORT: u16 = 4244;
+
+/// Pod `i` (a, b, c) on node `i` (n1, n2, n3), app=<pod>.
+pub const PODS: [(&str, &str, Ipv4Addr); 3] = [
+    ("a", "n1", Ipv4Addr::new(10, 1, 0, 1)),
+    ("b", "n2", Ipv4Addr::new(10, 1, 0, 2)),
+    ("c", "n3", Ipv4Addr::new(10, 1, 0, 3)),
+];
+
+pub const POLICY: &str = "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: b-in}
+spec:
+  endpointSelector: {matchLabels: {app: b}}
+  ingress:
+    - fromEndpoints: [{matchLabels: {app: a}}]
+      toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]
+";
+
+pub struct Cluster {
+    pub tb: Testbed,
+    pub pods: BTreeMap<String, Pod>,
+    pub dir: PathBuf,
+    pub configs: BTreeMap<String, ObserverConfig>,
+    pub observers: BTreeMap<String, ObserverHandle>,
+    _servers: Vec<lumen_testbed::ServerGuard>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.observers.clear();
+        for cfg in self.configs.values() {
+            let _ = lumen_observer::daemon::uninstall(&cfg.pin_dir());
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn node(tb: &Testbed, name: &str) -> Node {
+    tb.nodes().iter().find(|n| n.name == name).unwrap().clone()
+}
+
+pub fn api(tb: &Testbed, name: &str) -> SocketAddr {
+    SocketAddr::new(node(tb, name).address.unwrap().ipv4.into(), API_PORT)
+}
+
+impl Cluster {
+    pub fn new() -> Cluster {
+        let mut tb = Testbed::new().expect("testbed (run as root: scripts/test.sh)");
+        for (_, n, _) in PODS {
+            tb.add_node(n).unwrap();
+        }
+        tb.add_fabric().unwrap();
+        let mut pods = BTreeMap::new();
+        for (p, n, ip) in PODS {
+            let pod = tb
+                .add_pod(&node(&tb, n), PodSpec::new(p, "default", ip).label("app", p))
+                .unwrap();
+            pods.insert(p.to_string(), pod);
+        }
+        let dir = std::env::temp_dir().join(format!("lumen-cluster-{}", tb.prefix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut configs = BTreeMap::new();
+        for (_, n, _) in PODS {
+            let ndir = dir.join(n);
+            std::fs::create_dir_all(&ndir).unwrap();
+            // Every node knows every pod: its own with their interfaces,
+            // the others by address, so identities agree everywhere.
+            let mut eps = String::from("endpoints:\n");
+            for (p, pn, ip) in PODS {
+                eps += &format!("  - name: {p}\n    labels: {{app: {p}}}\n    ips: [{ip}]\n");
+                if pn == n {
+                    eps += &format!("    interface: {}\n", pods[p].host_ifname);
+                }
+            }
+            std::fs::write(ndir.join("endpoints.yaml"), eps).unwrap();
+            std::fs::write(ndir.join("policy.yaml"), POLICY).unwrap();
+            let mut cfg = ObserverConfig::in_dir(&format!("{}-{n}", tb.prefix()), &ndir);
+            cfg.netns = Some(node(&tb, n).netns);
+            cfg.endpoints = Some(ndir.join("endpoints.yaml"));
+            cfg.policy = Some(ndir.join("policy.yaml"));
+            cfg.listen_address = Some(api(&tb, n));
+            cfg.nodes_file = Some(dir.join("nodes.yaml"));
+            configs.insert(n.to_string(), cfg);
+        }
+        let servers = pods
+            .values()
+            .flat_map(|p| [80, 8080].map(|port| p.tcp_echo_server(port).unwrap()))
+            .collect();
+        let c = Cluster {
+            tb,
+            pods,
+            dir,
+            configs,
+            observers: BTreeMap::new(),
+            _servers: servers,
+        };
+        c.write_nodes(&["n1", "n2"]);
+        c
+    }
+
+    /// The nodes file every observer watches (replaced in one step).
+    pub fn write_nodes(&self, nodes: &[&str]) {
+        let mut text = String::from("nodes:\n");
+        for n in nodes {
+            let name = &self.configs[*n].node_name;
+            text += &format!("  - name: {name}\n    address: {}\n", api(&self.tb, n));
+        }
+        let tmp = self.dir.join("nodes.yaml.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(tmp, self.dir.join("nodes.yaml")).unwrap();
+    }
+
+    pub fn start(&mut self, n: &str) {
+        let handle = ObserverHandle::spawn(self.configs[n].clone());
+        assert!(handle.wait_ready(Duration::from_secs(20)), "observer {n} did not start");
+        self.observers.insert(n.to_string(), handle);
+    }
+
+    pub fn stop(&mut self, n: &str) {
+        self.observers.remove(n).unwrap().stop().unwrap();
+    }
+
+    pub fn name(&self, n: &str) -> String {
+        self.configs[n].node_name.clone()
+    }
+
+    pub fn request(&self, from: &str, to: &str, port: u16) -> bool {
+        let dst = SocketAddr::new(self.pods[to].ipv4.into(), port);
+        self.pods[from]
+            .tcp_request(dst, b"hi", Duration::from_millis(700))
+            .is_ok()
+    }
+}
+
+pub fn identity(app: &str) -> u32 {
+    IdentityAllocator::default().allocate(&Labels::for_endpoint(
+        &BTreeMap::from([("app".to_string(), app.to_string())]),
+        "default",
+    ))
+}
+
+pub async fn connect(address: SocketAddr) -> ObserverClient<Channel> {
+    for _ in 0..100 {
+        if let Ok(c) = ObserverClient::connect(format!("http://{address}")).await {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("relay did not start on {address}")
+}
+
+pub async fn connected_nodes(c: &mut ObserverClient<Channel>, n: u32) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let s = c.server_status(ServerStatusRequest {}).await.unwrap().into_inner();
+        if s.num_connected_nodes == Some(n) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never {n} connected nodes: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Reads `stream` until `want` matches a response (5 s at most).
+pub async fn until(
+    stream: &mut Streaming<GetFlowsResponse>,
+    what: &str,
+    want: impl Fn(&GetFlowsResponse) -> bool,
+) -> GetFlowsResponse {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = tokio::time::timeout_at(deadline, stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("no {what} within 10 s"))
+            .unwrap()
+            .expect("the stream goes on");
+        if want(&r) {
+            return r;
+        }
+    }
+}
+
+pub fn status(r: &GetFlowsResponse, state: NodeState, node: &str) -> bool {
+    matches!(&r.response_types, Some(ResponseTypes::NodeStatus(s))
+        if s.state_change == state as i32 && s.node_names.iter().any(|n| n == node))
+}
+
+pub fn flow(r: &GetFlowsResponse) -> Option<&Flow> {
+    match &r.response_types {
+        Some(ResponseTypes::Flow(f)) => Some(f),
+        _ => None,
+    }
+}
+
+pub fn is(f: &Flow, src: &str, dst: &str, port: u32, dir: TrafficDirection) -> bool {
+    let pod = |e: &Option<lumen_proto::flow::Endpoint>| e.as_ref().map(|e| e.pod_name.clone()).unwrap_or_default();
+    let dport = match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
+        Some(lumen_proto::flow::layer4::Protocol::Tcp(t)) => t.destination_port,
+        _ => 0,
+    };
+    pod(&f.source) == src && pod(&f.destination) == dst && dport == port && f.traffic_direction == dir as i32
+}
