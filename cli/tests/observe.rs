@@ -144,6 +144,21 @@ fn input_file_is_filtered_like_the_server_would() {
         observe_file(&["--type", "drop", "--tcp-flags", "SYN", "--traffic-direction", "ingress"]),
         pick(&[1, 2])
     );
+    // CEL, as the servers evaluate it: expressions of one flag list OR.
+    assert_eq!(
+        observe_file(&[
+            "--cel-expression",
+            "_flow.l4.TCP.destination_port == 9090u || _flow.l4.UDP.source_port == 53u",
+        ]),
+        pick(&[1, 2, 3])
+    );
+    assert_eq!(
+        observe_file(&[
+            "--cel-expression",
+            "_flow.verdict == Verdict.FORWARDED && !has(_flow.source.pod_name)"
+        ]),
+        pick(&[2, 4])
+    );
 }
 
 #[test]

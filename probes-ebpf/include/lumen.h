@@ -156,19 +156,28 @@ struct lumen_ct_key {
 /*
  * The fast path reads no clock: the observer's GC ages an entry by watching
  * its packet counters stand still (see observer/src/counters.rs).
+ *
+ * A connection that a policy change denies keeps its entry as a tombstone
+ * (verdict LUMEN_VERDICT_DROPPED): its packets in both directions are
+ * dropped as packets of that connection, and a reply is never taken for a
+ * new connection in the other direction. The next policy change decides it
+ * again (an allow revives it), a TCP SYN on its tuple is decided as a new
+ * connection, and the GC ages it like any entry, since its peers may keep
+ * retransmitting for as long as the connection would have lived.
  */
 struct lumen_ct_entry {
 	__u64 created_ns; /* CLOCK_MONOTONIC, coarse */
 	__u64 packets_fwd;
 	__u64 packets_rev;
-	__u32 rule_id;      /* rule that allowed the connection */
+	__u32 rule_id;      /* rule that decided the connection */
 	__u8 tcp_flags_fwd; /* union of TCP flags seen in each direction */
 	__u8 tcp_flags_rev;
 	__u8 closing;       /* bit 0: FIN or RST seen forward, bit 1: in reply */
-	__u8 verdict;       /* LUMEN_VERDICT_FORWARDED or LUMEN_VERDICT_AUDIT */
+	__u8 verdict;       /* LUMEN_VERDICT_FORWARDED, _AUDIT, or _DROPPED: a tombstone */
 	__u8 orig_src_is_a; /* the first packet came from side a of the key */
 	__u8 orig_dir;      /* and was seen in this direction */
-	__u8 pad[2];
+	__u8 drop_reason;   /* of a tombstone: LUMEN_DROP_POLICY_DENIED or _DENY */
+	__u8 pad;
 	__u32 peer_ifindex; /* host interface of the peer if it is a local endpoint */
 	__u32 peer_endpoint_id; /* and its endpoint id, in case the ifindex is reused */
 	__u32 policy_revision;  /* decided under; a newer revision decides again */

@@ -114,6 +114,7 @@ struct {
 #define TCP_FIN 0x01
 #define TCP_SYN 0x02
 #define TCP_RST 0x04
+#define TCP_ACK 0x10
 
 #define NEXTHDR_HOP 0
 #define NEXTHDR_ROUTING 43
@@ -469,12 +470,12 @@ struct decision {
 };
 
 /*
- * Policy for a new connection. The peer-specific and the any-identity entry
- * are both consulted: deny beats audit beats allow, and on a tie the
- * peer-specific entry names the rule.
+ * Policy for a connection opened in direction dir to port dport. The
+ * peer-specific and the any-identity entry are both consulted: deny beats
+ * audit beats allow, and on a tie the peer-specific entry names the rule.
  */
 static __always_inline struct decision decide(const struct lumen_endpoint_info *ep, __u32 slot,
-					      __u8 dir, __u32 peer, const struct packet *p)
+					      __u8 dir, __u32 peer, __u8 proto, __u16 dport)
 {
 	struct decision d = {.verdict = LUMEN_VERDICT_FORWARDED};
 	__u32 enforce = dir == LUMEN_DIR_INGRESS ? LUMEN_EP_ENFORCE_INGRESS : LUMEN_EP_ENFORCE_EGRESS;
@@ -484,8 +485,8 @@ static __always_inline struct decision decide(const struct lumen_endpoint_info *
 
 	if (!(flags & enforce))
 		return d;
-	specific = policy_lookup(policy_id, dir, peer, p->proto, p->dport);
-	any = policy_lookup(policy_id, dir, 0, p->proto, p->dport);
+	specific = policy_lookup(policy_id, dir, peer, proto, dport);
+	any = policy_lookup(policy_id, dir, 0, proto, dport);
 	v = action_rank(any) > action_rank(specific) ? any : specific;
 	if (!v) {
 		d.verdict = LUMEN_VERDICT_DROPPED;
@@ -646,6 +647,13 @@ static __always_inline struct outcome process(struct __sk_buff *skb, struct pack
 	src_is_a = ct_key(&key, p->saddr, p->daddr, p->ct_sport, p->ct_dport, p->proto, p->family,
 			  ep->endpoint_id);
 	ct = bpf_map_lookup_elem(&conntrack, &key);
+	/*
+	 * A SYN on the tuple of a connection that policy denied opens a new
+	 * connection: it is decided as one, and replaces the tombstone if allowed.
+	 */
+	if (ct && ct->verdict == LUMEN_VERDICT_DROPPED &&
+	    (p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN)
+		ct = NULL;
 	if (ct && src_is_a == ct->orig_src_is_a) {
 		__u8 seen = ct->tcp_flags_fwd;
 		ct_state = LUMEN_CT_ESTABLISHED;
@@ -658,30 +666,7 @@ static __always_inline struct outcome process(struct __sk_buff *skb, struct pack
 			ct->closing |= 1;
 			report = agg != LUMEN_AGG_NONE;
 		}
-		if (ct->policy_revision != revision) {
-			/*
-			 * Policy changed since the connection was allowed: decide
-			 * again, as for a new connection (replies still pass).
-			 */
-			peer = ipcache_lookup(p->family, peer_addr);
-			have_peer = 1;
-			d = decide(ep, slot, dir, peer.identity, p);
-			if (d.verdict == LUMEN_VERDICT_DROPPED) {
-				bpf_map_delete_elem(&conntrack, &key);
-				goto out;
-			}
-			ct->verdict = d.verdict;
-			ct->rule_id = d.rule_id;
-			ct->policy_revision = revision;
-			report = report || agg != LUMEN_AGG_MAX;
-		}
-		d.verdict = ct->verdict;
-		d.rule_id = ct->rule_id;
-		o.peer_ifindex = ct->peer_ifindex;
-		o.peer_endpoint_id = ct->peer_endpoint_id;
-		goto out;
-	}
-	if (ct) {
+	} else if (ct) {
 		__u8 seen = ct->tcp_flags_rev;
 		ct_state = LUMEN_CT_REPLY;
 		/* The first answer tells that the peer responded at all. */
@@ -696,7 +681,27 @@ static __always_inline struct outcome process(struct __sk_buff *skb, struct pack
 			ct->closing |= 2;
 			report = agg != LUMEN_AGG_NONE;
 		}
+	}
+	if (ct) {
+		if (ct->policy_revision != revision) {
+			/*
+			 * Policy changed since the connection was decided: the first
+			 * packet of either direction decides it again, for the
+			 * direction it was opened in. A denied connection becomes a
+			 * tombstone: neither direction passes any more.
+			 */
+			peer = ipcache_lookup(p->family, peer_addr);
+			have_peer = 1;
+			d = decide(ep, slot, ct->orig_dir, peer.identity, p->proto,
+				   ct_state == LUMEN_CT_REPLY ? p->sport : p->dport);
+			ct->verdict = d.verdict;
+			ct->drop_reason = d.drop_reason;
+			ct->rule_id = d.rule_id;
+			ct->policy_revision = revision;
+			report = report || agg != LUMEN_AGG_MAX;
+		}
 		d.verdict = ct->verdict;
+		d.drop_reason = ct->drop_reason;
 		d.rule_id = ct->rule_id;
 		o.peer_ifindex = ct->peer_ifindex;
 		o.peer_endpoint_id = ct->peer_endpoint_id;
@@ -712,6 +717,7 @@ static __always_inline struct outcome process(struct __sk_buff *skb, struct pack
 		if (ct) {
 			ct_state = LUMEN_CT_RELATED;
 			d.verdict = ct->verdict;
+			d.drop_reason = ct->drop_reason;
 			d.rule_id = ct->rule_id;
 			report = agg == LUMEN_AGG_MEDIUM;
 			goto out;
@@ -722,7 +728,7 @@ static __always_inline struct outcome process(struct __sk_buff *skb, struct pack
 	report = 1;
 	peer = ipcache_lookup(p->family, peer_addr);
 	have_peer = 1;
-	d = decide(ep, slot, dir, peer.identity, p);
+	d = decide(ep, slot, dir, peer.identity, p->proto, p->dport);
 	if (d.verdict != LUMEN_VERDICT_DROPPED) {
 		struct lumen_ct_entry entry = {
 			.created_ns = bpf_ktime_get_coarse_ns(),
