@@ -72,19 +72,14 @@ fn main() {
         let mut config: aya::maps::Array<MapData, abi::Config> =
             aya::maps::Array::try_from(ebpf.take_map(lumen_probes::maps::CONFIG).unwrap()).unwrap();
         // What the observer sets by default: medium aggregation, batched wakeups.
-        config
-            .set(
-                0,
-                abi::Config {
-                    aggregation: abi::AGG_MEDIUM,
-                    capture_len: 0,
-                    wakeup_bytes: 64 << 10,
-                    local_redirect: 1,
-                    policy_revision: 0,
-                },
-                0,
-            )
-            .unwrap();
+        let settings = |policy_revision| abi::Config {
+            aggregation: abi::AGG_MEDIUM,
+            capture_len: 0,
+            wakeup_bytes: 64 << 10,
+            local_redirect: 1,
+            policy_revision,
+        };
+        config.set(0, settings(0), 0).unwrap();
         let info = abi::EndpointInfo {
             endpoint_id: 1,
             identity: 300,
@@ -136,6 +131,16 @@ fn main() {
                 "established connection (conntrack fast path, no event), 10000 rules",
                 ns,
             ));
+            // A policy change denies it: the first run decides it again and
+            // keeps its entry as a tombstone, the rest are dropped by it.
+            policy.remove(&policy_trie_key(&policy_key(&allow80, 1))).unwrap();
+            config.set(0, settings(1), 0).unwrap();
+            let (verdict, ns) = test_run(prog, &tcp_packet(80, 0x10));
+            assert_eq!(verdict, 2, "TC_ACT_SHOT for a packet of a denied connection");
+            rows.push((
+                "packet of a connection a policy change denied (conntrack tombstone, event emitted), 10000 rules",
+                ns,
+            ));
         }
         drop(endpoints);
         drop(policy);
@@ -152,7 +157,9 @@ fn main() {
          Command: `cargo bench -p lumen-observer --bench prog_run` (as root; {REPEAT} runs per case, the kernel's \
          average). Budget: ≤ 150 ns per packet for the full path, flat from 10 to 10,000 rules.\n\n{table}\n\
          The denied case is the most expensive one the datapath has: parse, conntrack miss, ipcache lookup, two \
-         policy lookups (the peer's identity and any identity), and a ring-buffer event.\n"
+         policy lookups (the peer's identity and any identity), and a ring-buffer event. A packet of a \
+         connection that a policy change denied is dropped by its conntrack entry (kept as a tombstone), \
+         without a policy lookup.\n"
     );
     update_benchmarks("prog_run", &section);
     println!("{section}");

@@ -12,7 +12,6 @@ use lumen_proto::flow::{TrafficDirection, Verdict};
 use lumen_proto::observer::get_flows_response::ResponseTypes;
 use lumen_proto::observer::{GetFlowsRequest, GetFlowsResponse};
 use lumen_proto::relay::NodeState;
-use lumen_relay::{RelayConfig, RelayHandle};
 use support::*;
 
 #[test]
@@ -22,21 +21,7 @@ fn the_relay_serves_the_whole_cluster_as_nodes_come_and_go() {
     for n in ["n1", "n2", "n3"] {
         c.start(n);
     }
-    let listen = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let relay = RelayHandle::spawn(RelayConfig {
-        listen_address: listen,
-        peers: vec![],
-        peer_service: Some(api(&c.tb, "n1").to_string()),
-        sort_buffer_len_max: 10_000,
-        sort_buffer_drain_timeout: Duration::from_millis(100),
-        initial_backoff: Duration::from_millis(100),
-        max_backoff: Duration::from_millis(500),
-        dial_timeout: Duration::from_secs(1),
-        tls: Default::default(),
-    });
+    let relay = c.relay();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

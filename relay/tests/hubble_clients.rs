@@ -10,7 +10,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use lumen_proto::flow::flow_filter::Experimental;
 use lumen_proto::flow::{layer4::Protocol, DropReason, Flow, FlowFilter, TrafficDirection, Verdict};
@@ -24,7 +23,6 @@ use lumen_proto::tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use lumen_proto::tonic::codegen::http::uri::PathAndQuery;
 use lumen_proto::tonic::transport::Channel;
 use lumen_proto::tonic::{Code, Request, Status, Streaming};
-use lumen_relay::{RelayConfig, RelayHandle};
 use prost_reflect::{DescriptorPool, DynamicMessage};
 use support::*;
 
@@ -235,21 +233,7 @@ fn hubbles_cli_requests_get_the_published_api_from_observer_and_relay() {
     for n in ["n1", "n2", "n3"] {
         c.start(n);
     }
-    let listen = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let relay = RelayHandle::spawn(RelayConfig {
-        listen_address: listen,
-        peers: vec![],
-        peer_service: Some(api(&c.tb, "n1").to_string()),
-        sort_buffer_len_max: 10_000,
-        sort_buffer_drain_timeout: Duration::from_millis(100),
-        initial_backoff: Duration::from_millis(100),
-        max_backoff: Duration::from_millis(500),
-        dial_timeout: Duration::from_secs(1),
-        tls: Default::default(),
-    });
+    let relay = c.relay();
     c.write_nodes(&["n1", "n2", "n3"]);
     let pool = hubble_pool();
     let rt = tokio::runtime::Builder::new_multi_thread()

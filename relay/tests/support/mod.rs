@@ -17,6 +17,7 @@ use lumen_proto::observer::{GetFlowsResponse, ServerStatusRequest};
 use lumen_proto::relay::NodeState;
 use lumen_proto::tonic::transport::Channel;
 use lumen_proto::tonic::Streaming;
+use lumen_relay::{RelayConfig, RelayHandle};
 use lumen_testbed::{Node, Pod, PodSpec, Testbed};
 
 pub const API_PORT: u16 = 4244;
@@ -136,6 +137,26 @@ impl Cluster {
         let handle = ObserverHandle::spawn(self.configs[n].clone());
         assert!(handle.wait_ready(Duration::from_secs(20)), "observer {n} did not start");
         self.observers.insert(n.to_string(), handle);
+    }
+
+    /// A relay on a loopback port of its own, finding the observers through
+    /// n1's peer service, quick to reconnect.
+    pub fn relay(&self) -> RelayHandle {
+        let listen = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        RelayHandle::spawn(RelayConfig {
+            listen_address: listen,
+            peers: vec![],
+            peer_service: Some(api(&self.tb, "n1").to_string()),
+            sort_buffer_len_max: 10_000,
+            sort_buffer_drain_timeout: Duration::from_millis(100),
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(500),
+            dial_timeout: Duration::from_secs(1),
+            tls: Default::default(),
+        })
     }
 
     pub fn stop(&mut self, n: &str) {
