@@ -147,11 +147,24 @@ fn ct_state(s: u8) -> (&'static str, flow::TraceReason) {
     }
 }
 
+/// The direction of the connection a packet belongs to, as Hubble's
+/// `traffic_direction` reports it: a reply travels the other way from the
+/// connection it answers.
+pub fn connection_direction(ev: &abi::Event) -> u8 {
+    let reply = ev.ct_state != 0 && ev.flags & abi::EVF_IS_REPLY != 0;
+    match (ev.direction, reply) {
+        (abi::DIR_INGRESS, true) => abi::DIR_EGRESS,
+        (abi::DIR_EGRESS, true) => abi::DIR_INGRESS,
+        (direction, _) => direction,
+    }
+}
+
 /// Builds the Hubble flow of a stored record.
 pub fn to_flow(stored: &StoredFlow, snap: &Snapshot, instance: u64) -> flow::Flow {
     let ev = &stored.event;
     let (src, dst) = (ip_of(ev.family, &ev.saddr), ip_of(ev.family, &ev.daddr));
     let ingress = ev.direction == abi::DIR_INGRESS;
+    let connection_ingress = connection_direction(ev) == abi::DIR_INGRESS;
     let dropped = ev.verdict == abi::VERDICT_DROPPED;
     let verdict = match ev.verdict {
         abi::VERDICT_FORWARDED => flow::Verdict::Forwarded,
@@ -171,7 +184,7 @@ pub fn to_flow(stored: &StoredFlow, snap: &Snapshot, instance: u64) -> flow::Flo
     // Under default deny no rule decided: say which policies made it so.
     let selected_by = match snap.endpoints_by_id.get(&ev.endpoint_id) {
         Some(ep) if dropped && ev.drop_reason == abi::DROP_POLICY_DENIED => {
-            let metas = if ingress {
+            let metas = if connection_ingress {
                 &ep.selected_by_ingress
             } else {
                 &ep.selected_by_egress
@@ -214,7 +227,7 @@ pub fn to_flow(stored: &StoredFlow, snap: &Snapshot, instance: u64) -> flow::Flo
                 TRACE_FROM_LXC
             },
         }),
-        traffic_direction: if ingress {
+        traffic_direction: if connection_ingress {
             flow::TrafficDirection::Ingress
         } else {
             flow::TrafficDirection::Egress
@@ -253,7 +266,7 @@ pub fn to_flow(stored: &StoredFlow, snap: &Snapshot, instance: u64) -> flow::Flo
         }
         f.drop_reason_desc = i32::from(ev.drop_reason);
     }
-    match (policy, ingress, dropped) {
+    match (policy, connection_ingress, dropped) {
         (Some(p), true, false) => f.ingress_allowed_by.push(p),
         (Some(p), false, false) => f.egress_allowed_by.push(p),
         (Some(p), true, true) => f.ingress_denied_by.push(p),
@@ -345,6 +358,40 @@ mod tests {
                 ..Default::default()
             },
         }
+    }
+
+    #[test]
+    fn a_reply_has_its_connections_direction_and_is_seen_where_it_was() {
+        // The backend answers an ingress connection that a policy change
+        // denied: the reply leaves the backend (from-endpoint), the
+        // connection came in.
+        let mut s = stored(abi::VERDICT_DROPPED, abi::DROP_POLICY_DENY, 77);
+        s.event.direction = abi::DIR_EGRESS;
+        s.event.obs_point = abi::OBS_FROM_ENDPOINT;
+        s.event.ct_state = abi::CT_REPLY;
+        s.event.flags = abi::EVF_IS_REPLY;
+        let f = to_flow(&s, &snapshot(), 1);
+        assert_eq!(f.is_reply, Some(true));
+        assert_eq!(f.traffic_direction, flow::TrafficDirection::Ingress as i32);
+        assert_eq!(
+            f.trace_observation_point,
+            flow::TraceObservationPoint::FromEndpoint as i32
+        );
+        let deny = flow::Policy {
+            name: "deny-http".into(),
+            kind: "CiliumNetworkPolicy".into(),
+            ..Default::default()
+        };
+        assert_eq!((f.ingress_denied_by, f.egress_denied_by), (vec![deny], vec![]));
+        // A request leaving the endpoint is egress.
+        let mut s = stored(abi::VERDICT_FORWARDED, 0, 0);
+        s.event.direction = abi::DIR_EGRESS;
+        s.event.obs_point = abi::OBS_FROM_ENDPOINT;
+        let f = to_flow(&s, &snapshot(), 1);
+        assert_eq!(
+            (f.is_reply, f.traffic_direction),
+            (Some(false), flow::TrafficDirection::Egress as i32)
+        );
     }
 
     #[test]

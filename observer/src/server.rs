@@ -297,7 +297,7 @@ impl RawFilter {
         any(&self.verdicts, ev.verdict)
             && (self.drop_reasons.is_empty()
                 || (ev.verdict == lumen_probes::abi::VERDICT_DROPPED && self.drop_reasons.contains(&ev.drop_reason)))
-            && any(&self.directions, ev.direction)
+            && any(&self.directions, crate::parser::connection_direction(ev))
             && port(&self.source_ports, ev.sport)
             && port(&self.destination_ports, ev.dport)
             && id(&self.source_identities, ev.src_identity)
@@ -869,6 +869,9 @@ mod tests {
                 family: 4,
                 proto: [6, 17, 1][(i % 3) as usize],
                 direction: [abi::DIR_INGRESS, abi::DIR_EGRESS][(i % 2) as usize],
+                // Every fourth a reply, whose connection goes the other way.
+                ct_state: [abi::CT_NEW, abi::CT_REPLY][usize::from(i % 4 == 3)],
+                flags: if i % 4 == 3 { abi::EVF_IS_REPLY } else { 0 },
                 verdict: [abi::VERDICT_FORWARDED, abi::VERDICT_DROPPED, abi::VERDICT_AUDIT][(i % 3) as usize],
                 drop_reason: if i % 3 == 1 { [133, 181][(i % 2) as usize] } else { 0 },
                 sport: 40_000 + (i % 4) as u16,
@@ -890,6 +893,10 @@ mod tests {
             }],
             vec![FlowFilter {
                 drop_reason_desc: vec![181],
+                ..Default::default()
+            }],
+            vec![FlowFilter {
+                traffic_direction: vec![1],
                 ..Default::default()
             }],
             vec![
