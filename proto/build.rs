@@ -15,6 +15,7 @@ const PROTOS: &[&str] = &[
     "observer/observer.proto",
     "peer/peer.proto",
     "lumen/v1/lumen.proto",
+    "lumen/v1/control.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

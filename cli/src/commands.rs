@@ -1,15 +1,14 @@
 //! Command-line surface of `lumen` and the commands that talk to a running
 //! observer over its control socket.
 
-use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use anyhow::bail;
-use clap::{Parser, Subcommand};
-use lumen_observer::control::{self, Request, Response};
-use lumen_observer::endpoint::{EndpointSpec, PortSpec};
-use lumen_observer::Aggregation;
+use clap::{Parser, Subcommand, ValueEnum};
+use lumen_proto::lumen::v1 as pb;
+
+use crate::control::{Control, ControlError};
 
 #[derive(Debug, Parser)]
 #[command(name = "lumen", version, about = "Lumen: eBPF network-flow observability and policy")]
@@ -29,6 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build a small cluster on this machine, guard it, send traffic and show what happens (root).
+    #[cfg(feature = "demo")]
     Demo(crate::demo::DemoArgs),
     /// Endpoints the observer guards.
     #[command(subcommand)]
@@ -48,6 +48,14 @@ pub enum Command {
     /// What an observer or relay knows, like `hubble list`.
     #[command(subcommand)]
     List(ListCommand),
+}
+
+/// Event volume, like Cilium's `--monitor-aggregation`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Aggregation {
+    None,
+    Medium,
+    Max,
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,7 +88,7 @@ pub enum EndpointCommand {
         ips: Vec<IpAddr>,
         /// A named port `NAME=PORT[/PROTOCOL]` (e.g. `http=8080/tcp`) policies can refer to.
         #[arg(long = "port", value_parser = parse_named_port)]
-        ports: Vec<PortSpec>,
+        ports: Vec<pb::NamedPort>,
     },
     /// Remove an endpoint added at runtime.
     Delete {
@@ -90,7 +98,7 @@ pub enum EndpointCommand {
     },
 }
 
-fn parse_named_port(s: &str) -> Result<PortSpec, String> {
+fn parse_named_port(s: &str) -> Result<pb::NamedPort, String> {
     let (name, rest) = s
         .split_once('=')
         .ok_or_else(|| format!("{s:?} is not a named port: use NAME=PORT[/PROTOCOL]"))?;
@@ -98,9 +106,9 @@ fn parse_named_port(s: &str) -> Result<PortSpec, String> {
     let port = port
         .parse::<u16>()
         .map_err(|_| format!("{port:?} in {s:?} is not a port number"))?;
-    Ok(PortSpec {
+    Ok(pb::NamedPort {
         name: name.to_string(),
-        port,
+        port: port.into(),
         protocol: protocol.to_ascii_uppercase(),
     })
 }
@@ -112,23 +120,28 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
     }
 }
 
-pub(crate) fn call(cli: &Cli, request: Request) -> anyhow::Result<Response> {
+/// Connects to the observer's control socket and runs `f` on it.
+pub(crate) fn with_control<T, F, Fut>(cli: &Cli, f: F) -> anyhow::Result<T>
+where
+    F: FnOnce(Control) -> Fut,
+    Fut: Future<Output = Result<T, ControlError>>,
+{
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    match rt.block_on(control::call(&cli.control_socket, &request))? {
-        Response::Error { error } => bail!("{error}"),
-        other => Ok(other),
-    }
+    let answer = rt.block_on(async {
+        let control = Control::connect(&cli.control_socket).await?;
+        f(control).await
+    })?;
+    Ok(answer)
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
+        #[cfg(feature = "demo")]
         Command::Demo(args) => crate::demo::run(args, &cli.control_socket),
         Command::Endpoint(EndpointCommand::List { output }) => {
-            let Response::Endpoints { endpoints } = call(&cli, Request::ListEndpoints)? else {
-                bail!("unexpected response from the observer")
-            };
+            let endpoints = with_control(&cli, |mut c| async move { c.list_endpoints().await })?;
             if output == "json" {
-                println!("{}", serde_json::to_string_pretty(&endpoints)?);
+                println!("{}", crate::format::endpoints_json(&endpoints)?);
             } else {
                 print!("{}", crate::format::endpoint_table(&endpoints));
             }
@@ -142,33 +155,24 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             ips,
             ports,
         }) => {
-            let endpoint = EndpointSpec {
+            let spec = pb::EndpointSpec {
                 name: name.clone(),
                 namespace: namespace.clone(),
-                labels: labels.iter().cloned().collect::<BTreeMap<_, _>>(),
+                labels: labels.iter().cloned().collect(),
+                ips: ips.iter().map(ToString::to_string).collect(),
                 interface: interface.clone(),
-                ips: ips.clone(),
                 ports: ports.clone(),
             };
-            let Response::Endpoint { endpoint } = call(&cli, Request::AddEndpoint { endpoint })? else {
-                bail!("unexpected response from the observer")
-            };
+            let endpoint = with_control(&cli, |mut c| async move { c.add_endpoint(spec).await })?;
+            let spec = endpoint.spec.unwrap_or_default();
             println!(
-                "added {} (endpoint {}, identity {})",
-                endpoint.spec.key(),
-                endpoint.endpoint_id,
-                endpoint.identity
+                "added {}/{} (endpoint {}, identity {})",
+                spec.namespace, spec.name, endpoint.endpoint_id, endpoint.identity
             );
             Ok(())
         }
         Command::Endpoint(EndpointCommand::Delete { name, namespace }) => {
-            call(
-                &cli,
-                Request::DeleteEndpoint {
-                    namespace: namespace.clone(),
-                    name: name.clone(),
-                },
-            )?;
+            with_control(&cli, |mut c| async move { c.delete_endpoint(namespace, name).await })?;
             println!("deleted {namespace}/{name}");
             Ok(())
         }
@@ -177,7 +181,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => crate::status::status(args),
         Command::List(ListCommand::Nodes(args)) => crate::nodes::list_nodes(args),
         Command::Aggregation { level } => {
-            call(&cli, Request::SetAggregation { level: *level })?;
+            let wire = match level {
+                Aggregation::None => pb::AggregationLevel::None,
+                Aggregation::Medium => pb::AggregationLevel::Medium,
+                Aggregation::Max => pb::AggregationLevel::Max,
+            };
+            with_control(&cli, |mut c| async move { c.set_aggregation(wire).await })?;
             println!("monitor aggregation is now {level:?}");
             Ok(())
         }

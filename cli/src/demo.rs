@@ -11,12 +11,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use lumen_observer::control::{self, Request, Response};
 use lumen_observer::{daemon, ObserverConfig, ObserverHandle};
 use lumen_proto::flow::{TraceReason, Verdict};
 use lumen_proto::observer::get_flows_response::ResponseTypes;
 use lumen_proto::observer::{observer_client::ObserverClient, GetFlowsRequest};
 use lumen_relay::{RelayConfig, RelayHandle};
+
+use crate::control::{Control, ControlError};
 use lumen_testbed::{Pod, PodSpec, Testbed};
 
 #[derive(Debug, clap::Args)]
@@ -339,14 +340,14 @@ fn watch(args: &DemoArgs, sockets: &[PathBuf], stop: &AtomicBool) -> anyhow::Res
             }
             if !policy_applied && start.elapsed() >= args.policy_after {
                 for socket in sockets {
-                    let documents = vec![control::PolicyDocument {
+                    let documents = vec![lumen_proto::lumen::v1::PolicyDocument {
                         source: "demo-policy.yaml".into(),
                         yaml: POLICY.to_string(),
                     }];
-                    if let Response::Error { error } =
-                        control::call(socket, &Request::ApplyPolicies { documents }).await?
-                    {
-                        bail!("applying the demo policy: {error}");
+                    match Control::connect(socket).await?.apply_policies(documents).await {
+                        Ok(_) => {}
+                        Err(ControlError::Refused { message, .. }) => bail!("applying the demo policy: {message}"),
+                        Err(e) => return Err(e.into()),
                     }
                 }
                 println!(

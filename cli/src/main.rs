@@ -1,6 +1,8 @@
 use clap::Parser;
 
 mod commands;
+mod control;
+#[cfg(feature = "demo")]
 mod demo;
 mod filters;
 mod format;

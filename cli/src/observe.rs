@@ -9,9 +9,10 @@ use anyhow::{bail, Context};
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, ValueEnum};
 use lumen_flow::format;
+use lumen_flow::plan::{Keep, Plan};
 use lumen_proto::observer::get_flows_response::ResponseTypes;
 use lumen_proto::observer::{observer_client::ObserverClient, GetFlowsRequest, GetFlowsResponse};
-use prost_types::{FieldMask, Timestamp};
+use prost_types::FieldMask;
 
 use crate::filters::FilterFlags;
 use crate::printer::{parse_time, Output, Printer, Style, TimeFormat};
@@ -277,8 +278,12 @@ pub fn filter_offline(
     mut emit: impl FnMut(GetFlowsResponse) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let filters = lumen_flow::compile(&req.whitelist, &req.blacklist).context("invalid filter")?;
-    let key = |t: &Option<Timestamp>| t.as_ref().map(|t| (t.seconds, t.nanos));
-    let mut kept = std::collections::VecDeque::new();
+    // The same window as a server's; the file is read forward once.
+    let plan = Plan::new(&GetFlowsRequest {
+        follow: false,
+        ..req.clone()
+    })?;
+    let mut kept = Keep::new(plan.take());
     for (n, line) in input.lines().enumerate() {
         let line = line.with_context(|| format!("reading {source}"))?;
         if line.trim().is_empty() {
@@ -286,23 +291,19 @@ pub fn filter_offline(
         }
         let response = format::parse_json(&line).with_context(|| format!("{source}:{}", n + 1))?;
         if let Some(ResponseTypes::Flow(flow)) = &response.response_types {
-            let t = key(&flow.time);
-            if !filters.matches(flow) || req.since.is_some() && t < key(&req.since) {
-                continue;
-            }
-            if req.until.is_some() && t > key(&req.until) {
+            // A flow without a time is before any `since`.
+            let t = flow.time.as_ref().map_or(0, |t| {
+                u64::try_from(t.seconds).map_or(0, |s| s.saturating_mul(1_000_000_000).saturating_add(t.nanos as u64))
+            });
+            if !filters.matches(flow) || plan.before(t) || plan.after(t) {
                 continue;
             }
         }
-        kept.push_back(response);
-        if req.first && kept.len() as u64 >= req.number {
+        if !kept.offer(response) {
             break;
         }
-        if !req.first && req.number > 0 && kept.len() as u64 > req.number {
-            kept.pop_front();
-        }
     }
-    kept.into_iter().try_for_each(&mut emit)
+    kept.into_kept().into_iter().try_for_each(&mut emit)
 }
 
 pub fn observe(args: &ObserveArgs) -> anyhow::Result<()> {

@@ -5,9 +5,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
-use lumen_observer::control::{parse_documents, PolicyDocument, Request, Response};
 use lumen_policy::compile::RuleMeta;
-use lumen_policy::trace::{Decision, Trace};
+use lumen_policy::trace::{Decision, Trace, Verdict};
+use lumen_policy::{parse_documents, Document};
+use lumen_proto::lumen::v1 as pb;
+
+use crate::commands::with_control;
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
@@ -93,7 +96,7 @@ fn parse_port(s: &str) -> Result<(u8, u16), String> {
 
 /// The texts of a file, or of every `*.yaml`, `*.yml`, `*.json` in a
 /// directory (sorted by name).
-fn read_documents(path: &Path) -> anyhow::Result<Vec<PolicyDocument>> {
+fn read_documents(path: &Path) -> anyhow::Result<Vec<Document>> {
     let files = if path.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
             .with_context(|| format!("reading directory {}", path.display()))?
@@ -115,7 +118,7 @@ fn read_documents(path: &Path) -> anyhow::Result<Vec<PolicyDocument>> {
         .into_iter()
         .map(|f| {
             let yaml = std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
-            Ok(PolicyDocument {
+            Ok(Document {
                 source: f.display().to_string(),
                 yaml,
             })
@@ -124,7 +127,7 @@ fn read_documents(path: &Path) -> anyhow::Result<Vec<PolicyDocument>> {
 }
 
 /// Reads and validates `paths`: the documents, and the policies in them.
-fn load(paths: &[PathBuf]) -> anyhow::Result<(Vec<PolicyDocument>, Vec<lumen_policy::Policy>)> {
+fn load(paths: &[PathBuf]) -> anyhow::Result<(Vec<Document>, Vec<lumen_policy::Policy>)> {
     let mut documents = Vec::new();
     for p in paths {
         documents.extend(read_documents(p)?);
@@ -153,7 +156,14 @@ pub fn run(cli: &crate::commands::Cli, command: &PolicyCommand) -> anyhow::Resul
         }
         PolicyCommand::Apply { paths } => {
             let (documents, policies) = load(paths)?;
-            crate::commands::call(cli, Request::ApplyPolicies { documents })?;
+            let documents = documents
+                .into_iter()
+                .map(|d| pb::PolicyDocument {
+                    source: d.source,
+                    yaml: d.yaml,
+                })
+                .collect();
+            with_control(cli, |mut c| async move { c.apply_policies(documents).await })?;
             for p in &policies {
                 println!("applied {}", p.key());
             }
@@ -165,28 +175,36 @@ pub fn run(cli: &crate::commands::Cli, command: &PolicyCommand) -> anyhow::Resul
             kind,
             paths,
         } => {
-            let keys: Vec<String> = match name {
+            let refs: Vec<pb::PolicyRef> = match name {
                 Some(name) => {
-                    let ns = (*kind != lumen_policy::Kind::CiliumClusterwideNetworkPolicy).then(|| namespace.clone());
-                    vec![match ns {
-                        Some(ns) => format!("{kind}/{ns}/{name}"),
-                        None => format!("{kind}/{name}"),
+                    let clusterwide = *kind == lumen_policy::Kind::CiliumClusterwideNetworkPolicy;
+                    vec![pb::PolicyRef {
+                        kind: kind.to_string(),
+                        namespace: if clusterwide { String::new() } else { namespace.clone() },
+                        name: name.clone(),
                     }]
                 }
-                None => load(paths)?.1.iter().map(lumen_policy::Policy::key).collect(),
+                None => load(paths)?
+                    .1
+                    .iter()
+                    .map(|p| pb::PolicyRef {
+                        kind: p.kind.to_string(),
+                        namespace: p.namespace.clone().unwrap_or_default(),
+                        name: p.name.clone(),
+                    })
+                    .collect(),
             };
-            crate::commands::call(cli, Request::DeletePolicies { keys: keys.clone() })?;
+            let keys: Vec<String> = refs.iter().map(policy_key).collect();
+            with_control(cli, |mut c| async move { c.delete_policies(refs).await })?;
             for k in keys {
                 println!("deleted {k}");
             }
             Ok(())
         }
         PolicyCommand::List { output } => {
-            let Response::Policies { policies } = crate::commands::call(cli, Request::ListPolicies)? else {
-                bail!("unexpected response from the observer")
-            };
+            let policies = with_control(cli, |mut c| async move { c.list_policies().await })?;
             if output == "json" {
-                println!("{}", serde_json::to_string_pretty(&policies)?);
+                println!("{}", crate::format::policies_json(&policies)?);
             } else {
                 print!("{}", crate::format::policy_table(&policies));
             }
@@ -198,15 +216,11 @@ pub fn run(cli: &crate::commands::Cli, command: &PolicyCommand) -> anyhow::Resul
             port: (proto, port),
             output,
         } => {
-            let request = Request::TracePolicy {
-                from: from.clone(),
-                to: to.clone(),
-                proto: *proto,
-                port: *port,
-            };
-            let Response::Trace { trace } = crate::commands::call(cli, request)? else {
-                bail!("unexpected response from the observer")
-            };
+            let answer = with_control(
+                cli,
+                |mut c| async move { c.trace_policy(from, to, *proto, *port).await },
+            )?;
+            let trace = trace_of(answer)?;
             if output == "json" {
                 println!("{}", serde_json::to_string_pretty(&trace)?);
             } else {
@@ -215,6 +229,54 @@ pub fn run(cli: &crate::commands::Cli, command: &PolicyCommand) -> anyhow::Resul
             Ok(())
         }
     }
+}
+
+/// `Kind/namespace/name`, or `Kind/name` for a clusterwide policy.
+fn policy_key(r: &pb::PolicyRef) -> String {
+    if r.namespace.is_empty() {
+        format!("{}/{}", r.kind, r.name)
+    } else {
+        format!("{}/{}/{}", r.kind, r.namespace, r.name)
+    }
+}
+
+fn verdict_of(v: i32) -> anyhow::Result<Verdict> {
+    Ok(match pb::TraceVerdict::try_from(v) {
+        Ok(pb::TraceVerdict::Forwarded) => Verdict::Forwarded,
+        Ok(pb::TraceVerdict::Dropped) => Verdict::Dropped,
+        Ok(pb::TraceVerdict::Audit) => Verdict::Audit,
+        _ => bail!("unexpected response from the observer: trace verdict {v}"),
+    })
+}
+
+fn rule_of(r: pb::TraceRule) -> RuleMeta {
+    let p = r.policy.unwrap_or_default();
+    RuleMeta {
+        name: p.name,
+        namespace: p.namespace,
+        kind: p.kind,
+        match_type: r.match_type,
+    }
+}
+
+fn decision_of(d: pb::TraceDecision) -> anyhow::Result<Decision> {
+    Ok(Decision {
+        verdict: verdict_of(d.verdict)?,
+        drop_reason: d.drop_reason,
+        by: d.by.map(rule_of),
+        selected_by: d.selected_by.into_iter().map(rule_of).collect(),
+        enforced: d.enforced,
+    })
+}
+
+/// The observer's answer as the policy crate's trace, which the CLI prints
+/// (and `-o json` shows as it always did).
+fn trace_of(t: pb::TracePolicyResponse) -> anyhow::Result<Trace> {
+    Ok(Trace {
+        egress: t.egress.map(decision_of).transpose()?,
+        ingress: t.ingress.map(decision_of).transpose()?,
+        verdict: verdict_of(t.verdict)?,
+    })
 }
 
 fn policy_name(m: &RuleMeta) -> String {
@@ -232,11 +294,11 @@ fn describe_side(side: &str, who: &str, d: &Decision) -> String {
     } else {
         match (&d.by, d.drop_reason) {
             (Some(by), 181) => format!("denied by {}", policy_name(by)),
-            (Some(by), _) if d.verdict == lumen_policy::trace::Verdict::Audit => {
+            (Some(by), _) if d.verdict == Verdict::Audit => {
                 format!("denied by {} (audit mode)", policy_name(by))
             }
             (Some(by), _) => format!("allowed by {}", policy_name(by)),
-            (None, _) if d.verdict == lumen_policy::trace::Verdict::Forwarded => {
+            (None, _) if d.verdict == Verdict::Forwarded => {
                 "default deny is disabled (enableDefaultDeny: false)".to_string()
             }
             (None, _) => format!(

@@ -85,8 +85,7 @@ pub fn status(args: &ServerArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("ServerStatus on {server}"))?;
         let count = |key: &str| -> Option<u64> { response.metadata().get(key)?.to_str().ok()?.parse().ok() };
-        let lost =
-            count(lumen_observer::server::LOST_KERNEL_HEADER).zip(count(lumen_observer::server::LOST_CLIENT_HEADER));
+        let lost = count(lumen_proto::LOST_KERNEL_HEADER).zip(count(lumen_proto::LOST_CLIENT_HEADER));
         anyhow::Ok(status_lines(server, &health, response.get_ref(), lost))
     })?;
     print!("{text}");

@@ -17,7 +17,6 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
-use lumen_observer::control::{self, Request, Response};
 use lumen_observer::identity::{IdentityAllocator, Labels};
 use lumen_relay::{RelayConfig, RelayHandle};
 use lumen_testbed::{Node, Pod, PodSpec, Process, Testbed};
@@ -181,7 +180,7 @@ impl Cluster {
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(Response::Endpoints { .. }) = rt.block_on(control::call(&socket, &Request::ListEndpoints)) {
+            if rt.block_on(lumen_observer::control::answers(&socket)) {
                 return;
             }
             let log = self.dir.join(n).join("observer.log");

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use lumen_proto::flow::{DropReason, FlowFilter, IpVersion, TcpFlags, TrafficDirection, Verdict};
 
-use crate::l4::tcp_flags_mask;
+use crate::tcp::{self, TcpFlag};
 
 /// Renders the populated fields of `filter` as `field=value,value`, space
 /// separated, in flow.proto order; enums by their proto names. A value with
@@ -151,14 +151,7 @@ fn workload(kind: &str, name: &str) -> String {
 }
 
 fn tcp_flags(flags: &TcpFlags) -> String {
-    const NAMES: [&str; 9] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS"];
-    let mask = tcp_flags_mask(flags);
-    let set: Vec<&str> = NAMES
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| mask & (1 << i) != 0)
-        .map(|(_, n)| *n)
-        .collect();
+    let set = tcp::names(tcp::mask(flags), &TcpFlag::ALL);
     if set.is_empty() {
         "none".to_string()
     } else {

@@ -15,6 +15,7 @@ use lumen_proto::flow::{
     layer7::Record, DebugCapturePoint, Flow, FlowFilter, L7FlowType, Policy, SocketTranslationPoint, TrafficDirection,
     Verdict,
 };
+use lumen_proto::names::RESERVED_IDENTITIES;
 use lumen_proto::observer::{get_flows_response::ResponseTypes, GetFlowsResponse};
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
@@ -45,22 +46,13 @@ fn enum_name<E: TryFrom<i32>>(value: i32, name: impl Fn(E) -> &'static str) -> C
 /// Cilium's name for a reserved identity (`world`; `unknown` for 0),
 /// `ID:n` for any other.
 pub fn identity_name(id: u32) -> String {
-    const RESERVED: [&str; 11] = [
-        "unknown",
-        "host",
-        "world",
-        "unmanaged",
-        "health",
-        "init",
-        "remote-node",
-        "kube-apiserver",
-        "ingress",
-        "world-ipv4",
-        "world-ipv6",
-    ];
-    RESERVED
-        .get(id as usize)
-        .map_or_else(|| format!("ID:{id}"), |name| name.to_string())
+    if id == 0 {
+        return "unknown".into();
+    }
+    RESERVED_IDENTITIES
+        .iter()
+        .find(|(reserved, _)| *reserved == id)
+        .map_or_else(|| format!("ID:{id}"), |(_, name)| name.to_string())
 }
 
 /// Cilium's trace observation points, indexed by the number a trace event

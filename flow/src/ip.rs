@@ -35,14 +35,14 @@ impl IpField {
 
 /// A network prefix with its host bits cleared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Cidr {
+pub struct Cidr {
     network: IpAddr,
     len: u8,
 }
 
 impl Cidr {
     /// Parses `addr/len`; `reason` on failure is for [`FilterError::InvalidCidr`].
-    pub(crate) fn parse(s: &str) -> Result<Self, &'static str> {
+    pub fn parse(s: &str) -> Result<Self, &'static str> {
         let (addr, len) = s.split_once('/').ok_or("missing '/'")?;
         let addr: IpAddr = addr.parse().map_err(|_| "invalid address")?;
         if len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) || (len.len() > 1 && len.starts_with('0')) {
@@ -60,8 +60,19 @@ impl Cidr {
         })
     }
 
-    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
+    pub fn contains(&self, ip: IpAddr) -> bool {
         ip.is_ipv4() == self.network.is_ipv4() && mask(ip, self.len) == self.network
+    }
+
+    /// A filter value as `ip` and `ip/len` filters read it (one address is
+    /// a full-length prefix); `None` if it is neither.
+    pub fn of_filter_value(s: &str) -> Option<Self> {
+        if s.contains('/') {
+            return Self::parse(s).ok();
+        }
+        let addr: IpAddr = s.parse().ok()?;
+        let len = if addr.is_ipv4() { 32 } else { 128 };
+        Some(Self { network: addr, len })
     }
 }
 

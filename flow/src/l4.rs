@@ -109,13 +109,6 @@ impl ProtocolMatcher {
     }
 }
 
-pub(crate) fn tcp_flags_mask(f: &TcpFlags) -> u16 {
-    [f.fin, f.syn, f.rst, f.psh, f.ack, f.urg, f.ece, f.cwr, f.ns]
-        .iter()
-        .enumerate()
-        .fold(0, |m, (i, set)| if *set { m | 1 << i } else { m })
-}
-
 /// `tcp_flags`: a flow matches one entry when every flag set in the entry
 /// is set in the flow's TCP header (other flags may be set too).
 #[derive(Debug, Clone)]
@@ -123,7 +116,7 @@ pub(crate) struct TcpFlagsMatcher(Vec<u16>);
 
 impl TcpFlagsMatcher {
     pub(crate) fn new(flags: &[TcpFlags]) -> Self {
-        Self(flags.iter().map(tcp_flags_mask).collect())
+        Self(flags.iter().map(crate::tcp::mask).collect())
     }
 
     pub(crate) fn matches(&self, flow: &Flow) -> bool {
@@ -131,7 +124,7 @@ impl TcpFlagsMatcher {
             return false;
         };
         let Some(flags) = tcp.flags.as_ref() else { return false };
-        let have = tcp_flags_mask(flags);
+        let have = crate::tcp::mask(flags);
         self.0.iter().any(|want| have & want == *want)
     }
 }

@@ -53,8 +53,10 @@ mod l7;
 mod label;
 pub mod mask;
 mod pattern;
+pub mod plan;
 pub mod request;
 pub mod summary;
+pub mod tcp;
 
 #[cfg(test)]
 mod tests;
@@ -65,6 +67,7 @@ pub use describe::describe;
 pub use error::{CelError, FilterError, PatternError, SelectorError};
 pub use event::monitor_type;
 pub use filter::CompiledFilter;
+pub use ip::Cidr;
 
 /// A whitelist and a blacklist of compiled filters.
 ///

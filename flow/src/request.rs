@@ -7,6 +7,7 @@ use lumen_proto::prost_types::Timestamp;
 use lumen_proto::tonic::Status;
 
 use crate::mask::{FlowMask, MaskError};
+use crate::plan::Plan;
 use crate::{FilterError, FlowFilterSet};
 
 /// A request no server can serve as asked.
@@ -35,8 +36,8 @@ impl From<RequestError> for Status {
 /// The parts of a request that need compiling, compiled. Times are
 /// wall-clock ns since the epoch.
 pub struct Checked {
-    pub since: Option<u64>,
-    pub until: Option<u64>,
+    /// Which flows of the history: number, first, follow, since, until.
+    pub plan: Plan,
     pub filters: FlowFilterSet,
     /// The flow fields the client asked for, if it named any.
     pub mask: Option<FlowMask>,
@@ -59,18 +60,14 @@ pub fn asks_extensions(metadata: &lumen_proto::tonic::metadata::MetadataMap) -> 
 
 /// Checks `req` whole.
 pub fn check(req: &GetFlowsRequest) -> Result<Checked, RequestError> {
-    if req.first && req.follow {
-        return Err(RequestError::FirstWithFollow);
-    }
     Ok(Checked {
-        since: req.since.as_ref().map(|t| timestamp_ns("since", t)).transpose()?,
-        until: req.until.as_ref().map(|t| timestamp_ns("until", t)).transpose()?,
+        plan: Plan::new(req)?,
         filters: crate::compile(&req.whitelist, &req.blacklist)?,
         mask: FlowMask::new(req.field_mask.as_ref().map_or(&[][..], |m| &m.paths[..]))?,
     })
 }
 
-fn timestamp_ns(field: &'static str, t: &Timestamp) -> Result<u64, RequestError> {
+pub(crate) fn timestamp_ns(field: &'static str, t: &Timestamp) -> Result<u64, RequestError> {
     if !(0..1_000_000_000).contains(&t.nanos) {
         return Err(RequestError::Timestamp {
             field,

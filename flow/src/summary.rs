@@ -10,22 +10,11 @@
 
 use lumen_proto::flow::{layer4::Protocol, Flow, TcpFlags};
 
+use crate::tcp::{self, TcpFlag};
+
 /// The flags set in `flags`, in the order Hubble lists them.
 pub fn tcp_flag_names(flags: &TcpFlags) -> Vec<&'static str> {
-    [
-        (flags.syn, "SYN"),
-        (flags.ack, "ACK"),
-        (flags.rst, "RST"),
-        (flags.fin, "FIN"),
-        (flags.psh, "PSH"),
-        (flags.urg, "URG"),
-        (flags.ece, "ECE"),
-        (flags.cwr, "CWR"),
-        (flags.ns, "NS"),
-    ]
-    .into_iter()
-    .filter_map(|(set, name)| set.then_some(name))
-    .collect()
+    tcp::names(tcp::mask(flags), &TcpFlag::HUBBLE_ORDER)
 }
 
 /// The summary Hubble's parser gives the flow's packet; empty for a flow

@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use aya::maps::lpm_trie::LpmTrie;
 use aya::maps::{Map, MapData};
-use lumen_observer::control::{self, PolicyDocument, Request, Response};
 use lumen_observer::{daemon, ObserverConfig, ObserverHandle};
 use lumen_policy::compile::{cidr_identity, Universe};
 use lumen_policy::identity::{IdentityAllocator, Labels};
@@ -29,8 +28,13 @@ use lumen_policy::{Options, PolicySet};
 use lumen_probes::abi;
 use lumen_testbed::{Pod, PodSpec, Testbed};
 
+use control::{PolicyDocument, Request, Response};
+
 #[path = "support/benchmarks_md.rs"]
 mod benchmarks_md;
+/// The control API driven as the tests drive it.
+#[path = "../tests/support/control.rs"]
+mod control;
 #[path = "support/machine.rs"]
 mod machine;
 #[path = "support/numbers.rs"]
@@ -393,7 +397,7 @@ impl Lab {
     }
 
     fn call(&self, request: &Request) -> Response {
-        self.rt.block_on(control::call(&self.socket, request)).unwrap()
+        self.rt.block_on(control::call(&self.socket, request.clone())).unwrap()
     }
 
     /// Applies `yaml` (one file): how long until the observer answered.

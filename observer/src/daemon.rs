@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::ValueEnum;
@@ -16,7 +16,7 @@ use crate::counters::{ConntrackGc, CtTimeouts};
 use crate::datapath::{Datapath, DatapathConfig, DatapathError};
 use crate::endpoint;
 use crate::hub::Hub;
-use crate::output::{JsonLines, Names};
+use crate::output::JsonLines;
 use crate::peer::{self, Peers};
 use crate::policies::{PolicyStore, PolicyStoreError};
 use crate::reader::{Reader, ReaderStats};
@@ -58,8 +58,10 @@ fn default_node_name() -> String {
     }
 }
 
-/// Everything the observer can be told. Each flag has a `LUMEN_*`
-/// environment variable of the same name.
+/// Everything the observer can be told. Each flag that takes a value is
+/// also a key of the `--config` file and a `LUMEN_*` environment variable
+/// of the same name (`--node-name`, `node-name:`, `LUMEN_NODE_NAME`): see
+/// [`ObserverConfig::load`].
 #[derive(Clone, Debug, clap::Parser)]
 #[command(
     name = "lumen-observer",
@@ -68,92 +70,88 @@ fn default_node_name() -> String {
 )]
 pub struct ObserverConfig {
     /// Name of this node; its datapath state is pinned under <bpffs-root>/<node-name>.
-    #[arg(long, env = "LUMEN_NODE_NAME", default_value_t = default_node_name())]
+    #[arg(long, default_value_t = default_node_name())]
     pub node_name: String,
     /// Directory on a BPF filesystem where maps and links are pinned.
-    #[arg(long, env = "LUMEN_BPFFS_ROOT", default_value = "/sys/fs/bpf/lumen")]
+    #[arg(long, default_value = "/sys/fs/bpf/lumen")]
     pub bpffs_root: PathBuf,
     /// Directory for runtime state (runtime endpoints, reported losses).
-    #[arg(long, env = "LUMEN_STATE_DIR", default_value = "/var/run/lumen")]
+    #[arg(long, default_value = "/var/run/lumen")]
     pub state_dir: PathBuf,
     /// YAML file of endpoints to guard (see README).
-    #[arg(long, env = "LUMEN_ENDPOINTS")]
+    #[arg(long)]
     pub endpoints: Option<PathBuf>,
     /// CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy and NetworkPolicy
     /// YAML: a file or a directory of them. `lumen policy apply` adds more.
-    #[arg(long, env = "LUMEN_POLICY")]
+    #[arg(long)]
     pub policy: Option<PathBuf>,
     /// Policy enforcement: `default` (an endpoint a rule selects is default-deny
     /// in that direction), `always` (every endpoint is), `never`.
-    #[arg(long, env = "LUMEN_ENABLE_POLICY", default_value = "default")]
+    #[arg(long, default_value = "default")]
     pub enable_policy: lumen_policy::compile::Enforcement,
     /// Report what policy would drop with verdict AUDIT and drop nothing.
-    #[arg(long, env = "LUMEN_POLICY_AUDIT_MODE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub policy_audit_mode: bool,
     /// Unix socket of the control API (`lumen endpoint …`, `lumen policy …`).
-    #[arg(long, env = "LUMEN_CONTROL_SOCKET", default_value = "/var/run/lumen/control.sock")]
+    #[arg(long, default_value = "/var/run/lumen/control.sock")]
     pub control_socket: PathBuf,
     /// Unix socket of Hubble's Observer gRPC API (`hubble observe`, `lumen observe`).
-    #[arg(long, env = "LUMEN_SOCKET", default_value = "/var/run/lumen/observer.sock")]
+    #[arg(long, default_value = "/var/run/lumen/observer.sock")]
     pub socket: PathBuf,
     /// Also serve the Observer API on this TCP address (HOST:PORT, e.g. 0.0.0.0:4244).
-    #[arg(long, env = "LUMEN_LISTEN_ADDRESS")]
+    #[arg(long)]
     pub listen_address: Option<SocketAddr>,
     /// TLS certificate (PEM) of the TCP API; with --tls-key-file.
-    #[arg(long, env = "LUMEN_TLS_CERT_FILE", requires = "tls_key_file")]
+    #[arg(long, requires = "tls_key_file")]
     pub tls_cert_file: Option<PathBuf>,
-    #[arg(long, env = "LUMEN_TLS_KEY_FILE", requires = "tls_cert_file")]
+    #[arg(long, requires = "tls_cert_file")]
     pub tls_key_file: Option<PathBuf>,
     /// CA certificates (PEM, comma-separated) a client's certificate must
     /// chain to: mutual TLS on the TCP API.
-    #[arg(
-        long,
-        env = "LUMEN_TLS_CLIENT_CA_FILES",
-        value_delimiter = ',',
-        requires = "tls_cert_file"
-    )]
+    #[arg(long, value_delimiter = ',', requires = "tls_cert_file")]
     pub tls_client_ca_files: Vec<PathBuf>,
     /// YAML file of the cluster's observers, announced by Hubble's Peer service
     /// so a relay finds them (see README); re-read when it changes. Without it
     /// only this node is announced, and only with a --listen-address.
-    #[arg(long, env = "LUMEN_NODES_FILE")]
+    #[arg(long)]
     pub nodes_file: Option<PathBuf>,
     /// Flows kept in memory for GetFlows (Hubble keeps 4095).
-    #[arg(long, env = "LUMEN_MAX_FLOWS", default_value_t = FlowStore::DEFAULT_CAPACITY, value_parser = parse_max_flows)]
+    #[arg(long, default_value_t = FlowStore::DEFAULT_CAPACITY, value_parser = parse_max_flows)]
     pub max_flows: usize,
-    /// Where events go as JSON lines: `-` for stdout, `none`, or a file path.
-    #[arg(long, env = "LUMEN_EVENTS_OUTPUT", default_value = "-")]
+    /// Also write every flow and loss as a JSON line (the foundation's record
+    /// format): `none` (the default), `-` for stdout, or a file path to append to.
+    #[arg(long, default_value = "none")]
     pub events_output: String,
     /// Which packets become events.
-    #[arg(long, env = "LUMEN_MONITOR_AGGREGATION", value_enum, default_value = "medium")]
+    #[arg(long, value_enum, default_value = "medium")]
     pub monitor_aggregation: Aggregation,
     /// Bytes of each packet to copy into its event (0 to 128).
-    #[arg(long, env = "LUMEN_CAPTURE_BYTES", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=128))]
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=128))]
     pub capture_bytes: u32,
     /// Size of the kernel ring buffer: a power of two, at least 4096.
-    #[arg(long, env = "LUMEN_RING_BUFFER_BYTES", default_value_t = 4 << 20, value_parser = parse_ring_size)]
+    #[arg(long, default_value_t = 4 << 20, value_parser = parse_ring_size)]
     pub ring_buffer_bytes: u32,
     /// Pending bytes after which the datapath wakes the reader early.
-    #[arg(long, env = "LUMEN_WAKEUP_BYTES", default_value_t = 64 << 10)]
+    #[arg(long, default_value_t = 64 << 10)]
     pub wakeup_bytes: u64,
     /// Hand traffic between endpoints on this node straight to the receiving
     /// pod (both sides' policy still applies), skipping the host stack.
-    #[arg(long, env = "LUMEN_LOCAL_REDIRECT", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub local_redirect: bool,
     /// Idle time after which an established TCP connection is forgotten.
-    #[arg(long, env = "LUMEN_CT_TIMEOUT_TCP", default_value = "6h", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "6h", value_parser = humantime::parse_duration)]
     pub ct_timeout_tcp: Duration,
     /// Idle time after which a closing TCP connection (FIN or RST seen) is forgotten.
-    #[arg(long, env = "LUMEN_CT_TIMEOUT_CLOSING", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub ct_timeout_closing: Duration,
     /// Idle time after which a UDP, ICMP or other flow is forgotten.
-    #[arg(long, env = "LUMEN_CT_TIMEOUT_OTHER", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub ct_timeout_other: Duration,
     /// How often expired conntrack entries are removed.
-    #[arg(long, env = "LUMEN_CT_GC_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub ct_gc_interval: Duration,
     /// Network namespace (under /var/run/netns) to run in.
-    #[arg(long, env = "LUMEN_NETNS")]
+    #[arg(long)]
     pub netns: Option<String>,
     /// Remove this node's pinned datapath (detaching it from every interface) and exit.
     #[arg(long)]
@@ -179,9 +177,32 @@ fn parse_max_flows(s: &str) -> Result<usize, String> {
 }
 
 impl ObserverConfig {
-    /// A configuration with every default, for embedding.
+    /// How the observer's environment variables are named: `LUMEN_<KEY>`.
+    pub const SPEC: lumen_config::Spec = lumen_config::Spec {
+        env_prefix: "LUMEN_",
+        env_aliases: &[],
+    };
+
+    /// The configuration from the command line `args` (program name first)
+    /// over the environment `env` and the `--config` file, read with
+    /// `read_file`: defaults < file < environment < flags. Reads nothing
+    /// else, so tests pass their own.
+    pub fn load(
+        args: impl IntoIterator<Item = impl Into<std::ffi::OsString>>,
+        env: &lumen_config::Env,
+        read_file: impl FnOnce(&Path) -> std::io::Result<String>,
+    ) -> Result<lumen_config::Loaded<ObserverConfig>, lumen_config::Error> {
+        lumen_config::load(&Self::SPEC, args, env, read_file)
+    }
+
+    /// A configuration with every default, for embedding. Reads neither the
+    /// environment nor a file, and cannot fail: any name is taken here and
+    /// checked by [`run`].
     pub fn for_node(node_name: &str) -> ObserverConfig {
-        <ObserverConfig as clap::Parser>::parse_from(["lumen-observer", "--node-name", node_name])
+        let mut cfg = <ObserverConfig as clap::Parser>::try_parse_from(["lumen-observer"])
+            .expect("the defaults are valid settings");
+        cfg.node_name = node_name.to_string();
+        cfg
     }
 
     /// Defaults for `node_name` with its sockets and state under `dir` and
@@ -290,7 +311,6 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
         local_redirect: cfg.local_redirect,
     })?;
     let ring = datapath.take_events()?;
-    let names = Arc::new(RwLock::new(Names::default()));
     let hub = Hub::new(&cfg.node_name, cfg.max_flows);
     let state_dir = cfg.node_state_dir();
     std::fs::create_dir_all(&state_dir).map_err(io_err(format!("cannot create {}", state_dir.display())))?;
@@ -305,7 +325,6 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
         file_name,
         state_dir.join("endpoints.json"),
         policies,
-        names.clone(),
         hub.clone(),
     )?;
     // Setting the other nodes' addresses projects the state; without any,
@@ -326,14 +345,10 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
                 .map_err(io_err(format!("cannot open events output {path}")))?,
         )),
     };
-    let reader = Reader::new(
-        ring,
-        pin_dir.clone(),
-        state_dir.join("lost-reported"),
-        out.map(|out| JsonLines::new(out, cfg.node_name.clone(), names)),
-        hub.clone(),
-    )
-    .map_err(io_err("cannot poll the ring buffer"))?;
+    // The output follows the stream from before the reader's first record.
+    let output = out.map(|out| tokio::spawn(JsonLines::new(out, cfg.node_name.clone()).run(hub.follow())));
+    let reader = Reader::new(ring, pin_dir.clone(), state_dir.join("lost-reported"), hub.clone())
+        .map_err(io_err("cannot poll the ring buffer"))?;
     let reader = tokio::spawn(reader.run(shutdown.clone()));
 
     let listener = crate::control::bind(&cfg.control_socket)
@@ -358,7 +373,8 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
         cfg.node_name.clone(),
         state.clone(),
     ));
-    let server = tokio::spawn(crate::server::serve_tls(hub, peers, unix, tcp, tls, shutdown.clone()));
+    let served = crate::server::serve_tls(hub.clone(), peers, unix, tcp, tls, shutdown.clone());
+    let server = tokio::spawn(served);
     tracing::info!(node = %cfg.node_name, pin_dir = %pin_dir.display(), socket = %cfg.control_socket.display(), "observer ready");
 
     let mut gc_tick = tokio::time::interval(cfg.ct_gc_interval);
@@ -401,8 +417,16 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
     let _ = std::fs::remove_file(&cfg.socket);
     let stats = reader
         .await
-        .map_err(|e| io_err("reader task")(std::io::Error::other(e)))?;
-    stats.map_err(io_err("writing events"))
+        .map_err(|e| io_err("reader task")(std::io::Error::other(e)));
+    // The output ends with what the reader stored, however the reader ended.
+    hub.close();
+    if let Some(output) = output {
+        output
+            .await
+            .map_err(|e| io_err("output task")(std::io::Error::other(e)))?
+            .map_err(io_err("writing events"))?;
+    }
+    stats?.map_err(io_err("reading the ring buffer"))
 }
 
 /// Enters the network namespace `/var/run/netns/<name>` on this thread.
@@ -454,11 +478,8 @@ impl ObserverHandle {
             return false;
         };
         let deadline = std::time::Instant::now() + timeout;
-        let list = crate::control::Request::ListEndpoints;
         loop {
-            if let Ok(crate::control::Response::Endpoints { .. }) =
-                rt.block_on(crate::control::call(&self.control_socket, &list))
-            {
+            if rt.block_on(crate::control::answers(&self.control_socket)) {
                 return true;
             }
             if self.is_finished() || std::time::Instant::now() > deadline {

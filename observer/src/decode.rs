@@ -2,7 +2,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use lumen_flow::tcp::{self, TcpFlag};
 use lumen_probes::abi;
+use lumen_proto::flow::DropReason;
 use serde::Serialize;
 
 /// A record was not a well-formed event. It is counted, never guessed at.
@@ -114,6 +116,11 @@ pub fn header(record: &[u8]) -> Result<abi::Event, DecodeError> {
 pub fn decode(record: &[u8]) -> Result<DatapathEvent, DecodeError> {
     let ev = header(record)?;
     let cap_len = usize::from(ev.cap_len);
+    Ok(event(&ev, &record[HEADER..HEADER + cap_len]))
+}
+
+/// The event of a checked header and the packet bytes captured with it.
+pub fn event(ev: &abi::Event, capture: &[u8]) -> DatapathEvent {
     let (source, destination) = if ev.family == 4 {
         (v4(&ev.saddr), v4(&ev.daddr))
     } else {
@@ -122,7 +129,7 @@ pub fn decode(record: &[u8]) -> Result<DatapathEvent, DecodeError> {
             IpAddr::V6(Ipv6Addr::from(ev.daddr)),
         )
     };
-    Ok(DatapathEvent {
+    DatapathEvent {
         monotonic_ns: ev.timestamp_ns,
         ifindex: ev.ifindex,
         endpoint_id: ev.endpoint_id,
@@ -166,45 +173,34 @@ pub fn decode(record: &[u8]) -> Result<DatapathEvent, DecodeError> {
         source_identity: ev.src_identity,
         destination_identity: ev.dst_identity,
         rule_id: ev.rule_id,
-        capture: record[HEADER..HEADER + cap_len].to_vec(),
-    })
+        capture: capture.to_vec(),
+    }
 }
 
 fn v4(addr: &[u8; 16]) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
 }
 
-/// Hubble's name for a drop reason number, for the ones the datapath emits.
+/// Hubble's name for a drop reason number (the schema's `DropReason`), for
+/// the ones the datapath emits.
 pub fn drop_reason_name(reason: u8) -> &'static str {
     match reason {
         0 => "",
-        abi::DROP_POLICY_DENIED => "POLICY_DENIED",
-        abi::DROP_INVALID_PACKET => "INVALID_PACKET_DROPPED",
-        abi::DROP_CT_INVALID_HEADER => "CT_TRUNCATED_OR_INVALID_HEADER",
-        abi::DROP_INVALID_IPV6_EXT_HEADER => "INVALID_IPV6_EXTENSION_HEADER",
-        abi::DROP_FRAG_NOT_FOUND => "FIRST_LOGICAL_DATAGRAM_FRAGMENT_NOT_FOUND",
-        abi::DROP_POLICY_DENY => "POLICY_DENY",
+        abi::DROP_POLICY_DENIED
+        | abi::DROP_INVALID_PACKET
+        | abi::DROP_CT_INVALID_HEADER
+        | abi::DROP_INVALID_IPV6_EXT_HEADER
+        | abi::DROP_FRAG_NOT_FOUND
+        | abi::DROP_POLICY_DENY => {
+            DropReason::try_from(i32::from(reason)).map_or("DROP_REASON_UNKNOWN", |r| r.as_str_name())
+        }
         _ => "DROP_REASON_UNKNOWN",
     }
 }
 
-/// `SYN,ACK` style names of TCP flags, in Hubble's order.
+/// `SYN,ACK` style names of TCP flags, in header order (FIN first).
 pub fn tcp_flag_names(flags: u8) -> Vec<&'static str> {
-    const NAMES: [(u8, &str); 8] = [
-        (0x01, "FIN"),
-        (0x02, "SYN"),
-        (0x04, "RST"),
-        (0x08, "PSH"),
-        (0x10, "ACK"),
-        (0x20, "URG"),
-        (0x40, "ECE"),
-        (0x80, "CWR"),
-    ];
-    NAMES
-        .iter()
-        .filter(|(bit, _)| flags & bit != 0)
-        .map(|(_, n)| *n)
-        .collect()
+    tcp::names(flags.into(), &TcpFlag::ALL)
 }
 
 #[cfg(test)]
@@ -283,6 +279,18 @@ mod tests {
         );
         assert_eq!(drop_reason_name(ev.drop_reason), "POLICY_DENIED");
         assert_eq!(tcp_flag_names(ev.tcp_flags), vec!["SYN"]);
+    }
+
+    #[test]
+    fn drop_reasons_by_the_schemas_names() {
+        assert_eq!(drop_reason_name(0), "");
+        assert_eq!(drop_reason_name(abi::DROP_INVALID_PACKET), "INVALID_PACKET_DROPPED");
+        assert_eq!(
+            drop_reason_name(abi::DROP_FRAG_NOT_FOUND),
+            "FIRST_LOGICAL_DATAGRAM_FRAGMENT_NOT_FOUND"
+        );
+        assert_eq!(drop_reason_name(abi::DROP_POLICY_DENY), "POLICY_DENY");
+        assert_eq!(drop_reason_name(130), "DROP_REASON_UNKNOWN");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use lumen_policy::compile::NamedPort;
+use lumen_policy::names::is_dns_label;
 
 use crate::identity::{self, Labels};
 use crate::source::{self, FileError};
@@ -134,15 +135,6 @@ impl EndpointSpec {
     }
 }
 
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EndpointFile {
@@ -152,35 +144,44 @@ struct EndpointFile {
 /// Reads and validates an endpoint file as a whole.
 pub fn load_file(path: &Path) -> Result<Vec<EndpointSpec>, FileError> {
     let doc = source::read::<EndpointFile>(path, "endpoints")?;
-    check_set(&doc.value.endpoints).map_err(|(i, reason)| doc.invalid(i, reason))?;
+    check_set(&doc.value.endpoints).map_err(|(i, e)| doc.invalid(i, e.to_string()))?;
     Ok(doc.value.endpoints)
+}
+
+/// Why a set of endpoints is unusable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SetError {
+    /// One endpoint is unusable on its own.
+    #[error("{reason}")]
+    Invalid { reason: String },
+    #[error("endpoint {key} is declared twice")]
+    Duplicate { key: String },
+    #[error("ip {ip} of {key} is already used by another endpoint")]
+    IpTaken { ip: IpAddr, key: String },
+    #[error("interface {ifname} of {key} is already used by another endpoint")]
+    InterfaceTaken { ifname: String, key: String },
 }
 
 /// Validates a set of endpoints together: each on its own, then no two
 /// sharing a name, an IP or an interface. On error: the offending index.
-pub fn check_set(endpoints: &[EndpointSpec]) -> Result<(), (usize, String)> {
+pub fn check_set(endpoints: &[EndpointSpec]) -> Result<(), (usize, SetError)> {
     let mut names = HashSet::new();
     let mut ips = HashSet::new();
     let mut ifaces = HashSet::new();
     for (i, ep) in endpoints.iter().enumerate() {
-        ep.validate().map_err(|r| (i, r))?;
+        ep.validate().map_err(|reason| (i, SetError::Invalid { reason }))?;
         if !names.insert(ep.key()) {
-            return Err((i, format!("endpoint {} is declared twice", ep.key())));
+            return Err((i, SetError::Duplicate { key: ep.key() }));
         }
         for ip in &ep.ips {
             if !ips.insert(*ip) {
-                return Err((
-                    i,
-                    format!("ip {ip} of {} is already used by another endpoint", ep.key()),
-                ));
+                return Err((i, SetError::IpTaken { ip: *ip, key: ep.key() }));
             }
         }
         if let Some(ifname) = &ep.interface {
             if !ifaces.insert(ifname.clone()) {
-                return Err((
-                    i,
-                    format!("interface {ifname} of {} is already used by another endpoint", ep.key()),
-                ));
+                let ifname = ifname.clone();
+                return Err((i, SetError::InterfaceTaken { ifname, key: ep.key() }));
             }
         }
     }

@@ -1,6 +1,7 @@
-//! The hub between the reader and the gRPC server: the flow store, the
-//! enrichment snapshots stored flows refer to, and the signals followers
-//! wait on (newest sequence number, kernel losses).
+//! The hub between the reader and the consumers of flows: the flow store
+//! (private: consumers read it through a [`Subscription`]), the enrichment
+//! snapshots stored flows refer to, and the signals followers wait on
+//! (newest sequence number, kernel losses).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -12,6 +13,9 @@ use tokio::sync::watch;
 
 use crate::parser::{self, Snapshot};
 use crate::store::{FlowStore, StoredFlow};
+
+mod subscription;
+pub use subscription::{History, Notice, Subscription};
 
 /// Snapshots kept at most, even if old flows still refer to older ones
 /// (those are then named with the oldest snapshot kept). Each is a few
@@ -63,7 +67,12 @@ pub struct Hub {
     kernel_lost: watch::Sender<u64>,
     /// The same losses by position in the stream, for readers replaying it.
     kernel_losses: Mutex<VecDeque<KernelLoss>>,
+    /// Id the next kernel loss gets (ids are never reused, even once every
+    /// loss kept is gone), so readers can tell there is none new without a lock.
+    next_loss_id: std::sync::atomic::AtomicU64,
     client_lost: std::sync::atomic::AtomicU64,
+    /// Set once the reader has stored its last record: follows end there.
+    closed: std::sync::atomic::AtomicBool,
     /// (when, flows seen by then), a sample per second over the rate window.
     rate_samples: Mutex<VecDeque<(Instant, u64)>>,
 }
@@ -96,7 +105,9 @@ impl Hub {
             newest: watch::channel(0).0,
             kernel_lost: watch::channel(0).0,
             kernel_losses: Mutex::new(VecDeque::new()),
+            next_loss_id: std::sync::atomic::AtomicU64::new(0),
             client_lost: std::sync::atomic::AtomicU64::new(0),
+            closed: std::sync::atomic::AtomicBool::new(false),
             rate_samples: Mutex::new(VecDeque::new()),
         })
     }
@@ -114,7 +125,7 @@ impl Hub {
     }
 
     /// The store, for readers that copy out what they need and let go.
-    pub fn store(&self) -> MutexGuard<'_, FlowStore> {
+    fn store(&self) -> MutexGuard<'_, FlowStore> {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -155,11 +166,16 @@ impl Hub {
     /// Stores a batch of records whose timestamps are wall-clock ns, then
     /// wakes followers once.
     pub fn push(&self, events: impl IntoIterator<Item = abi::Event>) {
+        self.push_captured(events.into_iter().map(|ev| (ev, Box::default())));
+    }
+
+    /// [`Hub::push`], each record with the packet bytes captured with it.
+    pub fn push_captured(&self, records: impl IntoIterator<Item = (abi::Event, Box<[u8]>)>) {
         let names = self.current_snapshot_id();
         let next = {
             let mut store = self.store();
-            for ev in events {
-                store.push(ev, names);
+            for (ev, capture) in records {
+                store.push_captured(ev, names, capture);
             }
             store.next_seq()
         };
@@ -204,6 +220,18 @@ impl Hub {
         parser::to_flow(stored, &self.snapshot(stored.names), self.instance)
     }
 
+    /// Ends the stream: no record is stored after this, so followers end
+    /// once they have read what is stored (the reader calls this on shutdown,
+    /// after its last batch and loss count).
+    pub fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.newest.send_modify(|_| {});
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Records events the kernel ring buffer could not take, at the current
     /// end of the stream.
     pub fn kernel_lost(&self, count: u64) {
@@ -217,9 +245,12 @@ impl Hub {
             let full = losses.len() >= MAX_KERNEL_LOSSES;
             match losses.back_mut() {
                 Some(last) if full => last.count += count,
-                last => {
-                    let id = last.map_or(0, |l| l.id + 1);
+                _ => {
+                    // Published while the store is locked: a reader that sees
+                    // a flow stored after this loss sees the loss too.
+                    let id = self.next_loss_id.load(std::sync::atomic::Ordering::Relaxed);
                     losses.push_back(KernelLoss { id, seq, count });
+                    self.next_loss_id.store(id + 1, std::sync::atomic::Ordering::Release);
                 }
             }
         }
@@ -227,17 +258,20 @@ impl Hub {
     }
 
     /// Id of the first kernel loss at or after stream position `seq`.
-    pub fn first_kernel_loss_at(&self, seq: u64) -> u64 {
+    fn first_kernel_loss_at(&self, seq: u64) -> u64 {
         let losses = self.kernel_losses.lock().unwrap_or_else(|e| e.into_inner());
         match losses.iter().find(|l| l.seq >= seq) {
             Some(l) => l.id,
-            None => losses.back().map_or(0, |l| l.id + 1),
+            None => self.next_loss_id.load(std::sync::atomic::Ordering::Acquire),
         }
     }
 
     /// Kernel losses from id `from` on that happened before flow `upto_seq`
     /// (or at the end of the stream, if that is `upto_seq`).
-    pub fn kernel_losses(&self, from: u64, upto_seq: u64) -> Vec<KernelLoss> {
+    fn kernel_losses(&self, from: u64, upto_seq: u64) -> Vec<KernelLoss> {
+        if from >= self.next_loss_id.load(std::sync::atomic::Ordering::Acquire) {
+            return Vec::new();
+        }
         let losses = self.kernel_losses.lock().unwrap_or_else(|e| e.into_inner());
         losses
             .iter()
@@ -246,17 +280,16 @@ impl Hub {
             .collect()
     }
 
-    /// Records flows a client was told it missed.
+    /// Records flows a client of the Observer API was told it missed
+    /// (`lumen-lost-client` in ServerStatus).
     pub fn client_lost(&self, count: u64) {
         self.client_lost.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
     }
 
-    pub fn subscribe_newest(&self) -> watch::Receiver<u64> {
-        self.newest.subscribe()
-    }
-
-    pub fn subscribe_kernel_lost(&self) -> watch::Receiver<u64> {
-        self.kernel_lost.subscribe()
+    /// A copy of the newest `n` flows held, oldest first.
+    #[cfg(test)]
+    pub(crate) fn held(&self, n: usize) -> Vec<StoredFlow> {
+        self.store().last(n)
     }
 
     pub fn status(&self) -> HubStatus {
@@ -321,7 +354,7 @@ mod tests {
             ["old", "new"]
         );
         assert_eq!(hub.to_flow(&flows[0]).node_name, "n1");
-        assert_eq!(*hub.subscribe_newest().borrow(), 2);
+        assert_eq!(*hub.newest.borrow(), 2);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! Stages: `datapath` (load, pin, attach, write maps) → `state` (endpoints,
 //! identities, rules) → `reader` (ring buffer) → `decode` (pure) →
 //! `output` (JSON lines) and `hub` (flow store) → `parser` → `server`
-//! (Hubble's Observer gRPC service). `control` serves runtime changes.
+//! (Hubble's Observer gRPC service). `control` serves runtime changes
+//! (the `lumen.v1.Control` gRPC service).
 
 pub mod control;
 pub mod counters;

@@ -1,4 +1,3 @@
-use clap::Parser;
 use lumen_observer::daemon::{self, ObserverConfig};
 
 fn main() {
@@ -13,7 +12,17 @@ fn run() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LUMEN_LOG").unwrap_or_else(|_| "info".into()))
         .init();
-    let cfg = ObserverConfig::parse();
+    let env: lumen_config::Env = std::env::vars_os().collect();
+    let loaded = match ObserverConfig::load(std::env::args_os(), &env, |path| std::fs::read_to_string(path)) {
+        Ok(loaded) => loaded,
+        Err(lumen_config::Error::Args(e)) => e.exit(),
+        Err(e) => return Err(e.into()),
+    };
+    if loaded.print_config {
+        print!("{}", loaded.effective);
+        return Ok(());
+    }
+    let cfg = loaded.config;
     if cfg.uninstall {
         daemon::uninstall(&cfg.pin_dir())?;
         eprintln!("removed {}", cfg.pin_dir().display());

@@ -1,25 +1,18 @@
-//! The output stage of the foundation: events as JSON lines, enriched with
-//! the names the observer knows (endpoints, rules). The Hubble flow
-//! pipeline replaces this stage; the record fields follow Hubble's words.
+//! The JSON-lines event output (`--events-output`): a consumer of the hub's
+//! stream like any other, off unless asked for. Each stored record is
+//! written with the names it arrived under (endpoints, rules) in the record
+//! fields of the foundation, which follow Hubble's words; kernel losses and
+//! flows this output itself fell behind on are `lost` lines in stream order.
 
-use std::collections::HashMap;
 use std::io::{self, Write};
-use std::net::IpAddr;
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
 use crate::decode::{self, DatapathEvent};
-
-/// What the enrich step can name: endpoints by IP, rules by id.
-#[derive(Clone, Debug, Default)]
-pub struct Names {
-    pub endpoints_by_ip: HashMap<IpAddr, String>,
-    pub rules: HashMap<u32, String>,
-}
-
-pub type SharedNames = Arc<RwLock<Names>>;
+use crate::hub::{Notice, Subscription};
+use crate::parser::Snapshot;
+use crate::store::StoredFlow;
 
 const BATCH: usize = 64 << 10;
 
@@ -31,9 +24,9 @@ struct FlowRecord<'a> {
     #[serde(flatten)]
     event: &'a DatapathEvent,
     #[serde(skip_serializing_if = "Option::is_none")]
-    source_endpoint: Option<&'a str>,
+    source_endpoint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    destination_endpoint: Option<&'a str>,
+    destination_endpoint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rule: Option<&'a str>,
     #[serde(skip_serializing_if = "str::is_empty")]
@@ -52,7 +45,7 @@ struct LostRecord<'a> {
     count: u64,
 }
 
-/// Converts datapath timestamps (CLOCK_MONOTONIC) to wall-clock time.
+/// Converts between datapath timestamps (CLOCK_MONOTONIC) and wall-clock time.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     wall: SystemTime,
@@ -74,6 +67,14 @@ impl Clock {
             self.wall + Duration::from_nanos(mono_ns - self.mono_ns)
         }
     }
+
+    /// The monotonic time of a wall-clock time (the inverse of [`Clock::wall`]).
+    pub fn mono_ns(&self, wall: SystemTime) -> u64 {
+        match wall.duration_since(self.wall) {
+            Ok(after) => self.mono_ns.saturating_add(after.as_nanos() as u64),
+            Err(e) => self.mono_ns.saturating_sub(e.duration().as_nanos() as u64),
+        }
+    }
 }
 
 pub fn rfc3339(t: SystemTime) -> String {
@@ -87,43 +88,51 @@ pub struct JsonLines {
     out: Box<dyn Write + Send>,
     buf: Vec<u8>,
     node: String,
-    names: SharedNames,
 }
 
 impl JsonLines {
-    pub fn new(out: Box<dyn Write + Send>, node: String, names: SharedNames) -> Self {
+    pub fn new(out: Box<dyn Write + Send>, node: String) -> Self {
         JsonLines {
             out,
             buf: Vec::with_capacity(BATCH),
             node,
-            names,
         }
     }
 
-    pub fn flow(&mut self, clock: &Clock, ev: &DatapathEvent) -> io::Result<()> {
-        let names = self.names.read().unwrap_or_else(|e| e.into_inner());
+    /// A stored flow (its time is wall-clock; `clock` gives back the
+    /// datapath's monotonic time) with the packet bytes captured with it.
+    pub fn flow(&mut self, clock: &Clock, f: &StoredFlow, capture: &[u8], names: &Snapshot) -> io::Result<()> {
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_nanos(f.event.timestamp_ns);
+        let mut ev = decode::event(&f.event, capture);
+        ev.monotonic_ns = clock.mono_ns(wall);
+        let endpoint = |ip| {
+            names
+                .endpoints
+                .get(ip)
+                .map(|m| format!("{}/{}", m.namespace, m.pod_name))
+        };
         let record = FlowRecord {
             kind: "flow",
-            time: rfc3339(clock.wall(ev.monotonic_ns)),
+            time: rfc3339(wall),
             node: &self.node,
-            event: ev,
-            source_endpoint: names.endpoints_by_ip.get(&ev.source).map(String::as_str),
-            destination_endpoint: names.endpoints_by_ip.get(&ev.destination).map(String::as_str),
-            rule: names.rules.get(&ev.rule_id).map(String::as_str),
+            event: &ev,
+            source_endpoint: endpoint(&ev.source),
+            destination_endpoint: endpoint(&ev.destination),
+            rule: names.rules.get(&ev.rule_id).map(|r| r.name.as_str()),
             drop_reason_desc: decode::drop_reason_name(ev.drop_reason),
             tcp_flag_names: decode::tcp_flag_names(ev.tcp_flags),
         };
         serde_json::to_writer(&mut self.buf, &record)?;
-        drop(names);
         self.end_line()
     }
 
-    pub fn lost(&mut self, count: u64) -> io::Result<()> {
+    /// `source` is Hubble's LostEventSource name.
+    pub fn lost(&mut self, source: &'static str, count: u64) -> io::Result<()> {
         let record = LostRecord {
             kind: "lost",
             time: rfc3339(SystemTime::now()),
             node: &self.node,
-            source: "PERF_EVENT_RING_BUFFER",
+            source,
             count,
         };
         serde_json::to_writer(&mut self.buf, &record)?;
@@ -144,5 +153,87 @@ impl JsonLines {
             self.buf.clear();
         }
         self.out.flush()
+    }
+
+    /// Writes everything `sub` reads until it ends (the hub closes when the
+    /// reader has stored its last records), flushing after each batch.
+    pub async fn run(mut self, mut sub: Subscription) -> io::Result<()> {
+        let mut notices = Vec::new();
+        while sub.next(&mut notices).await {
+            let clock = Clock::now();
+            for n in notices.drain(..) {
+                match n {
+                    Notice::Flow(f) => self.flow(&clock, &f, &sub.capture(&f), &sub.snapshot(&f))?,
+                    Notice::KernelLost(count) => self.lost("PERF_EVENT_RING_BUFFER", count)?,
+                    Notice::Missed(count) => self.lost("HUBBLE_RING_BUFFER", count)?,
+                }
+            }
+            self.flush()?;
+        }
+        self.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use lumen_probes::abi;
+
+    use super::*;
+    use crate::hub::Hub;
+    use crate::parser::EndpointMeta;
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn writes_flows_with_names_captures_and_losses_in_stream_order() {
+        let hub = Hub::new("n1", 8);
+        let mut names = Snapshot::default();
+        let meta = EndpointMeta {
+            pod_name: "backend".into(),
+            namespace: "default".into(),
+            ..Default::default()
+        };
+        names.endpoints.insert("10.0.0.2".parse().unwrap(), Arc::new(meta));
+        hub.publish(names);
+        let out = Shared::default();
+        let task = tokio::spawn(JsonLines::new(Box::new(out.clone()), "n1".into()).run(hub.follow()));
+        let mut ev = abi::Event {
+            timestamp_ns: 1_764_000_000_000_000_001,
+            family: 4,
+            proto: 17,
+            dport: 53,
+            cap_len: 3,
+            ..Default::default()
+        };
+        ev.daddr[..4].copy_from_slice(&[10, 0, 0, 2]);
+        hub.kernel_lost(4);
+        hub.push_captured([(ev, Box::from(&b"abc"[..]))]);
+        hub.close();
+        task.await.unwrap().unwrap();
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(
+            (&lines[0]["kind"], &lines[0]["source"], &lines[0]["count"]),
+            (&"lost".into(), &"PERF_EVENT_RING_BUFFER".into(), &4.into())
+        );
+        assert_eq!(lines[1]["kind"], "flow");
+        assert_eq!(lines[1]["time"], "2025-11-24T16:00:00.000000001Z");
+        assert_eq!(lines[1]["destination_endpoint"], "default/backend");
+        assert_eq!(lines[1]["destination_port"], 53);
+        assert_eq!(lines[1]["capture"], serde_json::json!([97, 98, 99]));
     }
 }

@@ -55,16 +55,35 @@ pub struct Snapshot {
 /// A flow's uuid: the observer instance (random per start) and the flow's
 /// sequence number, laid out as an RFC 4122 version 4 string.
 pub fn flow_uuid(instance: u64, seq: u64) -> String {
-    let mut b = [0u8; 16];
-    b[..8].copy_from_slice(&instance.to_be_bytes());
-    b[8..].copy_from_slice(&seq.to_be_bytes());
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = |r: std::ops::Range<usize>| b[r].iter().map(|x| format!("{x:02x}")).collect::<String>();
-    format!("{}-{}-{}-{}-{}", h(0..4), h(4..6), h(6..8), h(8..10), h(10..16))
+    let bits = (u128::from(instance) << 64) | u128::from(seq);
+    uuid::Builder::from_random_bytes(bits.to_be_bytes())
+        .into_uuid()
+        .to_string()
 }
 
-fn ip_of(family: u8, addr: &[u8; 16]) -> IpAddr {
+/// An address as text, IPv4 digit by digit: every flow served has two, and
+/// `Display` through the formatting machinery costs several times more.
+fn ip_text(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut s = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        if octet >= 100 {
+            s.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            s.push(char::from(b'0' + octet / 10 % 10));
+        }
+        s.push(char::from(b'0' + octet % 10));
+    }
+    s
+}
+
+pub(crate) fn ip_of(family: u8, addr: &[u8; 16]) -> IpAddr {
     if family == 4 {
         IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
     } else {
@@ -72,7 +91,7 @@ fn ip_of(family: u8, addr: &[u8; 16]) -> IpAddr {
     }
 }
 
-fn endpoint(ip: IpAddr, identity: u32, snap: &Snapshot) -> flow::Endpoint {
+pub(crate) fn endpoint(ip: IpAddr, identity: u32, snap: &Snapshot) -> flow::Endpoint {
     match snap.endpoints.get(&ip) {
         Some(m) => flow::Endpoint {
             id: m.id,
@@ -201,8 +220,8 @@ pub fn to_flow(stored: &StoredFlow, snap: &Snapshot, instance: u64) -> flow::Flo
         uuid: flow_uuid(instance, stored.seq),
         verdict: verdict as i32,
         ip: Some(flow::Ip {
-            source: src.to_string(),
-            destination: dst.to_string(),
+            source: ip_text(src),
+            destination: ip_text(dst),
             ip_version: if ev.family == 4 {
                 flow::IpVersion::IPv4
             } else {
@@ -291,6 +310,21 @@ pub fn emitter() -> flow::Emitter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "10.0.0.1",
+            "192.168.100.255",
+            "1.20.3.40",
+            "fd00::1",
+            "::ffff:10.0.0.1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+    }
 
     fn snapshot() -> Snapshot {
         let meta = |id, identity, pod: &str| {

@@ -45,8 +45,8 @@ fn socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::
     use serde::de::Error;
     const FORM: &str = "IP:PORT, IPv6 in brackets and quoted: \"[fd01::1]:4244\"";
     // Unquoted, `[fd01::1]:4244` is a YAML list: say so rather than "invalid type".
-    match serde_yaml::Value::deserialize(d)? {
-        serde_yaml::Value::String(text) => text
+    match serde_yaml_ng::Value::deserialize(d)? {
+        serde_yaml_ng::Value::String(text) => text
             .parse()
             .map_err(|_| D::Error::custom(format!("address {text:?} is not {FORM}"))),
         _ => Err(D::Error::custom(format!("address is not a string: write {FORM}"))),

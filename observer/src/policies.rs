@@ -33,8 +33,9 @@ pub struct PolicyView {
     pub name: String,
     /// "file" or "runtime".
     pub origin: String,
-    /// The file it was read from, and the YAML document in it.
+    /// The file it was read from, and the 1-based YAML document in it.
     pub source: String,
+    pub document: usize,
     pub rules: usize,
     pub audit: bool,
 }
@@ -167,7 +168,8 @@ impl PolicyStore {
             namespace: p.namespace.clone().unwrap_or_default(),
             name: p.name.clone(),
             origin: origin.to_string(),
-            source: format!("{}#{}", p.origin.file.display(), p.origin.document),
+            source: p.origin.file.display().to_string(),
+            document: p.origin.document,
             rules: p.rules.len(),
             audit: p.audit,
         };

@@ -1,5 +1,6 @@
-//! The reader stage: drains the ring buffer in batches, decodes each record
-//! and hands it on; turns the kernel's lost-event counter into lost records.
+//! The reader stage: drains the ring buffer in batches, checks each record's
+//! header and stores it in the hub (with the packet bytes captured with it);
+//! turns the kernel's lost-event counter into loss notices in the stream.
 
 use std::io;
 use std::path::PathBuf;
@@ -14,7 +15,7 @@ use tokio::sync::watch;
 use crate::counters;
 use crate::decode;
 use crate::hub::Hub;
-use crate::output::{Clock, JsonLines};
+use crate::output::Clock;
 
 /// The datapath batches wakeups, so the reader also looks on a timer.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
@@ -34,11 +35,9 @@ pub struct Reader {
     /// Lost events already reported, persisted so a restart does not
     /// report them again.
     lost_state: PathBuf,
-    /// JSON-lines output, when asked for.
-    out: Option<JsonLines>,
     hub: Arc<Hub>,
     /// Records of the current batch, for the store.
-    batch: Vec<lumen_probes::abi::Event>,
+    batch: Vec<(lumen_probes::abi::Event, Box<[u8]>)>,
     stats: ReaderStats,
 }
 
@@ -49,13 +48,7 @@ fn wall_ns(clock: &Clock, mono_ns: u64) -> u64 {
 }
 
 impl Reader {
-    pub fn new(
-        ring: RingBuf<MapData>,
-        pin_dir: PathBuf,
-        lost_state: PathBuf,
-        out: Option<JsonLines>,
-        hub: Arc<Hub>,
-    ) -> io::Result<Reader> {
+    pub fn new(ring: RingBuf<MapData>, pin_dir: PathBuf, lost_state: PathBuf, hub: Arc<Hub>) -> io::Result<Reader> {
         let reported = std::fs::read_to_string(&lost_state)
             .ok()
             .and_then(|s| s.trim().parse().ok())
@@ -67,7 +60,6 @@ impl Reader {
             ring,
             pin_dir,
             lost_state,
-            out,
             hub,
             batch: Vec::new(),
             stats: ReaderStats {
@@ -90,8 +82,10 @@ impl Reader {
                 _ = poll.tick() => {}
                 _ = lost.tick() => self.report_lost()?,
                 _ = shutdown.changed() => {
-                    self.drain()?;
-                    self.report_lost()?;
+                    let last = self.drain().and_then(|()| self.report_lost());
+                    // Consumers end with what was stored, also after an error.
+                    self.hub.close();
+                    last?;
                     return Ok(self.stats);
                 }
             }
@@ -105,18 +99,12 @@ impl Reader {
         let mut any = false;
         while let Some(item) = ring.next() {
             any = true;
-            let decoded = decode::header(&item).and_then(|raw| match self.out.as_mut() {
-                Some(_) => decode::decode(&item).map(|ev| (raw, Some(ev))),
-                None => Ok((raw, None)),
-            });
-            match decoded {
-                Ok((mut raw, ev)) => {
+            match decode::header(&item) {
+                Ok(mut raw) => {
                     self.stats.received += 1;
-                    if let (Some(out), Some(ev)) = (self.out.as_mut(), ev) {
-                        out.flow(&clock, &ev)?;
-                    }
+                    let capture = Box::from(&item[std::mem::size_of_val(&raw)..][..usize::from(raw.cap_len)]);
                     raw.timestamp_ns = wall_ns(&clock, raw.timestamp_ns);
-                    self.batch.push(raw);
+                    self.batch.push((raw, capture));
                 }
                 Err(e) => {
                     if self.stats.decode_errors == 0 {
@@ -127,10 +115,7 @@ impl Reader {
             }
         }
         if any {
-            self.hub.push(self.batch.drain(..));
-            if let Some(out) = self.out.as_mut() {
-                out.flush()?;
-            }
+            self.hub.push_captured(self.batch.drain(..));
         }
         Ok(())
     }
@@ -143,10 +128,6 @@ impl Reader {
             // Report after draining so the lost record follows the events
             // that made it.
             self.drain()?;
-            if let Some(out) = self.out.as_mut() {
-                out.lost(c.lost - self.stats.lost_reported)?;
-                out.flush()?;
-            }
             self.hub.kernel_lost(c.lost - self.stats.lost_reported);
             self.stats.lost_reported = c.lost;
             if let Err(e) = std::fs::write(&self.lost_state, c.lost.to_string()) {

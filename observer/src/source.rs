@@ -60,7 +60,7 @@ pub fn read<T: DeserializeOwned>(file: &Path, list_key: &str) -> Result<Document
 /// Parses `text` (named `file` in errors). `list_key` is the top-level key
 /// whose list items later validation errors point at.
 pub fn parse<T: DeserializeOwned>(text: &str, file: &Path, list_key: &str) -> Result<Document<T>, FileError> {
-    let value = serde_yaml::from_str(text).map_err(|e| {
+    let value = serde_yaml_ng::from_str(text).map_err(|e| {
         let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
         FileError::Syntax {
             file: file.to_path_buf(),
@@ -78,7 +78,7 @@ pub fn parse<T: DeserializeOwned>(text: &str, file: &Path, list_key: &str) -> Re
     })
 }
 
-/// serde_yaml appends " at line L column C"; we print the location ourselves.
+/// serde_yaml_ng appends " at line L column C"; we print the location ourselves.
 fn strip_location(msg: &str) -> String {
     match msg.find(" at line ") {
         Some(i) => msg[..i].to_string(),

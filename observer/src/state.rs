@@ -17,7 +17,6 @@ use crate::datapath::{self, Datapath, DatapathError, IpcacheEntry};
 use crate::endpoint::{self, EndpointSpec};
 use crate::hub::Hub;
 use crate::identity::{reserved, IdentityAllocator, Labels};
-use crate::output::{Names, SharedNames};
 use crate::parser::{EndpointMeta, Snapshot};
 use crate::policies::{PolicyStore, PolicyStoreError, PolicyView};
 
@@ -29,6 +28,8 @@ pub enum StateError {
     NotFound { key: String },
     #[error("endpoint {key} comes from {file}: edit that file instead")]
     FromFile { key: String, file: String },
+    #[error(transparent)]
+    Endpoints(#[from] endpoint::SetError),
     #[error(transparent)]
     Datapath(#[from] DatapathError),
     #[error(transparent)]
@@ -64,7 +65,6 @@ pub struct NodeState {
     /// The other nodes' addresses (from the nodes file): reserved:remote-node.
     remote_nodes: BTreeSet<IpAddr>,
     datapath: Datapath,
-    names: SharedNames,
     hub: Arc<Hub>,
 }
 
@@ -75,7 +75,6 @@ impl NodeState {
         file_name: String,
         runtime_file: PathBuf,
         policies: PolicyStore,
-        names: SharedNames,
         hub: Arc<Hub>,
     ) -> Result<NodeState, StateError> {
         let mut runtime_endpoints: Vec<EndpointSpec> = match std::fs::read(&runtime_file) {
@@ -103,7 +102,6 @@ impl NodeState {
             identities: IdentityAllocator::default(),
             remote_nodes: BTreeSet::new(),
             datapath,
-            names,
             hub,
         };
         state.check(&state.all_endpoints())?;
@@ -120,7 +118,7 @@ impl NodeState {
 
     /// Validates a whole endpoint set, including that interfaces exist.
     fn check(&self, all: &[EndpointSpec]) -> Result<(), StateError> {
-        endpoint::check_set(all).map_err(|(_, reason)| StateError::Invalid { reason })?;
+        endpoint::check_set(all).map_err(|(_, e)| StateError::Endpoints(e))?;
         for ep in all {
             if let Some(ifname) = &ep.interface {
                 if datapath::ifindex(ifname).is_none() {
@@ -271,7 +269,6 @@ impl NodeState {
     /// is shared with the previous snapshot rather than copied.
     fn publish(&mut self, all: &[EndpointSpec], ids: &[u32], labels: &[Labels]) {
         let previous = self.hub.current();
-        let mut names = Names::default();
         let mut snapshot = Snapshot::default();
         let selected_by = |l: &Labels, dir| {
             let mut v: Vec<RuleMeta> = self
@@ -303,7 +300,6 @@ impl NodeState {
             snapshot.endpoints_by_id.insert(meta.id, meta.clone());
             for ip in &ep.ips {
                 snapshot.endpoints.insert(*ip, meta.clone());
-                names.endpoints_by_ip.insert(*ip, ep.key());
             }
         }
         for (net, id) in &self.cidr_ids {
@@ -312,14 +308,12 @@ impl NodeState {
                 .insert(*id, vec![format!("cidr:{net}"), "reserved:world".into()]);
         }
         for (id, meta) in self.in_force.rule_metas() {
-            names.rules.insert(id, meta.name.clone());
             let meta = match previous.rules.get(&id) {
                 Some(same) if **same == *meta => same.clone(),
                 _ => Arc::new(meta.clone()),
             };
             snapshot.rules.insert(id, meta);
         }
-        *self.names.write().unwrap_or_else(|e| e.into_inner()) = names;
         self.hub.publish(snapshot);
     }
 

@@ -32,6 +32,10 @@ pub struct Batch {
 #[derive(Debug)]
 pub struct FlowStore {
     ring: Vec<StoredFlow>,
+    /// Packet bytes captured with each flow (`--capture-bytes`), by ring
+    /// slot; empty until a flow comes with some, so memory is spent on
+    /// them only when capture is on.
+    captures: Vec<Box<[u8]>>,
     capacity: usize,
     /// Sequence number the next flow gets; also the count of flows seen.
     next_seq: u64,
@@ -45,6 +49,7 @@ impl FlowStore {
         assert!(capacity > 0, "a flow store holds at least one flow");
         FlowStore {
             ring: Vec::with_capacity(capacity),
+            captures: Vec::new(),
             capacity,
             next_seq: 0,
         }
@@ -85,15 +90,35 @@ impl FlowStore {
 
     /// Adds a flow, overwriting the oldest when full; returns its sequence number.
     pub fn push(&mut self, event: abi::Event, names: u32) -> u64 {
+        self.push_captured(event, names, Box::default())
+    }
+
+    /// [`FlowStore::push`], with the packet bytes captured with the flow.
+    pub fn push_captured(&mut self, event: abi::Event, names: u32, capture: Box<[u8]>) -> u64 {
         let seq = self.next_seq;
         let flow = StoredFlow { seq, event, names };
+        let slot = (seq % self.capacity as u64) as usize;
         if self.ring.len() < self.capacity {
             self.ring.push(flow);
         } else {
-            self.ring[(seq % self.capacity as u64) as usize] = flow;
+            self.ring[slot] = flow;
+        }
+        if !capture.is_empty() && self.captures.is_empty() {
+            self.captures.resize_with(self.capacity, Box::default);
+        }
+        if !self.captures.is_empty() {
+            self.captures[slot] = capture;
         }
         self.next_seq += 1;
         seq
+    }
+
+    /// The packet bytes captured with flow `seq` (empty if none or gone).
+    pub fn capture(&self, seq: u64) -> &[u8] {
+        match self.get(seq) {
+            Some(_) if !self.captures.is_empty() => &self.captures[(seq % self.capacity as u64) as usize],
+            _ => &[],
+        }
     }
 
     pub fn get(&self, seq: u64) -> Option<&StoredFlow> {

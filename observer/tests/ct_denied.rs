@@ -12,7 +12,6 @@ use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::time::{Duration, Instant};
 
-use lumen_observer::control::{PolicyDocument, Request, Response};
 use lumen_observer::counters;
 use lumen_probes::abi;
 use lumen_testbed::Pod;

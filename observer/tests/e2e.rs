@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lumen_observer::control::{Request, Response};
 use lumen_observer::counters;
 use lumen_observer::endpoint::EndpointSpec;
 use support::*;

@@ -9,7 +9,6 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioIo;
-use lumen_observer::control::{Request, Response};
 use lumen_proto::peer::{peer_client::PeerClient, ChangeNotification, ChangeNotificationType, NotifyRequest, Tls};
 use lumen_proto::tonic::transport::{Channel, Endpoint, Uri};
 use lumen_proto::tonic::Streaming;

@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lumen_observer::control::{PolicyDocument, Request, Response};
 use lumen_policy::trace::Verdict;
 use lumen_testbed::{Pod, PodSpec, ServerGuard};
 use support::*;

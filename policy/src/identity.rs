@@ -28,35 +28,22 @@ pub mod reserved {
 
     /// The label Hubble shows for a reserved identity (`reserved:world`).
     pub fn label(id: u32) -> Option<&'static str> {
-        Some(match id {
-            HOST => "reserved:host",
-            WORLD => "reserved:world",
-            UNMANAGED => "reserved:unmanaged",
-            HEALTH => "reserved:health",
-            INIT => "reserved:init",
-            REMOTE_NODE => "reserved:remote-node",
-            KUBE_APISERVER => "reserved:kube-apiserver",
-            INGRESS => "reserved:ingress",
-            WORLD_IPV4 => "reserved:world-ipv4",
-            WORLD_IPV6 => "reserved:world-ipv6",
-            _ => return None,
-        })
+        // Built once from the names; indexed by number (1, 2, … without gaps)
+        // since every flow's endpoints are looked up here.
+        static LABELS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+            super::RESERVED
+                .iter()
+                .map(|(_, name)| format!("reserved:{name}"))
+                .collect()
+        });
+        LABELS
+            .get(usize::try_from(id).ok()?.checked_sub(1)?)
+            .map(String::as_str)
     }
 }
 
 /// Every reserved identity with the name its `reserved:` label and entity use.
-pub const RESERVED: &[(u32, &str)] = &[
-    (reserved::HOST, "host"),
-    (reserved::WORLD, "world"),
-    (reserved::UNMANAGED, "unmanaged"),
-    (reserved::HEALTH, "health"),
-    (reserved::INIT, "init"),
-    (reserved::REMOTE_NODE, "remote-node"),
-    (reserved::KUBE_APISERVER, "kube-apiserver"),
-    (reserved::INGRESS, "ingress"),
-    (reserved::WORLD_IPV4, "world-ipv4"),
-    (reserved::WORLD_IPV6, "world-ipv6"),
-];
+pub const RESERVED: &[(u32, &str)] = &lumen_proto::names::RESERVED_IDENTITIES;
 
 /// First identity handed to workloads; below are reserved (Cilium: 256).
 pub const MIN_WORKLOAD_IDENTITY: u32 = 256;
@@ -237,6 +224,14 @@ mod tests {
     fn reserved_labels_follow_hubble() {
         assert_eq!(reserved::label(2), Some("reserved:world"));
         assert_eq!(reserved::label(1), Some("reserved:host"));
+        assert_eq!(reserved::label(10), Some("reserved:world-ipv6"));
+        assert_eq!(reserved::label(0), None);
+        assert_eq!(reserved::label(11), None);
         assert_eq!(reserved::label(300), None);
+        for (i, (id, _)) in RESERVED.iter().enumerate() {
+            assert_eq!(*id as usize, i + 1, "numbered without gaps");
+        }
+        assert_eq!(RESERVED[reserved::KUBE_APISERVER as usize - 1], (7, "kube-apiserver"));
+        assert_eq!(RESERVED[reserved::WORLD_IPV6 as usize - 1], (10, "world-ipv6"));
     }
 }

@@ -139,35 +139,28 @@ pub enum Entity {
 }
 
 impl Entity {
+    /// Every entity by the name policies use (Cilium's `api.Entity`).
+    const NAMED: [(&'static str, Entity); 9] = [
+        ("world", Entity::World),
+        ("host", Entity::Host),
+        ("cluster", Entity::Cluster),
+        ("remote-node", Entity::RemoteNode),
+        ("kube-apiserver", Entity::KubeApiserver),
+        ("ingress", Entity::Ingress),
+        ("health", Entity::Health),
+        ("init", Entity::Init),
+        ("unmanaged", Entity::Unmanaged),
+    ];
+
     pub fn parse(name: &str) -> Option<Entity> {
-        Some(match name {
-            "world" => Entity::World,
-            "host" => Entity::Host,
-            "cluster" => Entity::Cluster,
-            "remote-node" => Entity::RemoteNode,
-            "kube-apiserver" => Entity::KubeApiserver,
-            "ingress" => Entity::Ingress,
-            "health" => Entity::Health,
-            "init" => Entity::Init,
-            "unmanaged" => Entity::Unmanaged,
-            _ => return None,
-        })
+        Entity::NAMED.iter().find(|(n, _)| *n == name).map(|(_, e)| *e)
     }
 }
 
 /// Every entity name a policy may use, `all` included.
-pub const ENTITY_NAMES: &[&str] = &[
-    "all",
-    "world",
-    "host",
-    "cluster",
-    "remote-node",
-    "kube-apiserver",
-    "ingress",
-    "health",
-    "init",
-    "unmanaged",
-];
+pub fn entity_names() -> impl Iterator<Item = &'static str> {
+    std::iter::once("all").chain(Entity::NAMED.iter().map(|(name, _)| *name))
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Protocol {

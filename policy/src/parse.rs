@@ -3,7 +3,7 @@
 //! document, the line, the object and the field.
 //!
 //! A document goes through three stages, each reporting with the field
-//! path: read as a `serde_yaml::Value` (syntax), its `apiVersion` and
+//! path: read as a `serde_yaml_ng::Value` (syntax), its `apiVersion` and
 //! `kind` checked (`meta`), deserialized into the serde structs of its kind
 //! (`cilium`, `k8s`: unknown fields, wrong types), then validated and
 //! normalised into the model (all semantic errors). Lines are looked up in
@@ -14,7 +14,6 @@ mod error;
 mod k8s;
 mod lines;
 mod meta;
-mod names;
 mod peer;
 mod ports;
 mod selector;
@@ -24,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::{Deserializer, IgnoredAny};
 use serde::Deserialize;
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use crate::model::{Kind, Origin, Policy};
 
@@ -106,7 +105,7 @@ struct PolicySet {
 
 impl PolicySet {
     fn add_text(&mut self, text: &str, file: &Path) {
-        for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        for (i, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
             let document = i + 1;
             let value = match Value::deserialize(de) {
                 Ok(value) => value,
@@ -120,7 +119,7 @@ impl PolicySet {
                         reason: format!("invalid YAML: {e}"),
                     });
                     // The parser stops mid-document: what follows cannot be
-                    // read reliably (serde_yaml 0.9 may even panic on it).
+                    // read reliably (serde_yaml_ng may even panic on it).
                     break;
                 }
             };

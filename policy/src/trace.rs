@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use lumen_proto::flow::DropReason;
 use serde::{Deserialize, Serialize};
 
 use crate::compile::{self, NamedPort, Options, PolicySet, RuleMeta, DIR_EGRESS, DIR_INGRESS};
@@ -11,8 +12,8 @@ use crate::identity::{reserved, Labels};
 use crate::model::{Entity, Peer, PeerRule, Policy, Port, Protocol};
 
 /// Hubble's drop reasons for policy.
-pub const DROP_POLICY_DENIED: u32 = 133;
-pub const DROP_POLICY_DENY: u32 = 181;
+pub const DROP_POLICY_DENIED: u32 = DropReason::PolicyDenied as u32;
+pub const DROP_POLICY_DENY: u32 = DropReason::PolicyDeny as u32;
 
 /// One end of a traced connection.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -451,7 +451,7 @@ fn first() -> usize {
 #[test]
 fn malformed_policies_name_document_field_and_reason() {
     let table = std::fs::read_to_string(data("malformed.yaml")).unwrap();
-    let cases: Vec<Case> = serde_yaml::from_str(&table).unwrap();
+    let cases: Vec<Case> = serde_yaml_ng::from_str(&table).unwrap();
     assert!(cases.len() >= 25, "{} cases", cases.len());
     let mut failures = String::new();
     for case in &cases {

@@ -9,6 +9,9 @@
 //!   [`observer::observer_client::ObserverClient`] (`/observer.Observer/*`)
 //! * [`peer::peer_server::PeerServer`] / [`peer::peer_client::PeerClient`]
 //!   (`/peer.Peer/Notify`)
+//! * [`lumen::v1::control_server::ControlServer`] /
+//!   [`lumen::v1::control_client::ControlClient`] (`/lumen.v1.Control/*`):
+//!   the observer's control API (endpoints, policies, aggregation)
 //!
 //! Lumen-specific data never goes into Hubble's messages: it is packed as a
 //! [`lumen::v1::FlowExtension`] into `flow::Flow::extensions`
@@ -38,9 +41,12 @@ pub mod peer {
     tonic::include_proto!("peer");
 }
 
+pub mod names;
+
 /// Lumen's own protobuf packages.
 pub mod lumen {
-    /// `lumen.v1`: extension messages carried in Hubble `Any` fields.
+    /// `lumen.v1`: extension messages carried in Hubble `Any` fields, and
+    /// the observer's `Control` service.
     #[allow(clippy::all, clippy::pedantic, deprecated, missing_docs, rustdoc::all)]
     pub mod v1 {
         tonic::include_proto!("lumen.v1");

@@ -309,7 +309,8 @@ fn field_number(fds: &FileDescriptorSet, package: &str, path: &str, field: &str)
 fn grpc_method_paths_from_descriptor() {
     let fds = descriptor_set();
     let mut paths = Vec::new();
-    for file in &fds.file {
+    // Hubble's services; Lumen's own are checked in control_service_is_lumen_only.
+    for file in fds.file.iter().filter(|f| f.package() != "lumen.v1") {
         for svc in &file.service {
             for m in &svc.method {
                 paths.push((
@@ -672,4 +673,41 @@ mod loopback {
         stop_tx.send(()).unwrap();
         server.await.unwrap().unwrap();
     }
+}
+
+/// The control API is Lumen's own: in `lumen.v1`, importing nothing, every
+/// method unary.
+#[test]
+fn control_service_is_lumen_only() {
+    let fds = descriptor_set();
+    let control = fds.file.iter().find(|f| f.name() == "lumen/v1/control.proto").unwrap();
+    assert_eq!(control.package(), "lumen.v1");
+    assert!(control.dependency.is_empty(), "{:?}", control.dependency);
+    assert_eq!(control.service.len(), 1);
+    let methods: Vec<(&str, bool, bool)> = control.service[0]
+        .method
+        .iter()
+        .map(|m| (m.name(), m.client_streaming(), m.server_streaming()))
+        .collect();
+    let unary = |name| (name, false, false);
+    assert_eq!(
+        methods,
+        [
+            unary("ListEndpoints"),
+            unary("AddEndpoint"),
+            unary("DeleteEndpoint"),
+            unary("ValidatePolicies"),
+            unary("ApplyPolicies"),
+            unary("DeletePolicies"),
+            unary("ListPolicies"),
+            unary("TracePolicy"),
+            unary("SetAggregation"),
+        ]
+    );
+    use lumen_proto::tonic::server::NamedService;
+    struct Never;
+    assert_eq!(
+        <lumen_proto::lumen::v1::control_server::ControlServer<Never> as NamedService>::NAME,
+        "lumen.v1.Control"
+    );
 }

@@ -11,8 +11,10 @@ use tokio::sync::watch;
 use crate::pool::{Discovery, Pool, Timing};
 use crate::server::{MergeOptions, RelayService};
 
-/// Everything the relay can be told. Each flag has a `LUMEN_RELAY_*`
-/// environment variable of the same name.
+/// Everything the relay can be told. Each flag that takes a value is also
+/// a key of the `--config` file and a `LUMEN_RELAY_*` environment variable
+/// of the same name (`--peer`, `peer:`, `LUMEN_RELAY_PEER`): see
+/// [`RelayConfig::load`].
 #[derive(Clone, Debug, clap::Parser)]
 #[command(
     name = "lumen-relay",
@@ -21,33 +23,28 @@ use crate::server::{MergeOptions, RelayService};
 )]
 pub struct RelayConfig {
     /// Address to serve the cluster-wide Observer API on.
-    #[arg(long, env = "LUMEN_RELAY_LISTEN_ADDRESS", default_value = "127.0.0.1:4245")]
+    #[arg(long, default_value = "127.0.0.1:4245")]
     pub listen_address: SocketAddr,
     /// An observer to relay (HOST:PORT of its TCP API); repeat for more.
-    #[arg(
-        long = "peer",
-        env = "LUMEN_RELAY_PEERS",
-        value_delimiter = ',',
-        conflicts_with = "peer_service"
-    )]
+    #[arg(long = "peer", value_delimiter = ',', conflicts_with = "peer_service")]
     pub peers: Vec<String>,
     /// An observer (HOST:PORT) whose peer service lists the cluster's nodes;
     /// nodes that join or leave are picked up as they do.
-    #[arg(long, env = "LUMEN_RELAY_PEER_SERVICE", required_unless_present = "peers")]
+    #[arg(long, required_unless_present = "peers")]
     pub peer_service: Option<String>,
     /// Flows held at most to put the nodes' streams in time order.
-    #[arg(long, env = "LUMEN_RELAY_SORT_BUFFER_LEN_MAX", default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000)]
     pub sort_buffer_len_max: usize,
     /// How long a flow waits for earlier flows from slower nodes.
-    #[arg(long, env = "LUMEN_RELAY_SORT_BUFFER_DRAIN_TIMEOUT", default_value = "50ms", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
     pub sort_buffer_drain_timeout: Duration,
     /// First wait before reconnecting to a node; it doubles up to --max-backoff.
-    #[arg(long, env = "LUMEN_RELAY_INITIAL_BACKOFF", default_value = "200ms", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
     pub initial_backoff: Duration,
-    #[arg(long, env = "LUMEN_RELAY_MAX_BACKOFF", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub max_backoff: Duration,
     /// How long to wait for a node to connect or answer.
-    #[arg(long, env = "LUMEN_RELAY_DIAL_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub dial_timeout: Duration,
     #[command(flatten)]
     pub tls: RelayTls,
@@ -59,22 +56,44 @@ pub struct RelayConfig {
 pub struct RelayTls {
     /// CA certificates (PEM, comma-separated) the observers' certificates
     /// must chain to; set, the relay speaks TLS to every observer.
-    #[arg(long, env = "LUMEN_RELAY_TLS_SERVER_CA_FILES", value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',')]
     pub tls_server_ca_files: Vec<PathBuf>,
     /// The relay's client certificate (PEM) for observers that require one (mTLS).
-    #[arg(long, env = "LUMEN_RELAY_TLS_CLIENT_CERT_FILE", requires = "tls_client_key_file")]
+    #[arg(long, requires = "tls_client_key_file")]
     pub tls_client_cert_file: Option<PathBuf>,
-    #[arg(long, env = "LUMEN_RELAY_TLS_CLIENT_KEY_FILE", requires = "tls_client_cert_file")]
+    #[arg(long, requires = "tls_client_cert_file")]
     pub tls_client_key_file: Option<PathBuf>,
     /// The name every observer's certificate must be valid for (default: the
     /// name the peer service gives for that node, else the node's address).
-    #[arg(long, env = "LUMEN_RELAY_TLS_SERVER_NAME")]
+    #[arg(long)]
     pub tls_server_name: Option<String>,
     /// The relay's own certificate and key (PEM): its clients then use TLS.
-    #[arg(long, env = "LUMEN_RELAY_TLS_CERT_FILE", requires = "tls_key_file")]
+    #[arg(long, requires = "tls_key_file")]
     pub tls_cert_file: Option<PathBuf>,
-    #[arg(long, env = "LUMEN_RELAY_TLS_KEY_FILE", requires = "tls_cert_file")]
+    #[arg(long, requires = "tls_cert_file")]
     pub tls_key_file: Option<PathBuf>,
+}
+
+impl RelayConfig {
+    /// How the relay's environment variables are named: `LUMEN_RELAY_<KEY>`
+    /// (the observer, which may share a shell, has `listen-address` and
+    /// `tls-cert-file` too). `LUMEN_RELAY_PEERS`, the name before
+    /// `LUMEN_RELAY_PEER`, is still read.
+    pub const SPEC: lumen_config::Spec = lumen_config::Spec {
+        env_prefix: "LUMEN_RELAY_",
+        env_aliases: &[("LUMEN_RELAY_PEERS", "peer")],
+    };
+
+    /// The configuration from the command line `args` (program name first)
+    /// over the environment `env` and the `--config` file, read with
+    /// `read_file`: defaults < file < environment < flags.
+    pub fn load(
+        args: impl IntoIterator<Item = impl Into<std::ffi::OsString>>,
+        env: &lumen_config::Env,
+        read_file: impl FnOnce(&std::path::Path) -> std::io::Result<String>,
+    ) -> Result<lumen_config::Loaded<RelayConfig>, lumen_config::Error> {
+        lumen_config::load(&Self::SPEC, args, env, read_file)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

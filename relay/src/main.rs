@@ -1,4 +1,3 @@
-use clap::Parser;
 use lumen_relay::{run, RelayConfig};
 
 fn main() {
@@ -13,7 +12,17 @@ fn start() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LUMEN_LOG").unwrap_or_else(|_| "info".into()))
         .init();
-    let cfg = RelayConfig::parse();
+    let env: lumen_config::Env = std::env::vars_os().collect();
+    let loaded = match RelayConfig::load(std::env::args_os(), &env, |path| std::fs::read_to_string(path)) {
+        Ok(loaded) => loaded,
+        Err(lumen_config::Error::Args(e)) => e.exit(),
+        Err(e) => return Err(e.into()),
+    };
+    if loaded.print_config {
+        print!("{}", loaded.effective);
+        return Ok(());
+    }
+    let cfg = loaded.config;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -7,12 +7,13 @@
 //! writes is what the node wrote. Readers hand flows on in batches, so the
 //! per-flow cost is the merge itself.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
+use lumen_flow::plan::{Keep, Plan, Take};
 use lumen_proto::observer::get_flows_response::ResponseTypes;
 use lumen_proto::observer::observer_client::ObserverClient;
 use lumen_proto::observer::observer_server::Observer;
@@ -314,20 +315,29 @@ async fn history_flows(
         }
     }
     let mut batch = opening(connected, unavailable, errors);
-    let first = (request.first && request.number > 0).then_some(request.number);
-    let last = usize::try_from(request.number)
-        .ok()
-        .filter(|&n| !request.first && n > 0 && n <= options.capacity);
-    let mut newest = VecDeque::with_capacity(last.unwrap_or(0));
+    // The nodes each answer the request's window; the merge keeps its first
+    // or last `number` (the newest only while they fit the sort buffer).
+    let take = Plan {
+        number: request.number,
+        first: request.first,
+        ..Plan::default()
+    }
+    .take();
+    let first = match take {
+        Take::First(n) => Some(n),
+        _ => None,
+    };
+    let last = match take {
+        Take::Last(n) => usize::try_from(n).ok().filter(|&n| n <= options.capacity),
+        _ => None,
+    };
+    let mut newest = Keep::new(last.map_or(Take::All, |n| Take::Last(n as u64)));
     let mut sent = 0u64;
     let mut merge = Merge::new(sources.len());
     loop {
         while let Some(r) = merge.pop() {
-            if let Some(n) = last {
-                if newest.len() == n {
-                    newest.pop_front();
-                }
-                newest.push_back(r);
+            if last.is_some() {
+                newest.offer(r);
                 continue;
             }
             batch.push(r);
@@ -361,7 +371,7 @@ async fn history_flows(
             Some((_, Said::End)) | None => merge.finish(i),
         }
     }
-    batch.extend(newest);
+    batch.extend(newest.into_kept());
     for chunk in batch.chunks(BATCH) {
         if out.send(chunk.to_vec()).await.is_err() {
             return;

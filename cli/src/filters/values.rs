@@ -4,7 +4,9 @@
 
 use lumen_flow::format::TRACE_POINTS;
 use lumen_flow::monitor_type;
+use lumen_flow::tcp::TcpFlag;
 use lumen_proto::flow::{EventTypeFilter, IpVersion, TcpFlags, Workload};
+use lumen_proto::names::{OVERLAY_TO_ENCRYPT, RESERVED_IDENTITIES};
 
 pub const VERDICTS: &str = "FORWARDED, DROPPED, AUDIT, REDIRECTED, ERROR, TRACED, TRANSLATED";
 
@@ -16,19 +18,9 @@ pub fn enum_value(value: &str, what: &str, parse: fn(&str) -> Option<i32>, names
 }
 
 /// Cilium's reserved identities by the names `hubble observe` takes.
-const RESERVED_IDENTITIES: &[(&str, u32)] = &[
-    ("host", 1),
-    ("world", 2),
-    ("unmanaged", 3),
-    ("health", 4),
-    ("init", 5),
-    ("remote-node", 6),
-    ("kube-apiserver", 7),
-    ("ingress", 8),
-    ("world-ipv4", 9),
-    ("world-ipv6", 10),
-    ("overlay-to-encrypt", 11),
-];
+fn reserved_identities() -> impl Iterator<Item = (u32, &'static str)> {
+    RESERVED_IDENTITIES.into_iter().chain([OVERLAY_TO_ENCRYPT])
+}
 
 /// A number as Go's `strconv.ParseUint(s, 0, …)` reads it: decimal, or
 /// `0x`, `0o` (or a leading `0`), `0b`.
@@ -47,11 +39,11 @@ fn go_uint(s: &str) -> Option<u64> {
 }
 
 pub fn identity(value: &str) -> Result<u32, String> {
-    if let Some((_, id)) = RESERVED_IDENTITIES.iter().find(|(name, _)| *name == value) {
-        return Ok(*id);
+    if let Some((id, _)) = reserved_identities().find(|(_, name)| *name == value) {
+        return Ok(id);
     }
     go_uint(value).and_then(|id| u32::try_from(id).ok()).ok_or_else(|| {
-        let names: Vec<&str> = RESERVED_IDENTITIES.iter().map(|(n, _)| *n).collect();
+        let names: Vec<&str> = reserved_identities().map(|(_, n)| n).collect();
         format!(
             "{value:?} is not a security identity: use a number (e.g. 12345) or one of {}",
             names.join(", ")
@@ -159,23 +151,14 @@ pub fn event_type(value: &str) -> Result<EventTypeFilter, String> {
 pub fn tcp_flags(value: &str) -> Result<TcpFlags, String> {
     let mut flags = TcpFlags::default();
     for name in value.split(',') {
-        let flag = match name.trim().to_ascii_uppercase().as_str() {
-            "SYN" => &mut flags.syn,
-            "ACK" => &mut flags.ack,
-            "FIN" => &mut flags.fin,
-            "RST" => &mut flags.rst,
-            "PSH" => &mut flags.psh,
-            "URG" => &mut flags.urg,
-            "ECE" => &mut flags.ece,
-            "CWR" => &mut flags.cwr,
-            "NS" => &mut flags.ns,
-            _ => {
-                return Err(format!(
-                "{name:?} is not a TCP flag: use a comma-separated list of SYN, ACK, FIN, RST, PSH, URG, ECE, CWR, NS"
-            ))
-            }
+        let Some(flag) = TcpFlag::from_name(name.trim()) else {
+            let names: Vec<&str> = TcpFlag::CLI_ORDER.iter().map(|f| f.name()).collect();
+            return Err(format!(
+                "{name:?} is not a TCP flag: use a comma-separated list of {}",
+                names.join(", ")
+            ));
         };
-        *flag = true;
+        *flag.field(&mut flags) = true;
     }
     Ok(flags)
 }

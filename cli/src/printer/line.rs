@@ -379,32 +379,8 @@ pub fn table(responses: &[GetFlowsResponse], style: &Style) -> String {
     }
     header.extend(["SOURCE", "DESTINATION", "TYPE", "VERDICT", "SUMMARY"]);
     rows.insert(0, header.into_iter().map(String::from).collect());
-    aligned(&rows)
-}
-
-/// Rows laid out like Go's tabwriter with Hubble's settings (minimum width
-/// 2, padding 3, spaces): every cell but a row's last is padded to its
-/// column's widest cell plus three spaces, the last is printed as it is.
-fn aligned(rows: &[Vec<String>]) -> String {
-    let columns = rows.iter().map(|r| r.len().saturating_sub(1)).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|i| {
-            let widest = rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max();
-            (widest.unwrap_or(0) + 3).max(2)
-        })
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let Some((last, cells)) = row.split_last() else {
-            continue;
-        };
-        for (cell, width) in cells.iter().zip(&widths) {
-            let _ = write!(out, "{cell:<width$}");
-        }
-        out.push_str(last);
-        out.push('\n');
-    }
-    out
+    // Hubble's tabwriter: padding 3 (its minimum width 2 never applies then).
+    crate::format::columns(&rows, 3)
 }
 
 /// What Hubble's printer tells stderr about a relay's node status event:

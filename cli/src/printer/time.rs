@@ -5,6 +5,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::bail;
+use chrono::{DateTime, NaiveDate};
 use prost_types::Timestamp;
 
 /// `--time-format`: the layouts `hubble observe` offers, under its names.
@@ -35,7 +36,6 @@ pub enum TimeFormat {
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
-const WEEKDAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 
 /// The seconds of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z, the range
 /// of a valid protobuf timestamp.
@@ -75,12 +75,11 @@ impl TimeFormat {
         let Some(t) = t.filter(|t| (FIRST..=LAST).contains(&t.seconds) && (0..1_000_000_000).contains(&t.nanos)) else {
             return "N/A".into();
         };
-        let days = t.seconds.div_euclid(86_400);
-        let secs = t.seconds.rem_euclid(86_400);
-        let (year, month, day) = civil_from_days(days);
-        let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-        let month_name = MONTHS[month as usize - 1];
-        let date = format!("{year:04}-{month:02}-{day:02}");
+        let Some(time) = DateTime::from_timestamp(t.seconds, t.nanos as u32) else {
+            return "N/A".into();
+        };
+        let layout = |layout: &str| time.format(layout).to_string();
+        // Go trims the fraction's trailing zeros, which chrono's `%.f` does not.
         let fraction = |digits: usize| {
             let nanos = format!("{:09}", t.nanos);
             match nanos[..digits].trim_end_matches('0') {
@@ -89,46 +88,18 @@ impl TimeFormat {
             }
         };
         match self {
-            TimeFormat::StampMilli => format!("{month_name} {day:>2} {h:02}:{m:02}:{s:02}.{:03}", t.nanos / 1_000_000),
-            TimeFormat::YearMonthDay => date,
-            TimeFormat::YearMonthDayHour => format!("{date}T{h:02}Z"),
-            TimeFormat::YearMonthDayHourMinute => format!("{date}T{h:02}:{m:02}Z"),
-            TimeFormat::Rfc3339 => format!("{date}T{h:02}:{m:02}:{s:02}Z"),
-            TimeFormat::Rfc3339Milli => format!("{date}T{h:02}:{m:02}:{s:02}{}Z", fraction(3)),
-            TimeFormat::Rfc3339Micro => format!("{date}T{h:02}:{m:02}:{s:02}{}Z", fraction(6)),
-            TimeFormat::Rfc3339Nano => format!("{date}T{h:02}:{m:02}:{s:02}{}Z", fraction(9)),
-            TimeFormat::Rfc1123Z => format!(
-                "{}, {day:02} {month_name} {year:04} {h:02}:{m:02}:{s:02} +0000",
-                // 1970-01-01 was a Thursday.
-                WEEKDAYS[(days + 4).rem_euclid(7) as usize]
-            ),
+            // chrono's `%.3f` truncates, as Go does.
+            TimeFormat::StampMilli => layout("%b %e %H:%M:%S%.3f"),
+            TimeFormat::YearMonthDay => layout("%Y-%m-%d"),
+            TimeFormat::YearMonthDayHour => layout("%Y-%m-%dT%HZ"),
+            TimeFormat::YearMonthDayHourMinute => layout("%Y-%m-%dT%H:%MZ"),
+            TimeFormat::Rfc3339 => layout("%Y-%m-%dT%H:%M:%SZ"),
+            TimeFormat::Rfc3339Milli => format!("{}{}Z", layout("%Y-%m-%dT%H:%M:%S"), fraction(3)),
+            TimeFormat::Rfc3339Micro => format!("{}{}Z", layout("%Y-%m-%dT%H:%M:%S"), fraction(6)),
+            TimeFormat::Rfc3339Nano => format!("{}{}Z", layout("%Y-%m-%dT%H:%M:%S"), fraction(9)),
+            TimeFormat::Rfc1123Z => layout("%a, %d %b %Y %H:%M:%S +0000"),
         }
     }
-}
-
-/// Days since 1970-01-01 to (year, month 1-12, day 1-31), proleptic
-/// Gregorian (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// The inverse of [`civil_from_days`] (Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = year - i64::from(month <= 2);
-    let era = year.div_euclid(400);
-    let yoe = year.rem_euclid(400);
-    let doy = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// A duration in Go's syntax (`300ms`, `1h30m`, `1.5h`, `-2m`, `0`) in
@@ -205,21 +176,13 @@ fn zone(text: &str, colon: bool) -> Option<i64> {
     (h < 24 && m < 60).then_some(sign * (h * 3600 + m * 60))
 }
 
-fn month_days(year: i64, month: i64) -> i64 {
-    match month {
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
 /// Seconds since the epoch of a civil time, checked, at `offset` seconds
 /// east of UTC.
 fn seconds(date: (i64, i64, i64), clock: (i64, i64, i64), offset: i64) -> Option<i64> {
     let ((y, mo, d), (h, mi, s)) = (date, clock);
-    let valid = (1..=12).contains(&mo) && (1..=month_days(y, mo)).contains(&d) && h < 24 && mi < 60 && s < 60;
-    valid.then(|| days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s - offset)
+    let date = NaiveDate::from_ymd_opt(y.try_into().ok()?, mo.try_into().ok()?, d.try_into().ok()?)?;
+    let time = date.and_hms_opt(h.try_into().ok()?, mi.try_into().ok()?, s.try_into().ok()?)?;
+    Some(time.and_utc().timestamp() - offset)
 }
 
 /// A time in one of the layouts `hubble observe --since` takes: `2006-01-02`,

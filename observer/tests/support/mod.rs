@@ -9,10 +9,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lumen_observer::control::{self, Request, Response};
 use lumen_observer::identity::{IdentityAllocator, Labels};
 use lumen_testbed::{Node, Pod, PodSpec, Process, Testbed};
 use serde_json::Value;
+
+mod control;
+
+// Not every test binary uses every type.
+#[allow(unused_imports)]
+pub use control::{PolicyDocument, Request, Response};
 
 pub const BPFFS_ROOT: &str = "/sys/fs/bpf/lumen";
 
@@ -215,12 +220,12 @@ impl Cluster {
         let _ = std::fs::remove_file(self.socket());
     }
 
-    pub fn call(&self, request: Request) -> Result<Response, control::ClientError> {
+    pub fn call(&self, request: Request) -> Result<Response, lumen_proto::tonic::transport::Error> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        rt.block_on(control::call(&self.socket(), &request))
+        rt.block_on(control::call(&self.socket(), request))
     }
 
     pub fn events(&self) -> Vec<Value> {

@@ -7,7 +7,7 @@
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use crate::model::{Direction, Kind, Origin, Peer, PeerRule, Policy, Port, PortRule, Protocol, Rule, Selector};
 

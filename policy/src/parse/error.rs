@@ -150,7 +150,7 @@ impl Issues {
     }
 
     /// A serde error (wrong type, unknown field) at the path it happened.
-    pub(super) fn serde(&mut self, err: &serde_path_to_error::Error<serde_yaml::Error>) {
+    pub(super) fn serde(&mut self, err: &serde_path_to_error::Error<serde_yaml_ng::Error>) {
         self.0.push(Issue {
             path: FieldPath::from_serde(err.path()),
             reason: serde_reason(&err.inner().to_string()),

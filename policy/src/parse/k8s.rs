@@ -6,7 +6,7 @@ use std::collections::btree_map::Entry;
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use crate::model::{
     Direction, Kind, Operator, Origin, Peer, PeerRule, Policy, PortRule, Requirement, Rule, Selector,

@@ -1,7 +1,7 @@
-//! The line a field path points at. serde_yaml's values carry no
+//! The line a field path points at. serde_yaml_ng's values carry no
 //! positions, but its errors do: the document is walked again along the
 //! path and a deliberate error is raised at the target, whose location
-//! serde_yaml fills in. Exact, and only paid for when there is an error.
+//! serde_yaml_ng fills in. Exact, and only paid for when there is an error.
 
 use std::fmt;
 
@@ -22,7 +22,7 @@ pub(super) fn line_of(text: &str, document: usize, path: &FieldPath) -> Option<u
 }
 
 fn probe(text: &str, document: usize, target: &[Segment]) -> Option<usize> {
-    let de = serde_yaml::Deserializer::from_str(text).nth(document.checked_sub(1)?)?;
+    let de = serde_yaml_ng::Deserializer::from_str(text).nth(document.checked_sub(1)?)?;
     match (Probe { target }).deserialize(de) {
         Err(e) if e.to_string().contains(FOUND) => e.location().map(|l| l.line()),
         _ => None,
@@ -38,7 +38,7 @@ impl<'de> DeserializeSeed<'de> for Probe<'_> {
     type Value = ();
 
     fn deserialize<D: de::Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
-        // Even at the target the node must be read: serde_yaml only marks
+        // Even at the target the node must be read: serde_yaml_ng only marks
         // an error with the position of the node being read.
         de.deserialize_any(self)
     }

@@ -6,12 +6,12 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use crate::model::{Kind, AUDIT_ANNOTATION};
+use crate::names;
 
 use super::error::{FieldPath, Issues};
-use super::names;
 
 const KINDS: &str = "CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, NetworkPolicy";
 

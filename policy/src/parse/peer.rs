@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::model::{Entity, Peer, ENTITY_NAMES};
+use crate::model::{entity_names, Entity, Peer};
 
 use super::error::{FieldPath, Issues};
 
@@ -75,9 +75,10 @@ pub(super) fn entity(name: &str) -> Result<Peer, String> {
     if name == "all" {
         return Ok(Peer::Any);
     }
-    Entity::parse(name)
-        .map(Peer::Entity)
-        .ok_or_else(|| format!("unknown entity \"{name}\" ({})", ENTITY_NAMES.join(", ")))
+    Entity::parse(name).map(Peer::Entity).ok_or_else(|| {
+        let names: Vec<&str> = entity_names().collect();
+        format!("unknown entity \"{name}\" ({})", names.join(", "))
+    })
 }
 
 #[cfg(test)]

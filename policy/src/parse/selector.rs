@@ -5,23 +5,21 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::identity::{reserved, RESERVED};
 use crate::model::{Operator, Requirement, Selector};
+use crate::names;
 
 use super::error::{FieldPath, Issues};
-use super::names;
 use super::Flavor;
 
-/// Cilium's reserved identities a `reserved:<name>` key may select.
-const RESERVED: &[&str] = &[
-    "host",
-    "world",
-    "unmanaged",
-    "health",
-    "init",
-    "remote-node",
-    "kube-apiserver",
-    "ingress",
-];
+/// Cilium's reserved identities a `reserved:<name>` key may select: all but
+/// `world-ipv4` and `world-ipv6`, which Lumen's selectors do not take.
+fn reserved_names() -> impl Iterator<Item = &'static str> {
+    RESERVED
+        .iter()
+        .filter(|(id, _)| *id <= reserved::INGRESS)
+        .map(|(_, name)| *name)
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(
@@ -136,8 +134,11 @@ fn label_key(raw: &str, flavor: Flavor) -> Result<String, String> {
         if let Some((source, name)) = raw.split_once(':') {
             return match source {
                 "k8s" | "any" => names::label_key(name).map(|()| name.to_string()),
-                "reserved" if RESERVED.contains(&name) => Ok(raw.to_string()),
-                "reserved" => Err(format!("unknown reserved label \"{name}\" ({})", RESERVED.join(", "))),
+                "reserved" if reserved_names().any(|n| n == name) => Ok(raw.to_string()),
+                "reserved" => Err(format!(
+                    "unknown reserved label \"{name}\" ({})",
+                    reserved_names().collect::<Vec<_>>().join(", ")
+                )),
                 _ => Err(format!(
                     "label source \"{source}:\" in \"{raw}\" is not supported (k8s:, any:, reserved:)"
                 )),

@@ -1,8 +1,10 @@
-//! Kubernetes name syntax: object names, namespaces, label keys and values.
+//! Kubernetes name syntax (object names, namespaces, label keys and
+//! values), checked the way the API server does: shared by policy parsing
+//! and the observer's endpoint files.
 
 /// A DNS-1123 label (namespaces): 1-63 lowercase letters, digits and '-',
 /// starting and ending with a letter or digit.
-pub(super) fn is_dns_label(s: &str) -> bool {
+pub fn is_dns_label(s: &str) -> bool {
     (1..=63).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -13,7 +15,7 @@ pub(super) fn is_dns_label(s: &str) -> bool {
 /// A DNS-1123 subdomain (object names, label key prefixes): at most 253
 /// characters, dot-separated parts each lowercase letters, digits and '-',
 /// starting and ending with a letter or digit.
-pub(super) fn is_dns_subdomain(s: &str) -> bool {
+pub fn is_dns_subdomain(s: &str) -> bool {
     s.len() <= 253
         && s.split('.').all(|part| {
             !part.is_empty()
@@ -27,7 +29,7 @@ pub(super) fn is_dns_subdomain(s: &str) -> bool {
 
 /// A label key: `[prefix/]name`, the prefix a DNS subdomain, the name 1-63
 /// letters, digits, '-', '_' and '.', starting and ending alphanumeric.
-pub(super) fn label_key(key: &str) -> Result<(), String> {
+pub fn label_key(key: &str) -> Result<(), String> {
     let invalid = |why: &str| Err(format!("invalid label key \"{key}\": {why}"));
     let name = match key.split_once('/') {
         None => key,
@@ -46,7 +48,7 @@ pub(super) fn label_key(key: &str) -> Result<(), String> {
 }
 
 /// A label value: empty, or like a label key's name.
-pub(super) fn label_value(value: &str) -> Result<(), String> {
+pub fn label_value(value: &str) -> Result<(), String> {
     if value.is_empty() || is_label_text(value) {
         Ok(())
     } else {

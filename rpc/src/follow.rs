@@ -1,0 +1,199 @@
+//! A follow stream that outlives its server: when the connection breaks it
+//! says so, waits (exponential backoff with jitter), reconnects, and asks
+//! again from the time of the last flow it passed on, dropping what it
+//! already passed on, so that a consumer sees every flow the server still
+//! holds once, in order.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use lumen_proto::observer::get_flows_response::ResponseTypes;
+use lumen_proto::observer::observer_client::ObserverClient;
+use lumen_proto::observer::{GetFlowsRequest, GetFlowsResponse};
+use lumen_proto::prost::Message;
+use lumen_proto::prost_types::Timestamp;
+use lumen_proto::tonic::transport::Channel;
+use lumen_proto::tonic::Streaming;
+
+/// What a [`Follow`] hands on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FollowEvent {
+    /// The server's stream is open (again).
+    Connected,
+    /// A response from the server: a flow, lost events, a node's status.
+    Response(Box<GetFlowsResponse>),
+    /// The connection could not be made or broke; the next try is in
+    /// `retry_in`.
+    Disconnected { reason: String, retry_in: Duration },
+}
+
+/// Waits between tries: doubling from `initial` up to `max`, with up to a
+/// quarter of random jitter so that many clients do not retry in step.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+    next: Duration,
+    seed: u64,
+}
+
+impl Backoff {
+    pub fn new(initial: Duration, max: Duration) -> Backoff {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            | 1;
+        Backoff {
+            initial,
+            max,
+            next: initial,
+            seed,
+        }
+    }
+
+    /// The wait before the next try.
+    pub fn next_wait(&mut self) -> Duration {
+        // xorshift: jitter needs no quality, only spread.
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let base = self.next;
+        self.next = (self.next * 2).min(self.max);
+        let jitter = base.as_nanos() as u64 / 4;
+        base + Duration::from_nanos(if jitter == 0 { 0 } else { self.seed % jitter })
+    }
+
+    /// After a success, the next failure waits `initial` again.
+    pub fn reset(&mut self) {
+        self.next = self.initial;
+    }
+}
+
+type Connecting = Pin<Box<dyn Future<Output = Result<Channel, String>> + Send>>;
+/// Opens a channel to the server, each time the stream (re)connects.
+pub type Connector = Box<dyn FnMut() -> Connecting + Send>;
+
+enum State {
+    Idle,
+    Open(Box<Streaming<GetFlowsResponse>>),
+    Waiting(Duration),
+}
+
+/// A `GetFlows` follow stream that reconnects. Built from a connector (a
+/// function opening a channel) and the request; [`Follow::next`] yields
+/// [`FollowEvent`]s and never ends on its own.
+pub struct Follow {
+    connect: Connector,
+    request: GetFlowsRequest,
+    /// Asks for Lumen's flow extension (see `lumen_proto::EXTENSIONS_HEADER`).
+    extensions: bool,
+    backoff: Backoff,
+    state: State,
+    /// The time of the last flow passed on, and the flows passed on at
+    /// exactly that time (a resumed stream starts there and repeats them).
+    last_time: Option<Timestamp>,
+    at_last_time: HashSet<Vec<u8>>,
+}
+
+impl Follow {
+    /// `request` must follow; its filters, mask and `since` apply to the
+    /// first connection, later ones resume after the last flow.
+    pub fn new(connect: Connector, mut request: GetFlowsRequest, extensions: bool, backoff: Backoff) -> Follow {
+        request.follow = true;
+        Follow {
+            connect,
+            request,
+            extensions,
+            backoff,
+            state: State::Idle,
+            last_time: None,
+            at_last_time: HashSet::new(),
+        }
+    }
+
+    /// The request for the next connection: from the last flow's time on.
+    fn resume_request(&self) -> GetFlowsRequest {
+        let mut request = self.request.clone();
+        if let Some(t) = self.last_time {
+            request.since = Some(t);
+            request.number = 0;
+            request.first = false;
+        }
+        request
+    }
+
+    /// Whether `response` was passed on before (a flow at the last time,
+    /// repeated by a resumed stream, or older), and notes it if not.
+    fn seen(&mut self, response: &GetFlowsResponse) -> bool {
+        let Some(ResponseTypes::Flow(flow)) = &response.response_types else {
+            return false;
+        };
+        let Some(time) = flow.time else { return false };
+        let key = (time.seconds, time.nanos);
+        match self.last_time.map(|t| (t.seconds, t.nanos)) {
+            Some(last) if key < last => true,
+            Some(last) if key == last => !self.at_last_time.insert(flow.encode_to_vec()),
+            _ => {
+                self.last_time = Some(time);
+                self.at_last_time.clear();
+                self.at_last_time.insert(flow.encode_to_vec());
+                false
+            }
+        }
+    }
+
+    async fn open(&mut self) -> Result<Streaming<GetFlowsResponse>, String> {
+        let channel = (self.connect)().await?;
+        let mut client = ObserverClient::new(channel).max_decoding_message_size(16 << 20);
+        let request = self.resume_request();
+        let request = if self.extensions {
+            lumen_proto::with_extensions(request)
+        } else {
+            lumen_proto::tonic::Request::new(request)
+        };
+        client
+            .get_flows(request)
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| format!("{}: {}", s.code(), s.message()))
+    }
+
+    fn broke(&mut self, reason: String) -> FollowEvent {
+        let retry_in = self.backoff.next_wait();
+        self.state = State::Waiting(retry_in);
+        FollowEvent::Disconnected { reason, retry_in }
+    }
+
+    /// The next event.
+    pub async fn next(&mut self) -> FollowEvent {
+        loop {
+            match std::mem::replace(&mut self.state, State::Idle) {
+                State::Waiting(wait) => tokio::time::sleep(wait).await,
+                State::Idle => match self.open().await {
+                    Ok(stream) => {
+                        self.backoff.reset();
+                        self.state = State::Open(Box::new(stream));
+                        return FollowEvent::Connected;
+                    }
+                    Err(reason) => return self.broke(reason),
+                },
+                State::Open(mut stream) => match stream.message().await {
+                    Ok(Some(response)) => {
+                        let repeated = self.seen(&response);
+                        self.state = State::Open(stream);
+                        if !repeated {
+                            return FollowEvent::Response(Box::new(response));
+                        }
+                    }
+                    Ok(None) => return self.broke("the server ended the stream".into()),
+                    Err(s) => return self.broke(format!("{}: {}", s.code(), s.message())),
+                },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
