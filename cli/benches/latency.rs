@@ -19,15 +19,13 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser as _;
-use lumen_observer::{daemon, ObserverConfig, ObserverHandle};
+use lumen_observer::testing::{Cluster, ClusterSpec};
 use lumen_relay::{RelayConfig, RelayHandle};
-use lumen_testbed::{Pod, PodSpec, Testbed};
 
 #[path = "../../observer/benches/support/benchmarks_md.rs"]
 mod benchmarks_md;
@@ -44,7 +42,6 @@ const PODS: [(&str, &str, Ipv4Addr); 3] = [
     ("server", "node2", Ipv4Addr::new(10, 7, 0, 2)),
     ("other", "node3", Ipv4Addr::new(10, 7, 0, 3)),
 ];
-const API_PORT: u16 = 4244;
 /// Datagrams per second, each for [`SECONDS`]; every rate has its own
 /// destination port, so each flow says which run it belongs to.
 const RATES: [usize; 3] = [100, 1_000, 10_000];
@@ -67,100 +64,16 @@ spec:
       toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]
 ";
 
-/// The testbed, an observer per node and their state: all removed on drop,
-/// also when the benchmark fails.
-struct Cluster {
-    observers: Vec<(ObserverHandle, PathBuf)>,
-    dir: PathBuf,
-    pods: Vec<Pod>,
-    api: Vec<SocketAddr>,
-    sockets: Vec<PathBuf>,
-    tb: Option<Testbed>,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for (handle, pins) in self.observers.drain(..) {
-            let _ = handle.stop();
-            let _ = daemon::uninstall(&pins);
-        }
-        drop(self.tb.take());
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        let mut tb = Testbed::new().expect("the testbed needs root: run with sudo");
-        for (_, n, _) in PODS {
-            tb.add_node(n).unwrap();
-        }
-        tb.add_fabric().unwrap();
-        let nodes = tb.nodes().to_vec();
-        let mut pods = Vec::new();
-        let mut api = Vec::new();
-        for ((p, _, ip), node) in PODS.iter().zip(&nodes) {
-            pods.push(
-                tb.add_pod(node, PodSpec::new(p, "default", *ip).label("app", p))
-                    .unwrap(),
-            );
-            api.push(SocketAddr::new(node.address.unwrap().ipv4.into(), API_PORT));
-        }
-        let dir = std::env::temp_dir().join(format!("lumen-latency-{}", tb.prefix()));
-        let name = |n: &str| format!("{}-{n}", tb.prefix());
-        let mut nodes_file = String::from("nodes:\n");
-        for ((_, n, _), a) in PODS.iter().zip(&api) {
-            nodes_file += &format!("  - name: {}\n    address: {a}\n", name(n));
-        }
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("nodes.yaml"), nodes_file).unwrap();
-        std::fs::write(dir.join("policy.yaml"), POLICY).unwrap();
-        let mut configs = Vec::new();
-        for (i, ((_, n, _), node)) in PODS.iter().zip(&nodes).enumerate() {
-            let ndir = dir.join(n);
-            std::fs::create_dir_all(&ndir).unwrap();
-            let mut eps = String::from("endpoints:\n");
-            for (j, p) in pods.iter().enumerate() {
-                eps += &format!(
-                    "  - name: {}\n    labels: {{app: {}}}\n    ips: [{}]\n",
-                    p.name, p.name, p.ipv4
-                );
-                if j == i {
-                    eps += &format!("    interface: {}\n", p.host_ifname);
-                }
-            }
-            std::fs::write(ndir.join("endpoints.yaml"), eps).unwrap();
-            let mut cfg = ObserverConfig::for_node(&name(n));
-            cfg.netns = Some(node.netns.clone());
-            cfg.endpoints = Some(ndir.join("endpoints.yaml"));
-            cfg.policy = Some(dir.join("policy.yaml"));
-            cfg.state_dir = ndir.join("state");
-            cfg.control_socket = ndir.join("control.sock");
-            cfg.socket = ndir.join("observer.sock");
-            cfg.events_output = "none".into();
-            cfg.listen_address = Some(api[i]);
-            cfg.nodes_file = Some(dir.join("nodes.yaml"));
-            configs.push(cfg);
-        }
-        let mut cluster = Cluster {
-            observers: Vec::new(),
-            dir,
-            pods,
-            sockets: configs.iter().map(|c| c.socket.clone()).collect(),
-            api,
-            tb: Some(tb),
-        };
-        for cfg in configs {
-            let pins = cfg.pin_dir();
-            let handle = ObserverHandle::spawn(cfg);
-            cluster.observers.push((handle, pins));
-            assert!(
-                cluster.observers.last().unwrap().0.wait_ready(Duration::from_secs(20)),
-                "an observer did not start"
-            );
-        }
-        cluster
-    }
+/// The shared cluster helper: the testbed, an in-process observer per node
+/// and their state, all removed on drop, also when the benchmark fails.
+fn start_cluster() -> Cluster {
+    let spec = PODS
+        .iter()
+        .fold(ClusterSpec::new("latency"), |s, (p, n, ip)| s.app_pod(p, n, *ip))
+        .policy(POLICY);
+    let mut cluster = Cluster::new(spec);
+    cluster.start_all();
+    cluster
 }
 
 fn wall_ns() -> i128 {
@@ -307,7 +220,7 @@ fn main() {
         eprintln!("the latency benchmark builds network namespaces and loads eBPF: run it as root");
         std::process::exit(1);
     }
-    let cluster = Cluster::start();
+    let cluster = start_cluster();
     let relay_address = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -317,19 +230,19 @@ fn main() {
         "--listen-address",
         &relay_address.to_string(),
         "--peer-service",
-        &cluster.api[0].to_string(),
+        &cluster.api("node1").to_string(),
     ]));
     let relayed = Follower::start(&relay_address.to_string());
-    let direct = Follower::start(&format!("unix://{}", cluster.sockets[1].display()));
+    let direct = Follower::start(&format!("unix://{}", cluster.config("node2").socket.display()));
 
-    let client = &cluster.pods[0];
+    let client = &cluster.pods["client"];
     let socket = lumen_testbed::in_netns(&client.netns, || UdpSocket::bind("0.0.0.0:0"))
         .unwrap()
         .unwrap();
     let to = |port| -> Vec<SocketAddr> {
-        cluster.pods[1..]
+        ["server", "other"]
             .iter()
-            .map(|p| SocketAddr::new(p.ipv4.into(), port))
+            .map(|p| SocketAddr::new(cluster.pods[*p].ipv4.into(), port))
             .collect()
     };
     // Until both followers are connected and the relay hears both nodes.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 use lumen_proto::lumen::v1 as pb;
 
-use crate::control::{Control, ControlError};
+use lumen_rpc::control::{Control, ControlError};
 
 #[derive(Debug, Parser)]
 #[command(name = "lumen", version, about = "Lumen: eBPF network-flow observability and policy")]

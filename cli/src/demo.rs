@@ -17,7 +17,7 @@ use lumen_proto::observer::get_flows_response::ResponseTypes;
 use lumen_proto::observer::{observer_client::ObserverClient, GetFlowsRequest};
 use lumen_relay::{RelayConfig, RelayHandle};
 
-use crate::control::{Control, ControlError};
+use lumen_rpc::control::{Control, ControlError};
 use lumen_testbed::{Pod, PodSpec, Testbed};
 
 #[derive(Debug, clap::Args)]

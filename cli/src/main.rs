@@ -1,7 +1,6 @@
 use clap::Parser;
 
 mod commands;
-mod control;
 #[cfg(feature = "demo")]
 mod demo;
 mod filters;

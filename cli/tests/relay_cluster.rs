@@ -10,6 +10,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,13 +19,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
 use lumen_observer::identity::{IdentityAllocator, Labels};
+use lumen_observer::testing::{self, ClusterSpec};
 use lumen_relay::{RelayConfig, RelayHandle};
-use lumen_testbed::{Node, Pod, PodSpec, Process, Testbed};
+use lumen_testbed::Pod;
 use serde_json::{json, Value};
 use support::{lumen, observer_binary};
 
-const API_PORT: u16 = 4244;
-const BPFFS_ROOT: &str = "/sys/fs/bpf/lumen";
 const MAX_FLOWS: u64 = 1000;
 
 /// Pod `i` (a, b, c) on node `i` (n1, n2, n3), labelled app=<pod>.
@@ -55,156 +55,44 @@ spec:
       toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]
 ";
 
-/// The testbed, one `lumen-observer` process per node, and everything they
-/// leave behind: all of it goes on drop, also when the test fails.
-struct Cluster {
-    tb: Testbed,
-    pods: BTreeMap<String, Pod>,
-    dir: PathBuf,
-    observers: BTreeMap<String, Process>,
-    _servers: Vec<lumen_testbed::ServerGuard>,
+/// The shared cluster helper with a `lumen-observer` process per node.
+struct Cluster(testing::Cluster);
+
+impl Deref for Cluster {
+    type Target = testing::Cluster;
+
+    fn deref(&self) -> &testing::Cluster {
+        &self.0
+    }
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        // SIGKILL: what a crash leaves (pins) is exactly what is removed next.
-        self.observers.clear();
-        for (_, n, _) in PODS {
-            let _ = lumen_observer::daemon::uninstall(&self.pin_dir(n));
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+impl DerefMut for Cluster {
+    fn deref_mut(&mut self) -> &mut testing::Cluster {
+        &mut self.0
     }
 }
 
 impl Cluster {
+    /// Echo servers on port 80 in every pod; the nodes file lists all nodes.
     fn new() -> Cluster {
-        let mut tb = Testbed::new().expect("testbed (run as root: scripts/test.sh)");
-        for (_, n, _) in PODS {
-            tb.add_node(n).unwrap();
-        }
-        tb.add_fabric().unwrap();
-        let mut pods = BTreeMap::new();
-        for (p, n, ip) in PODS {
-            let node = tb.nodes().iter().find(|x| x.name == n).unwrap().clone();
-            let pod = tb
-                .add_pod(&node, PodSpec::new(p, "default", ip).label("app", p))
-                .unwrap();
-            pods.insert(p.to_string(), pod);
-        }
-        let dir = std::env::temp_dir().join(format!("lumen-cli-relay-{}", tb.prefix()));
-        let mut c = Cluster {
-            tb,
-            pods,
-            dir,
-            observers: BTreeMap::new(),
-            _servers: Vec::new(),
-        };
-        let mut nodes = String::from("nodes:\n");
-        for (_, n, _) in PODS {
-            let ndir = c.dir.join(n);
-            std::fs::create_dir_all(&ndir).unwrap();
-            // Every node knows every pod, its own with their interfaces, so
-            // identities agree on every node.
-            let mut eps = String::from("endpoints:\n");
-            for (p, pn, ip) in PODS {
-                eps += &format!("  - name: {p}\n    labels: {{app: {p}}}\n    ips: [{ip}]\n");
-                if pn == n {
-                    eps += &format!("    interface: {}\n", c.pods[p].host_ifname);
-                }
-            }
-            std::fs::write(ndir.join("endpoints.yaml"), eps).unwrap();
-            std::fs::write(ndir.join("policy.yaml"), POLICY).unwrap();
-            nodes += &format!("  - name: {}\n    address: {}\n", c.name(n), c.api(n));
-        }
-        std::fs::write(c.dir.join("nodes.yaml"), nodes).unwrap();
-        c._servers = c.pods.values().map(|p| p.tcp_echo_server(80).unwrap()).collect();
-        c
-    }
-
-    fn node(&self, n: &str) -> Node {
-        self.tb.nodes().iter().find(|x| x.name == n).unwrap().clone()
-    }
-
-    /// The node's name as its observer reports it (unique per test run).
-    fn name(&self, n: &str) -> String {
-        format!("{}-{n}", self.tb.prefix())
-    }
-
-    /// The node's Observer API on the fabric.
-    fn api(&self, n: &str) -> SocketAddr {
-        SocketAddr::new(self.node(n).address.unwrap().ipv4.into(), API_PORT)
-    }
-
-    fn pin_dir(&self, n: &str) -> PathBuf {
-        PathBuf::from(BPFFS_ROOT).join(self.name(n))
+        let spec = PODS
+            .iter()
+            .fold(ClusterSpec::new("cli-relay"), |s, (p, n, ip)| s.app_pod(p, n, *ip))
+            .policy(POLICY)
+            .echo_ports(&[80]);
+        Cluster(testing::Cluster::new(spec))
     }
 
     /// Starts node `n`'s observer process inside the node's netns, without
     /// waiting for it.
     fn spawn(&mut self, n: &str) {
-        let ndir = self.dir.join(n);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(ndir.join("observer.log"))
-            .unwrap();
-        let mut cmd = Command::new(observer_binary());
-        cmd.args(["--node-name", &self.name(n), "--bpffs-root", BPFFS_ROOT])
-            .arg("--state-dir")
-            .arg(ndir.join("state"))
-            .arg("--endpoints")
-            .arg(ndir.join("endpoints.yaml"))
-            .arg("--policy")
-            .arg(ndir.join("policy.yaml"))
-            .arg("--control-socket")
-            .arg(ndir.join("control.sock"))
-            .arg("--socket")
-            .arg(ndir.join("observer.sock"))
-            .args(["--listen-address", &self.api(n).to_string()])
-            .arg("--nodes-file")
-            .arg(self.dir.join("nodes.yaml"))
-            .args(["--events-output", "none", "--max-flows", &MAX_FLOWS.to_string()])
-            .env("LUMEN_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log);
-        let process = self.node(n).spawn(cmd).expect("spawn lumen-observer");
-        self.observers.insert(n.to_string(), process);
-    }
-
-    /// Waits until node `n`'s observer answers on its control socket.
-    fn wait_ready(&mut self, n: &str) {
-        let socket = self.dir.join(n).join("control.sock");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if rt.block_on(lumen_observer::control::answers(&socket)) {
-                return;
-            }
-            let log = self.dir.join(n).join("observer.log");
-            if let Ok(Some(status)) = self.observers.get_mut(n).unwrap().try_wait() {
-                panic!(
-                    "lumen-observer on {n} exited with {status}: {}",
-                    std::fs::read_to_string(log).unwrap_or_default()
-                );
-            }
-            assert!(Instant::now() < deadline, "lumen-observer on {n} did not become ready");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGKILL, as a crash: the datapath stays pinned and keeps enforcing.
-    fn kill(&mut self, n: &str) {
-        self.observers.remove(n).unwrap().kill().unwrap();
+        let max_flows = MAX_FLOWS.to_string();
+        self.0
+            .spawn_process(n, &observer_binary(), &["--max-flows", &max_flows]);
     }
 
     fn request(&self, from: &str, to: &str) -> bool {
-        let dst = SocketAddr::new(self.pods[to].ipv4.into(), 80);
-        self.pods[from]
-            .tcp_request(dst, b"hi", Duration::from_millis(700))
-            .is_ok()
+        self.0.request(from, to, 80)
     }
 }
 

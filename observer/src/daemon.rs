@@ -243,7 +243,7 @@ pub enum ObserverError {
     #[error("{context}")]
     Io { context: String, source: std::io::Error },
     #[error("TLS: {0}")]
-    Tls(#[from] lumen_proto::tls::TlsFileError),
+    Tls(#[from] lumen_rpc::tls::TlsFileError),
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ObserverError {
@@ -270,7 +270,7 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
         None => Vec::new(),
     };
     let tls = match (&cfg.tls_cert_file, &cfg.tls_key_file) {
-        (Some(cert), Some(key)) => Some(lumen_proto::tls::server_config(cert, key, &cfg.tls_client_ca_files)?),
+        (Some(cert), Some(key)) => Some(lumen_rpc::tls::server_config(cert, key, &cfg.tls_client_ca_files)?),
         _ => None,
     };
     let options = lumen_policy::Options {

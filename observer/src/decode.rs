@@ -18,6 +18,20 @@ pub enum DecodeError {
     Family(u8),
 }
 
+impl DecodeError {
+    /// Every [`DecodeError::kind`].
+    pub const KINDS: [&'static str; 3] = ["capture_overrun", "short", "unknown_family"];
+
+    /// What was wrong, as a metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DecodeError::Short { .. } => "short",
+            DecodeError::CaptureOverrun { .. } => "capture_overrun",
+            DecodeError::Family(_) => "unknown_family",
+        }
+    }
+}
+
 /// One datapath decision, decoded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DatapathEvent {

@@ -9,10 +9,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use lumen_probes::abi;
 use lumen_proto::flow::Flow;
+use lumen_rpc::telemetry::InternalEvent;
 use tokio::sync::watch;
 
 use crate::parser::{self, Snapshot};
 use crate::store::{FlowStore, StoredFlow};
+use crate::telemetry::{FlowsOverwrittenBeforeRead, KernelEventsLost, Telemetry};
 
 mod subscription;
 pub use subscription::{History, Notice, Subscription};
@@ -70,7 +72,8 @@ pub struct Hub {
     /// Id the next kernel loss gets (ids are never reused, even once every
     /// loss kept is gone), so readers can tell there is none new without a lock.
     next_loss_id: std::sync::atomic::AtomicU64,
-    client_lost: std::sync::atomic::AtomicU64,
+    /// Lumen's own counters: also the loss counts ServerStatus reports.
+    telemetry: Telemetry,
     /// Set once the reader has stored its last record: follows end there.
     closed: std::sync::atomic::AtomicBool,
     /// (when, flows seen by then), a sample per second over the rate window.
@@ -106,7 +109,7 @@ impl Hub {
             kernel_lost: watch::channel(0).0,
             kernel_losses: Mutex::new(VecDeque::new()),
             next_loss_id: std::sync::atomic::AtomicU64::new(0),
-            client_lost: std::sync::atomic::AtomicU64::new(0),
+            telemetry: Telemetry::default(),
             closed: std::sync::atomic::AtomicBool::new(false),
             rate_samples: Mutex::new(VecDeque::new()),
         })
@@ -118,6 +121,10 @@ impl Hub {
 
     pub fn instance(&self) -> u64 {
         self.instance
+    }
+
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
     }
 
     pub fn uptime_ns(&self) -> u64 {
@@ -254,6 +261,7 @@ impl Hub {
                 }
             }
         }
+        KernelEventsLost { count }.emit(&self.telemetry);
         self.kernel_lost.send_modify(|n| *n += count);
     }
 
@@ -283,7 +291,7 @@ impl Hub {
     /// Records flows a client of the Observer API was told it missed
     /// (`lumen-lost-client` in ServerStatus).
     pub fn client_lost(&self, count: u64) {
-        self.client_lost.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+        FlowsOverwrittenBeforeRead { count }.emit(&self.telemetry);
     }
 
     /// A copy of the newest `n` flows held, oldest first.
@@ -304,8 +312,8 @@ impl Hub {
             seen_flows,
             uptime_ns: uptime.as_nanos() as u64,
             flows_rate: self.flows_rate(Instant::now(), seen_flows),
-            kernel_lost: *self.kernel_lost.borrow(),
-            client_lost: self.client_lost.load(std::sync::atomic::Ordering::Relaxed),
+            kernel_lost: self.telemetry.lost_kernel.get(),
+            client_lost: self.telemetry.lost_store.get(),
         }
     }
 }

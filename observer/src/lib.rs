@@ -23,6 +23,9 @@ pub mod server;
 pub mod source;
 pub mod state;
 pub mod store;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 /// An error and its causes, `outer: inner: …`, for one-line reports.
 pub fn error_chain(e: &dyn std::error::Error) -> String {

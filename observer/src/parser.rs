@@ -14,6 +14,9 @@ use lumen_proto::prost_types;
 use crate::identity::reserved;
 use crate::store::StoredFlow;
 
+mod encode;
+pub use encode::Encoder;
+
 /// Cilium's monitor message types, which Hubble reports as `event_type`.
 pub const MESSAGE_TYPE_DROP: i32 = 1;
 pub const MESSAGE_TYPE_TRACE: i32 = 4;
@@ -178,55 +181,136 @@ pub fn connection_direction(ev: &abi::Event) -> u8 {
     }
 }
 
-/// Builds the Hubble flow of a stored record.
-pub fn to_flow(stored: &StoredFlow, snap: &Snapshot, instance: u64) -> flow::Flow {
-    let ev = &stored.event;
-    let (src, dst) = (ip_of(ev.family, &ev.saddr), ip_of(ev.family, &ev.daddr));
-    let ingress = ev.direction == abi::DIR_INGRESS;
-    let connection_ingress = connection_direction(ev) == abi::DIR_INGRESS;
-    let dropped = ev.verdict == abi::VERDICT_DROPPED;
-    let verdict = match ev.verdict {
+fn verdict(ev: &abi::Event) -> flow::Verdict {
+    match ev.verdict {
         abi::VERDICT_FORWARDED => flow::Verdict::Forwarded,
         abi::VERDICT_DROPPED => flow::Verdict::Dropped,
         abi::VERDICT_AUDIT => flow::Verdict::Audit,
         _ => flow::Verdict::Unknown,
-    };
-    let (ct_name, trace_reason) = ct_state(ev.ct_state);
-    let rule = snap.rules.get(&ev.rule_id).filter(|_| ev.rule_id != 0);
-    let as_policy = |r: &RuleMeta| flow::Policy {
+    }
+}
+
+/// The rule that decided a flow, if the snapshot names it.
+fn rule<'s>(ev: &abi::Event, snap: &'s Snapshot) -> Option<&'s RuleMeta> {
+    snap.rules.get(&ev.rule_id).filter(|_| ev.rule_id != 0).map(|r| &**r)
+}
+
+fn as_policy(r: &RuleMeta) -> flow::Policy {
+    flow::Policy {
         name: r.name.clone(),
         namespace: r.namespace.clone(),
         kind: r.kind.clone(),
         ..Default::default()
-    };
-    let policy = rule.map(|r| as_policy(r));
-    // Under default deny no rule decided: say which policies made it so.
-    let selected_by = match snap.endpoints_by_id.get(&ev.endpoint_id) {
+    }
+}
+
+/// Under default deny no rule decided: the endpoint whose policies made it
+/// so, and the direction they apply to.
+fn default_deny_endpoint<'s>(ev: &abi::Event, snap: &'s Snapshot) -> Option<(&'s EndpointMeta, bool)> {
+    let dropped = ev.verdict == abi::VERDICT_DROPPED;
+    match snap.endpoints_by_id.get(&ev.endpoint_id) {
         Some(ep) if dropped && ev.drop_reason == abi::DROP_POLICY_DENIED => {
-            let metas = if connection_ingress {
-                &ep.selected_by_ingress
-            } else {
-                &ep.selected_by_egress
-            };
-            metas.iter().map(as_policy).collect()
+            Some((ep, connection_direction(ev) == abi::DIR_INGRESS))
         }
-        _ => Vec::new(),
+        _ => None,
+    }
+}
+
+/// Lumen's extension of a flow: what Hubble's message has no field for.
+fn extension(ev: &abi::Event, snap: &Snapshot) -> FlowExtension {
+    let selected_by = match default_deny_endpoint(ev, snap) {
+        Some((ep, true)) => ep.selected_by_ingress.iter().map(as_policy).collect(),
+        Some((ep, false)) => ep.selected_by_egress.iter().map(as_policy).collect(),
+        None => Vec::new(),
     };
+    FlowExtension {
+        rule_id: ev.rule_id,
+        rule_name: rule(ev, snap).map(|r| r.name.clone()).unwrap_or_default(),
+        ct_state: ct_state(ev.ct_state).0.to_string(),
+        local_redirect: false,
+        selected_by,
+    }
+}
+
+fn event_type(ev: &abi::Event) -> flow::CiliumEventType {
+    let dropped = ev.verdict == abi::VERDICT_DROPPED;
+    flow::CiliumEventType {
+        r#type: if dropped { MESSAGE_TYPE_DROP } else { MESSAGE_TYPE_TRACE },
+        sub_type: if dropped {
+            ev.drop_reason.into()
+        } else if ev.direction == abi::DIR_INGRESS {
+            TRACE_TO_LXC
+        } else {
+            TRACE_FROM_LXC
+        },
+    }
+}
+
+fn traffic_direction(ev: &abi::Event) -> flow::TrafficDirection {
+    if connection_direction(ev) == abi::DIR_INGRESS {
+        flow::TrafficDirection::Ingress
+    } else {
+        flow::TrafficDirection::Egress
+    }
+}
+
+fn trace_observation_point(ev: &abi::Event) -> flow::TraceObservationPoint {
+    if ev.direction == abi::DIR_INGRESS {
+        flow::TraceObservationPoint::ToEndpoint
+    } else {
+        flow::TraceObservationPoint::FromEndpoint
+    }
+}
+
+fn trace_reason(ev: &abi::Event) -> flow::TraceReason {
+    if ev.verdict == abi::VERDICT_DROPPED {
+        flow::TraceReason::Unknown
+    } else {
+        ct_state(ev.ct_state).1
+    }
+}
+
+fn ip_version(ev: &abi::Event) -> flow::IpVersion {
+    if ev.family == 4 {
+        flow::IpVersion::IPv4
+    } else {
+        flow::IpVersion::IPv6
+    }
+}
+
+fn is_reply(ev: &abi::Event) -> Option<bool> {
+    (ev.ct_state != 0).then_some(ev.flags & abi::EVF_IS_REPLY != 0)
+}
+
+fn time(ev: &abi::Event) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: (ev.timestamp_ns / 1_000_000_000) as i64,
+        nanos: (ev.timestamp_ns % 1_000_000_000) as i32,
+    }
+}
+
+/// Where the deciding rule goes: (ingress, denied).
+fn rule_place(ev: &abi::Event) -> (bool, bool) {
+    (
+        connection_direction(ev) == abi::DIR_INGRESS,
+        ev.verdict == abi::VERDICT_DROPPED,
+    )
+}
+
+/// Builds the Hubble flow of a stored record.
+pub fn to_flow(stored: &StoredFlow, snap: &Snapshot, instance: u64) -> flow::Flow {
+    let ev = &stored.event;
+    let (src, dst) = (ip_of(ev.family, &ev.saddr), ip_of(ev.family, &ev.daddr));
+    let dropped = ev.verdict == abi::VERDICT_DROPPED;
+    let rule = rule(ev, snap);
     let mut f = flow::Flow {
-        time: Some(prost_types::Timestamp {
-            seconds: (ev.timestamp_ns / 1_000_000_000) as i64,
-            nanos: (ev.timestamp_ns % 1_000_000_000) as i32,
-        }),
+        time: Some(time(ev)),
         uuid: flow_uuid(instance, stored.seq),
-        verdict: verdict as i32,
+        verdict: verdict(ev) as i32,
         ip: Some(flow::Ip {
             source: ip_text(src),
             destination: ip_text(dst),
-            ip_version: if ev.family == 4 {
-                flow::IpVersion::IPv4
-            } else {
-                flow::IpVersion::IPv6
-            } as i32,
+            ip_version: ip_version(ev) as i32,
             ..Default::default()
         }),
         l4: l4(ev),
@@ -235,47 +319,17 @@ pub fn to_flow(stored: &StoredFlow, snap: &Snapshot, instance: u64) -> flow::Flo
         r#type: flow::FlowType::L3L4 as i32,
         emitter: Some(emitter()),
         node_name: snap.node_name.clone(),
-        is_reply: (ev.ct_state != 0).then_some(ev.flags & abi::EVF_IS_REPLY != 0),
-        event_type: Some(flow::CiliumEventType {
-            r#type: if dropped { MESSAGE_TYPE_DROP } else { MESSAGE_TYPE_TRACE },
-            sub_type: if dropped {
-                ev.drop_reason.into()
-            } else if ingress {
-                TRACE_TO_LXC
-            } else {
-                TRACE_FROM_LXC
-            },
-        }),
-        traffic_direction: if connection_ingress {
-            flow::TrafficDirection::Ingress
-        } else {
-            flow::TrafficDirection::Egress
-        } as i32,
+        is_reply: is_reply(ev),
+        event_type: Some(event_type(ev)),
+        traffic_direction: traffic_direction(ev) as i32,
         policy_match_type: rule.filter(|_| !dropped).map_or(0, |r| r.match_type),
-        trace_observation_point: if ingress {
-            flow::TraceObservationPoint::ToEndpoint
-        } else {
-            flow::TraceObservationPoint::FromEndpoint
-        } as i32,
-        trace_reason: if dropped {
-            flow::TraceReason::Unknown
-        } else {
-            trace_reason
-        } as i32,
+        trace_observation_point: trace_observation_point(ev) as i32,
+        trace_reason: trace_reason(ev) as i32,
         interface: Some(flow::NetworkInterface {
             index: ev.ifindex,
             name: snap.interfaces.get(&ev.ifindex).cloned().unwrap_or_default(),
         }),
-        extensions: Some(
-            FlowExtension {
-                rule_id: ev.rule_id,
-                rule_name: rule.map(|r| r.name.clone()).unwrap_or_default(),
-                ct_state: ct_name.to_string(),
-                local_redirect: false,
-                selected_by,
-            }
-            .to_any(),
-        ),
+        extensions: Some(extension(ev, snap).to_any()),
         ..Default::default()
     };
     if dropped {
@@ -285,12 +339,13 @@ pub fn to_flow(stored: &StoredFlow, snap: &Snapshot, instance: u64) -> flow::Flo
         }
         f.drop_reason_desc = i32::from(ev.drop_reason);
     }
-    match (policy, connection_ingress, dropped) {
-        (Some(p), true, false) => f.ingress_allowed_by.push(p),
-        (Some(p), false, false) => f.egress_allowed_by.push(p),
-        (Some(p), true, true) => f.ingress_denied_by.push(p),
-        (Some(p), false, true) => f.egress_denied_by.push(p),
-        (None, ..) => {}
+    if let Some(p) = rule.map(as_policy) {
+        match rule_place(ev) {
+            (true, false) => f.ingress_allowed_by.push(p),
+            (false, false) => f.egress_allowed_by.push(p),
+            (true, true) => f.ingress_denied_by.push(p),
+            (false, true) => f.egress_denied_by.push(p),
+        }
     }
     #[allow(deprecated)]
     {

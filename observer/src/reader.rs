@@ -1,6 +1,8 @@
 //! The reader stage: drains the ring buffer in batches, checks each record's
 //! header and stores it in the hub (with the packet bytes captured with it);
 //! turns the kernel's lost-event counter into loss notices in the stream.
+//! Records that do not decode are dropped and counted
+//! ([`RecordDecodeFailed`]).
 
 use std::io;
 use std::path::PathBuf;
@@ -8,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aya::maps::{MapData, RingBuf};
+use lumen_rpc::telemetry::InternalEvent;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::watch;
@@ -16,6 +19,7 @@ use crate::counters;
 use crate::decode;
 use crate::hub::Hub;
 use crate::output::Clock;
+use crate::telemetry::RecordDecodeFailed;
 
 /// The datapath batches wakeups, so the reader also looks on a timer.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
@@ -35,10 +39,38 @@ pub struct Reader {
     /// Lost events already reported, persisted so a restart does not
     /// report them again.
     lost_state: PathBuf,
+    intake: Intake,
+}
+
+/// Records taken from the ring buffer: checked, and batched for the store
+/// or counted as undecodable.
+struct Intake {
     hub: Arc<Hub>,
     /// Records of the current batch, for the store.
     batch: Vec<(lumen_probes::abi::Event, Box<[u8]>)>,
     stats: ReaderStats,
+}
+
+impl Intake {
+    fn take(&mut self, record: &[u8], clock: &Clock) {
+        match decode::header(record) {
+            Ok(mut raw) => {
+                self.stats.received += 1;
+                let capture = Box::from(&record[std::mem::size_of_val(&raw)..][..usize::from(raw.cap_len)]);
+                raw.timestamp_ns = wall_ns(clock, raw.timestamp_ns);
+                self.batch.push((raw, capture));
+            }
+            Err(reason) => {
+                self.stats.decode_errors += 1;
+                RecordDecodeFailed { reason: &reason }.emit(self.hub.telemetry());
+            }
+        }
+    }
+
+    /// Stores the batch and wakes followers.
+    fn store(&mut self) {
+        self.hub.push_captured(self.batch.drain(..));
+    }
 }
 
 fn wall_ns(clock: &Clock, mono_ns: u64) -> u64 {
@@ -60,11 +92,13 @@ impl Reader {
             ring,
             pin_dir,
             lost_state,
-            hub,
-            batch: Vec::new(),
-            stats: ReaderStats {
-                lost_reported: reported,
-                ..Default::default()
+            intake: Intake {
+                hub,
+                batch: Vec::new(),
+                stats: ReaderStats {
+                    lost_reported: reported,
+                    ..Default::default()
+                },
             },
         })
     }
@@ -84,9 +118,9 @@ impl Reader {
                 _ = shutdown.changed() => {
                     let last = self.drain().and_then(|()| self.report_lost());
                     // Consumers end with what was stored, also after an error.
-                    self.hub.close();
+                    self.intake.hub.close();
                     last?;
-                    return Ok(self.stats);
+                    return Ok(self.intake.stats);
                 }
             }
             self.drain()?;
@@ -99,23 +133,10 @@ impl Reader {
         let mut any = false;
         while let Some(item) = ring.next() {
             any = true;
-            match decode::header(&item) {
-                Ok(mut raw) => {
-                    self.stats.received += 1;
-                    let capture = Box::from(&item[std::mem::size_of_val(&raw)..][..usize::from(raw.cap_len)]);
-                    raw.timestamp_ns = wall_ns(&clock, raw.timestamp_ns);
-                    self.batch.push((raw, capture));
-                }
-                Err(e) => {
-                    if self.stats.decode_errors == 0 {
-                        tracing::warn!(error = %e, "undecodable ring buffer record (counted, further ones not logged)");
-                    }
-                    self.stats.decode_errors += 1;
-                }
-            }
+            self.intake.take(&item, &clock);
         }
         if any {
-            self.hub.push_captured(self.batch.drain(..));
+            self.intake.store();
         }
         Ok(())
     }
@@ -124,16 +145,78 @@ impl Reader {
         let Ok(c) = counters::event_counters(&self.pin_dir) else {
             return Ok(());
         };
-        if c.lost > self.stats.lost_reported {
+        if c.lost > self.intake.stats.lost_reported {
             // Report after draining so the lost record follows the events
             // that made it.
             self.drain()?;
-            self.hub.kernel_lost(c.lost - self.stats.lost_reported);
-            self.stats.lost_reported = c.lost;
+            self.intake.hub.kernel_lost(c.lost - self.intake.stats.lost_reported);
+            self.intake.stats.lost_reported = c.lost;
             if let Err(e) = std::fs::write(&self.lost_state, c.lost.to_string()) {
                 tracing::warn!(error = %e, path = %self.lost_state.display(), "cannot persist lost-event count");
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lumen_probes::abi;
+
+    fn record(ev: &abi::Event) -> Vec<u8> {
+        // SAFETY: `abi::Event` is plain data with explicit padding.
+        unsafe {
+            std::slice::from_raw_parts(
+                (ev as *const abi::Event).cast::<u8>(),
+                std::mem::size_of::<abi::Event>(),
+            )
+        }
+        .to_vec()
+    }
+
+    #[test]
+    fn malformed_records_are_dropped_and_counted_by_reason() {
+        let hub = Hub::new("n1", 8);
+        let mut intake = Intake {
+            hub: hub.clone(),
+            batch: Vec::new(),
+            stats: ReaderStats::default(),
+        };
+        let good = record(&abi::Event {
+            family: 4,
+            proto: 6,
+            ..Default::default()
+        });
+        let clock = Clock::now();
+        intake.take(&good, &clock);
+        intake.take(&good[..10], &clock);
+        intake.take(
+            &record(&abi::Event {
+                family: 9,
+                ..Default::default()
+            }),
+            &clock,
+        );
+        intake.take(&good[..20], &clock);
+        intake.store();
+        assert_eq!(
+            intake.stats,
+            ReaderStats {
+                received: 1,
+                decode_errors: 3,
+                lost_reported: 0
+            }
+        );
+        assert_eq!(hub.status().seen_flows, 1, "the good record is stored");
+        let errors = &hub.telemetry().decode_errors;
+        assert_eq!(
+            (
+                errors.get("short"),
+                errors.get("unknown_family"),
+                errors.get("capture_overrun")
+            ),
+            (2, 1, 0)
+        );
     }
 }

@@ -91,9 +91,6 @@ pub const LOST_CLIENT_HEADER: &str = "lumen-lost-client-flows";
 /// (`cargo bench -p lumen-relay --bench relay`).
 pub const MAX_FRAME_SIZE: u32 = 1 << 20;
 
-pub mod raw;
-pub mod tls;
-
 pub use prost;
 pub use prost_types;
 pub use tonic;

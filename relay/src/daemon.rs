@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lumen_proto::HEALTH_SERVICE_NAME;
 use tokio::sync::watch;
 
 use crate::pool::{Discovery, Pool, Timing};
@@ -108,7 +107,7 @@ pub enum RelayError {
     #[error("{0} is not a valid peer address (HOST:PORT)")]
     Peer(String),
     #[error("TLS: {0}")]
-    Tls(#[from] lumen_proto::tls::TlsFileError),
+    Tls(#[from] lumen_rpc::tls::TlsFileError),
 }
 
 fn check_address(address: &str) -> Result<(), RelayError> {
@@ -122,11 +121,11 @@ fn check_address(address: &str) -> Result<(), RelayError> {
 }
 
 /// Serves until `shutdown` turns true.
-pub async fn run(cfg: RelayConfig, mut shutdown: watch::Receiver<bool>) -> Result<(), RelayError> {
+pub async fn run(cfg: RelayConfig, shutdown: watch::Receiver<bool>) -> Result<(), RelayError> {
     for p in cfg.peers.iter().chain(&cfg.peer_service) {
         check_address(p)?;
     }
-    let client_tls = (!cfg.tls.tls_server_ca_files.is_empty()).then(|| lumen_proto::tls::ClientTls {
+    let client_tls = (!cfg.tls.tls_server_ca_files.is_empty()).then(|| lumen_rpc::tls::ClientTls {
         ca_files: cfg.tls.tls_server_ca_files.clone(),
         cert_file: cfg.tls.tls_client_cert_file.clone(),
         key_file: cfg.tls.tls_client_key_file.clone(),
@@ -135,7 +134,7 @@ pub async fn run(cfg: RelayConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         tls.check()?;
     }
     let server_tls = match (&cfg.tls.tls_cert_file, &cfg.tls.tls_key_file) {
-        (Some(cert), Some(key)) => Some(lumen_proto::tls::server_config(cert, key, &[])?),
+        (Some(cert), Some(key)) => Some(lumen_rpc::tls::server_config(cert, key, &[])?),
         _ => None,
     };
     let listener = tokio::net::TcpListener::bind(cfg.listen_address)
@@ -160,34 +159,22 @@ pub async fn run(cfg: RelayConfig, mut shutdown: watch::Receiver<bool>) -> Resul
         window: cfg.sort_buffer_drain_timeout,
         call_timeout: cfg.dial_timeout,
     };
-    let (reporter, health) = lumen_proto::tonic_health::server::health_reporter();
-    reporter
-        .set_service_status(HEALTH_SERVICE_NAME, lumen_proto::tonic_health::ServingStatus::Serving)
-        .await;
+    let health = lumen_rpc::serve::health().await;
     tracing::info!(address = %cfg.listen_address, "relay serving");
     let service = RelayService::new(pool.clone(), options, shutdown.clone());
-    let mut stop = shutdown.clone();
     let mut builder = match server_tls {
         Some(tls) => lumen_proto::tonic::transport::Server::builder().tls_config(tls)?,
         None => lumen_proto::tonic::transport::Server::builder(),
     };
     let serve = builder
         .add_service(health)
-        .add_service(lumen_proto::raw::RawObserverServer::new(service))
+        .add_service(lumen_rpc::raw::RawObserverServer::new(service))
         .serve_with_incoming_shutdown(
-            lumen_proto::tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            async move {
-                let _ = stop.wait_for(|stop| *stop).await;
-            },
+            lumen_rpc::serve::tcp_incoming(listener),
+            lumen_rpc::serve::stopped(shutdown.clone()),
         );
     // Clients that keep their connection open get a moment, not forever.
-    let result = tokio::select! {
-        served = serve => served,
-        _ = async {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        } => Ok(()),
-    };
+    let result = lumen_rpc::serve::with_grace(serve, shutdown).await;
     pool.stop();
     Ok(result?)
 }

@@ -8,5 +8,6 @@ pub mod daemon;
 pub mod merge;
 pub mod pool;
 pub mod server;
+pub mod telemetry;
 
 pub use daemon::{run, RelayConfig, RelayHandle};

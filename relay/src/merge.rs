@@ -17,7 +17,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
-use lumen_proto::raw::RawFlowsResponse;
+use lumen_rpc::raw::RawFlowsResponse;
 
 /// A held response and its order: by time (clamped to what an i64 holds,
 /// until the year 2262: anything beyond is no real flow's time), then by

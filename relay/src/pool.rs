@@ -11,8 +11,13 @@ use lumen_proto::observer::{observer_client::ObserverClient, GetNodesRequest};
 use lumen_proto::peer::{peer_client::PeerClient, ChangeNotificationType, NotifyRequest};
 use lumen_proto::relay::NodeState;
 use lumen_proto::tonic::transport::{Channel, Endpoint};
+use lumen_rpc::telemetry::InternalEvent;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+use crate::telemetry::{
+    PeerConnectFailed, PeerDisconnected, PeerDiscoveryFailed, PeerReconnected, PeerRetryScheduled, Telemetry,
+};
 
 /// How the pool reconnects.
 #[derive(Clone, Copy, Debug)]
@@ -64,12 +69,13 @@ pub enum Discovery {
 pub struct Pool {
     peers: watch::Sender<Peers>,
     /// TLS towards observers, and a server name that overrides theirs.
-    tls: std::sync::Mutex<(Option<lumen_proto::tls::ClientTls>, Option<String>)>,
+    tls: std::sync::Mutex<(Option<lumen_rpc::tls::ClientTls>, Option<String>)>,
     /// The name each node's certificate must be valid for, by address.
     server_names: std::sync::Mutex<BTreeMap<String, String>>,
     tasks: std::sync::Mutex<BTreeMap<String, JoinHandle<()>>>,
     discovery: std::sync::Mutex<Option<JoinHandle<()>>>,
     timing: Timing,
+    telemetry: Arc<Telemetry>,
 }
 
 /// Exponential backoff with ±20 % jitter, so that many relays (or many
@@ -118,19 +124,10 @@ fn seed(text: &str) -> u64 {
     })
 }
 
-/// How much a node may send before the relay has taken it: per stream and
-/// per connection (HTTP/2 flow control). The defaults (64 KiB) hold a node
-/// to about a hundred flows per round trip.
-const STREAM_WINDOW: u32 = 1 << 20;
-const CONNECTION_WINDOW: u32 = 4 << 20;
-
-/// The connection settings of every node's endpoint.
+/// The connection settings of every node's endpoint: Lumen's HTTP/2
+/// settings (`lumen_rpc::http2`) and the dial timeout.
 fn configure(e: Endpoint, timing: &Timing) -> Endpoint {
-    e.connect_timeout(timing.connect_timeout)
-        .tcp_nodelay(true)
-        .max_frame_size(lumen_proto::MAX_FRAME_SIZE)
-        .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
+    lumen_rpc::http2(e.connect_timeout(timing.connect_timeout))
 }
 
 /// `host:port` → a plain HTTP/2 endpoint.
@@ -149,6 +146,7 @@ impl Pool {
             tasks: std::sync::Mutex::new(BTreeMap::new()),
             discovery: std::sync::Mutex::new(None),
             timing,
+            telemetry: Arc::default(),
         })
     }
 
@@ -169,7 +167,7 @@ impl Pool {
     }
 
     /// Speaks TLS to every node from now on (set before `start`).
-    pub fn set_tls(&self, tls: Option<lumen_proto::tls::ClientTls>, server_name: Option<String>) {
+    pub fn set_tls(&self, tls: Option<lumen_rpc::tls::ClientTls>, server_name: Option<String>) {
         *self.tls.lock().unwrap_or_else(|e| e.into_inner()) = (tls, server_name);
     }
 
@@ -205,6 +203,11 @@ impl Pool {
     /// its own jitter.
     pub fn backoff(&self, address: &str) -> Backoff {
         Backoff::new(self.timing.initial_backoff, self.timing.max_backoff, seed(address))
+    }
+
+    /// The relay's own counters.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Peers> {
@@ -260,6 +263,7 @@ impl Pool {
         self.peers.send_modify(|peers| {
             Arc::make_mut(peers).remove(address);
         });
+        self.telemetry.forget_peer(address);
     }
 
     /// Stops every task; the pool is empty afterwards.
@@ -276,14 +280,25 @@ impl Pool {
     async fn keep_connected(self: Arc<Pool>, address: String) {
         let timing = self.timing;
         let mut backoff = Backoff::new(timing.initial_backoff, timing.max_backoff, seed(&address));
+        let mut connected_before = false;
         loop {
             match self.connect(&address).await {
                 Ok(channel) => {
+                    if connected_before {
+                        PeerReconnected { peer: &address }.emit(&self.telemetry);
+                    } else {
+                        tracing::info!(%address, "node connected");
+                    }
+                    connected_before = true;
                     backoff.reset();
                     self.watch_connected(&address, channel).await;
                 }
                 Err(error) => {
-                    tracing::debug!(%address, %error, "node unavailable");
+                    PeerConnectFailed {
+                        peer: &address,
+                        reason: &error,
+                    }
+                    .emit(&self.telemetry);
                     self.update(&address, |v| {
                         if v.state != NodeState::NodeError || v.error.as_deref() != Some(&error) {
                             v.state = if error.starts_with("TLS with") {
@@ -297,7 +312,9 @@ impl Pool {
                     });
                 }
             }
-            tokio::time::sleep(backoff.next_wait()).await;
+            let wait = backoff.next_wait();
+            PeerRetryScheduled { peer: &address, wait }.emit(&self.telemetry);
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -308,7 +325,7 @@ impl Pool {
             Ok(c) => c,
             Err(e) => {
                 let chain = error_chain(&e);
-                if let Some(reason) = lumen_proto::tls::explain(&chain) {
+                if let Some(reason) = lumen_rpc::tls::explain(&chain) {
                     let message = format!("TLS with {address}: {reason}");
                     self.update(address, |v| {
                         v.state = NodeState::NodeError;
@@ -329,7 +346,7 @@ impl Pool {
             // the handshake: it shows on the first call.
             Ok(Err(status)) => {
                 let chain = error_chain(&status);
-                return Err(match lumen_proto::tls::explain(&chain) {
+                return Err(match lumen_rpc::tls::explain(&chain) {
                     Some(reason) => format!("TLS with {address}: {reason}"),
                     None => format!("{address}: GetNodes failed: {chain}"),
                 });
@@ -345,7 +362,6 @@ impl Pool {
             v.error = None;
             v.channel = Some(channel.clone());
         });
-        tracing::info!(%address, "node connected");
         Ok(channel)
     }
 
@@ -357,13 +373,17 @@ impl Pool {
             let check = client.server_status(lumen_proto::observer::ServerStatusRequest {});
             let (state, error) = match tokio::time::timeout(self.timing.connect_timeout, check).await {
                 Ok(Ok(_)) => continue,
-                Ok(Err(s)) => match lumen_proto::tls::explain(&error_chain(&s)) {
+                Ok(Err(s)) => match lumen_rpc::tls::explain(&error_chain(&s)) {
                     Some(reason) => (NodeState::NodeError, format!("TLS with {address}: {reason}")),
                     None => (NodeState::NodeUnavailable, format!("{address}: {}", s.message())),
                 },
                 Err(_) => (NodeState::NodeUnavailable, format!("{address} stopped answering")),
             };
-            tracing::info!(%address, %error, "node unavailable");
+            PeerDisconnected {
+                peer: address,
+                reason: &error,
+            }
+            .emit(&self.telemetry);
             self.update(address, |v| {
                 v.state = state;
                 v.error = Some(error);
@@ -437,7 +457,11 @@ impl Pool {
             }
             .await;
             if let Err(error) = result {
-                tracing::warn!(%error, "peer discovery interrupted; known nodes are kept");
+                PeerDiscoveryFailed {
+                    service: &address,
+                    reason: &error,
+                }
+                .emit(&self.telemetry);
             }
             tokio::time::sleep(backoff.next_wait()).await;
         }

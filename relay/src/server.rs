@@ -22,19 +22,21 @@ use lumen_proto::observer::{
     GetFlowsResponse, GetNamespacesRequest, GetNamespacesResponse, GetNodesRequest, GetNodesResponse, Node,
     ServerStatusRequest, ServerStatusResponse,
 };
-use lumen_proto::raw::{self, RawFlows, RawFlowsResponse, RawFlowsStream};
 use lumen_proto::relay::{NodeState, NodeStatusEvent};
 use lumen_proto::tonic::codec::Streaming;
 use lumen_proto::tonic::codegen::BoxStream;
 use lumen_proto::tonic::transport::Channel;
 use lumen_proto::tonic::{Request, Response, Status};
 use lumen_proto::{LOST_CLIENT_HEADER, LOST_KERNEL_HEADER};
+use lumen_rpc::raw::{self, RawFlows, RawFlowsResponse, RawFlowsStream};
+use lumen_rpc::telemetry::InternalEvent;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::{Stream, StreamExt};
 
 use crate::merge::{Merge, SortBuffer};
 use crate::pool::{Backoff, PeerView, Peers, Pool};
+use crate::telemetry::{NodeStreamBroke, Telemetry};
 
 /// Responses a node's reader hands on at most at once, and that go to the
 /// client in one piece.
@@ -204,14 +206,17 @@ enum Said {
 type Item = (Arc<str>, Said);
 
 /// Streams one node's answer to `request` into `items`; `extensions`: the
-/// node is asked for Lumen's flow extension.
+/// node is asked for Lumen's flow extension. A stream that fails is counted
+/// in `telemetry`.
 async fn read_node(
     address: Arc<str>,
     channel: Channel,
     request: GetFlowsRequest,
     extensions: bool,
     items: mpsc::Sender<Item>,
+    telemetry: Arc<Telemetry>,
 ) {
+    let broke = |reason: &Status| NodeStreamBroke { peer: &address, reason }.emit(&telemetry);
     let send = |said| items.send((address.clone(), said));
     let mut grpc = lumen_proto::tonic::client::Grpc::new(channel).max_decoding_message_size(16 << 20);
     let request = if extensions {
@@ -222,6 +227,7 @@ async fn read_node(
     let mut stream = match raw::get_flows(&mut grpc, request).await {
         Ok(s) => s,
         Err(e) => {
+            broke(&e);
             let _ = send(Said::Error(e)).await;
             return;
         }
@@ -235,6 +241,9 @@ async fn read_node(
             return;
         }
         if let Some(end) = end {
+            if let Said::Error(e) = &end {
+                broke(e);
+            }
             let _ = send(end).await;
             return;
         }
@@ -302,6 +311,7 @@ async fn history_flows(
                     request.clone(),
                     extensions,
                     tx,
+                    pool.telemetry().clone(),
                 )));
                 sources.push((p.name.clone(), rx));
                 connected.push(p.name.clone());
@@ -430,6 +440,7 @@ async fn follow_flows(
             request.clone(),
             extensions,
             items_tx.clone(),
+            pool.telemetry().clone(),
         ))
     };
     let retry_backoff = |address: &str| pool.backoff(address);

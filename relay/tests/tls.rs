@@ -91,7 +91,7 @@ async fn node(cert: &Path, key: &Path, client_ca: &Path, dir: &Path) -> (SocketA
         .await
         .unwrap();
     let address = tcp.local_addr().unwrap();
-    let tls = lumen_proto::tls::server_config(cert, key, &[client_ca.to_path_buf()]).unwrap();
+    let tls = lumen_rpc::tls::server_config(cert, key, &[client_ca.to_path_buf()]).unwrap();
     let (stop, rx) = watch::channel(false);
     let peers = lumen_observer::peer::Peers::new(vec![]);
     tokio::spawn(lumen_observer::server::serve_tls(

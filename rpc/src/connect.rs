@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use lumen_proto::tls::{ClientTls, TlsFileError};
+use crate::tls::{ClientTls, TlsFileError};
 use lumen_proto::tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::target::{Target, TargetError};
@@ -64,15 +64,21 @@ pub enum ConnectError {
     NoDefault { cause: String },
 }
 
-/// Lumen's HTTP/2 settings for a client of an observer or a relay: no
-/// Nagle delay, 1 MiB frames, windows with room for a relay's stream of
-/// many nodes (HTTP/2's default is 64 KiB).
+/// How much a server may send before the client has taken it, per stream
+/// and per connection (HTTP/2 flow control). The defaults (64 KiB) hold a
+/// node to about a hundred flows per round trip.
+const STREAM_WINDOW: u32 = 1 << 20;
+const CONNECTION_WINDOW: u32 = 4 << 20;
+
+/// Lumen's HTTP/2 settings for every client of an observer or a relay (the
+/// CLI, the relay towards its nodes, the UI): no Nagle delay, 1 MiB frames,
+/// windows with room for a relay's stream of many nodes.
 pub fn http2(endpoint: Endpoint) -> Endpoint {
     endpoint
         .tcp_nodelay(true)
         .max_frame_size(lumen_proto::MAX_FRAME_SIZE)
-        .initial_stream_window_size(1 << 20)
-        .initial_connection_window_size(1 << 20)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
 }
 
 /// The innermost cause: tonic's transport errors repeat their cause in
@@ -130,7 +136,7 @@ pub async fn connect(target: &Target, tls: &TlsArgs, timeout: Duration) -> Resul
     endpoint
         .connect()
         .await
-        .map_err(|e| match lumen_proto::tls::explain(&error_chain(&e)) {
+        .map_err(|e| match crate::tls::explain(&error_chain(&e)) {
             Some(reason) => ConnectError::Tls {
                 server: target.to_string(),
                 reason,

@@ -15,16 +15,25 @@
 //!   resumes from the last flow's time without gaps or duplicates, and says
 //!   so in the stream ([`FollowEvent`]).
 //!
+//! [`serve`] holds what the servers share: sockets, health, stopping with a
+//! grace period; [`tls`] reads certificates for clients and servers;
+//! [`telemetry`] is the daemons' typed self-telemetry (events that count and
+//! log together).
+//!
 //! It depends on the schema (`lumen-proto`) only, never on the observer, so
 //! consumers build without clang, libbpf or aya.
 
 mod connect;
+pub mod control;
 mod follow;
+pub mod raw;
+pub mod serve;
 mod target;
+pub mod telemetry;
+pub mod tls;
 
 pub use connect::{connect, connect_default, connect_unix, http2, ConnectError, TlsArgs};
 pub use follow::{Backoff, Follow, FollowEvent};
-pub use lumen_proto::tls;
 pub use target::{Target, TargetError};
 
 /// Where `lumen` looks without `--server`: the relay first...

@@ -125,6 +125,7 @@
 //! [`Pod::spawn`] start processes inside, and the traffic helpers on [`Pod`]
 //! (ping, TCP/UDP servers and clients, benchmarks) use real sockets.
 
+pub mod cluster;
 mod cmd;
 mod fabric;
 mod netns;

@@ -71,69 +71,40 @@ impl Drop for Pins {
 
 /// A node with `frontend`, `backend` and `other` pods (10.0.0.1-3, labelled
 /// `app=<name>`, namespace default), guarded by a real observer in-process
-/// with its own sockets. Everything goes away on drop.
+/// with its own sockets: the shared cluster helper with one node and no
+/// fabric. Everything goes away on drop.
 pub struct Live {
-    pub tb: lumen_testbed::Testbed,
-    pub pods: Vec<lumen_testbed::Pod>,
+    /// The observer's configuration (sockets, node name).
     pub cfg: lumen_observer::ObserverConfig,
+    /// The node's directory: its endpoints, policy, sockets and state.
     pub dir: PathBuf,
-    observer: Option<lumen_observer::ObserverHandle>,
+    cluster: lumen_observer::testing::Cluster,
 }
 
 impl Live {
     pub fn start(name: &str, policy: &str) -> Live {
-        use lumen_testbed::{PodSpec, Testbed};
-        let mut tb = Testbed::new().unwrap();
-        let node = tb.add_node("n").unwrap();
-        let mut pods = Vec::new();
-        let mut text = String::from("endpoints:\n");
-        for (i, app) in ["frontend", "backend", "other"].iter().enumerate() {
-            let ip = std::net::Ipv4Addr::new(10, 0, 0, i as u8 + 1);
-            let pod = tb
-                .add_pod(&node, PodSpec::new(app, "default", ip).label("app", app))
-                .unwrap();
-            text += &format!(
-                "  - name: {app}\n    labels: {{app: {app}}}\n    interface: {}\n    ips: [{ip}]\n",
-                pod.host_ifname
-            );
-            pods.push(pod);
-        }
-        let dir = temp(name);
-        std::fs::write(dir.join("endpoints.yaml"), text).unwrap();
-        std::fs::write(dir.join("policy.yaml"), policy).unwrap();
-        let mut cfg = lumen_observer::ObserverConfig::in_dir(&format!("{}-{name}", tb.prefix()), &dir);
-        cfg.netns = Some(node.netns.clone());
-        cfg.endpoints = Some(dir.join("endpoints.yaml"));
-        cfg.policy = Some(dir.join("policy.yaml"));
-        let observer = lumen_observer::ObserverHandle::spawn(cfg.clone());
-        assert!(
-            observer.wait_ready(std::time::Duration::from_secs(20)),
-            "observer did not start"
-        );
+        let spec = ["frontend", "backend", "other"]
+            .iter()
+            .zip(1..)
+            .fold(
+                lumen_observer::testing::ClusterSpec::new(&format!("cli-{name}")).without_fabric(),
+                |s, (app, i)| s.app_pod(app, "n", std::net::Ipv4Addr::new(10, 0, 0, i)),
+            )
+            .policy(policy);
+        let mut cluster = lumen_observer::testing::Cluster::new(spec);
+        cluster.start("n");
         Live {
-            tb,
-            pods,
-            cfg,
-            dir,
-            observer: Some(observer),
+            cfg: cluster.config("n").clone(),
+            dir: cluster.node_dir("n"),
+            cluster,
         }
     }
 
     pub fn pod(&self, name: &str) -> &lumen_testbed::Pod {
-        self.pods.iter().find(|p| p.name == name).unwrap()
+        &self.cluster.pods[name]
     }
 
     pub fn server(&self) -> String {
         format!("unix://{}", self.cfg.socket.display())
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        if let Some(o) = self.observer.take() {
-            let _ = o.stop();
-        }
-        let _ = lumen_observer::daemon::uninstall(&self.cfg.pin_dir());
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

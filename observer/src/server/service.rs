@@ -12,12 +12,14 @@ use lumen_proto::observer::{
 };
 use lumen_proto::tonic::{self, Request, Response, Status};
 use lumen_proto::{relay, LOST_CLIENT_HEADER, LOST_KERNEL_HEADER};
+use lumen_rpc::raw::{RawFlows, RawFlowsStream, RawObserverServer};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::query::Query;
-use super::stream::stream_flows;
+use super::stream::{stream_flows, Tx};
 use crate::hub::Hub;
+use crate::parser::Encoder;
 
 /// Responses buffered per client before it falls behind in the store.
 const CLIENT_BUFFER: usize = 256;
@@ -32,6 +34,27 @@ impl ObserverService {
     pub fn new(hub: Arc<Hub>, shutdown: watch::Receiver<bool>) -> ObserverService {
         ObserverService { hub, shutdown }
     }
+
+    /// The service as served: `GetFlows` answers written as encoded bytes
+    /// straight from the stored records ([`RawFlows`]), the other calls typed.
+    pub fn into_server(self) -> RawObserverServer<ObserverService> {
+        RawObserverServer::new(self)
+    }
+
+    fn start(&self, req: &Request<GetFlowsRequest>, tx: impl FnOnce() -> Tx) -> Result<(), Status> {
+        let q = Query::new(req.get_ref(), lumen_flow::request::asks_extensions(req.metadata()))?;
+        let sub = q.subscribe(&self.hub);
+        tokio::spawn(stream_flows(sub, q, tx(), self.shutdown.clone()));
+        Ok(())
+    }
+}
+
+impl RawFlows for ObserverService {
+    fn raw_flows(&self, req: Request<GetFlowsRequest>) -> Result<RawFlowsStream, Status> {
+        let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
+        self.start(&req, || Tx::Encoded(tx, Box::new(Encoder::new(self.hub.instance()))))?;
+        Ok(Box::pin(ReceiverStream::new(rx)))
+    }
 }
 
 #[tonic::async_trait]
@@ -41,10 +64,8 @@ impl Observer for ObserverService {
     type GetDebugEventsStream = ReceiverStream<Result<GetDebugEventsResponse, Status>>;
 
     async fn get_flows(&self, req: Request<GetFlowsRequest>) -> Result<Response<Self::GetFlowsStream>, Status> {
-        let q = Query::new(req.get_ref(), lumen_flow::request::asks_extensions(req.metadata()))?;
         let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
-        let sub = q.subscribe(&self.hub);
-        tokio::spawn(stream_flows(sub, q, tx, self.shutdown.clone()));
+        self.start(&req, || Tx::Typed(tx))?;
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 

@@ -1,7 +1,8 @@
 //! Streaming one client's answer: its subscription to the hub read in
-//! batches, each flow admitted by the query, built, masked and sent on the
-//! client's bounded channel. A slow client falls behind in the store, never
-//! blocks the reader, and is told what it missed with a `LostEvent`.
+//! batches, each flow admitted by the query, built (or written straight as
+//! its encoded response), masked and sent on the client's bounded channel.
+//! A slow client falls behind in the store, never blocks the reader, and is
+//! told what it missed with a `LostEvent`.
 
 use std::time::SystemTime;
 
@@ -9,12 +10,20 @@ use lumen_proto::flow::{Flow, LostEvent, LostEventSource};
 use lumen_proto::observer::{get_flows_response::ResponseTypes, GetFlowsResponse};
 use lumen_proto::prost_types;
 use lumen_proto::tonic::Status;
+use lumen_rpc::raw::RawFlowsResponse;
 use tokio::sync::{mpsc, watch};
 
 use super::query::{Admit, Query};
 use crate::hub::{Notice, Subscription};
+use crate::parser::Encoder;
+use crate::store::StoredFlow;
 
-pub(super) type Tx = mpsc::Sender<Result<GetFlowsResponse, Status>>;
+/// Where one client's responses go: built messages for the typed service,
+/// or their bytes, written once and passed through as they are.
+pub(super) enum Tx {
+    Typed(mpsc::Sender<Result<GetFlowsResponse, Status>>),
+    Encoded(mpsc::Sender<Result<RawFlowsResponse, Status>>, Box<Encoder>),
+}
 
 fn now() -> prost_types::Timestamp {
     prost_types::Timestamp::from(SystemTime::now())
@@ -46,9 +55,51 @@ fn flow_response(mut flow: Flow, q: &Query) -> GetFlowsResponse {
     }
 }
 
+impl Tx {
+    async fn closed(&self) {
+        match self {
+            Tx::Typed(tx) => tx.closed().await,
+            Tx::Encoded(tx, _) => tx.closed().await,
+        }
+    }
+
+    /// A response the server made itself (a loss notice).
+    fn made(&self, response: GetFlowsResponse) -> Response {
+        match self {
+            Tx::Typed(_) => Response::Typed(Box::new(response)),
+            Tx::Encoded(..) => Response::Encoded(RawFlowsResponse::encode(&response)),
+        }
+    }
+
+    /// The response carrying the flow of `f`, already built if a filter
+    /// needed it. Without a field mask an encoded stream writes it from the
+    /// stored record.
+    fn flow(&mut self, sub: &Subscription, f: &StoredFlow, built: Option<Flow>, q: &Query) -> Response {
+        match self {
+            Tx::Encoded(_, encoder) if q.mask.is_none() => {
+                Response::Encoded(encoder.response(f, &sub.snapshot(f), q.extensions))
+            }
+            _ => self.made(flow_response(built.unwrap_or_else(|| sub.build(f)), q)),
+        }
+    }
+
+    async fn send(&self, response: Response) -> bool {
+        match (self, response) {
+            (Tx::Typed(tx), Response::Typed(r)) => tx.send(Ok(*r)).await.is_ok(),
+            (Tx::Encoded(tx, _), Response::Encoded(r)) => tx.send(Ok(r)).await.is_ok(),
+            _ => unreachable!("responses are made for their channel"),
+        }
+    }
+}
+
+enum Response {
+    Typed(Box<GetFlowsResponse>),
+    Encoded(RawFlowsResponse),
+}
+
 /// Streams one client's flows from `sub` until done, the client leaves or
 /// shutdown. Kernel losses come in stream order, before the first flow after them.
-pub(super) async fn stream_flows(mut sub: Subscription, q: Query, tx: Tx, mut shutdown: watch::Receiver<bool>) {
+pub(super) async fn stream_flows(mut sub: Subscription, q: Query, mut tx: Tx, mut shutdown: watch::Receiver<bool>) {
     let node = sub.hub().node_name().to_string();
     let mut sent = 0;
     let mut notices = Vec::new();
@@ -66,25 +117,26 @@ pub(super) async fn stream_flows(mut sub: Subscription, q: Query, tx: Tx, mut sh
             let response = match notice {
                 Notice::Missed(n) => {
                     sub.hub().client_lost(*n);
-                    lost(&node, LostEventSource::HubbleRingBuffer, *n)
+                    tx.made(lost(&node, LostEventSource::HubbleRingBuffer, *n))
                 }
-                Notice::KernelLost(n) => lost(&node, LostEventSource::PerfEventRingBuffer, *n),
+                Notice::KernelLost(n) => tx.made(lost(&node, LostEventSource::PerfEventRingBuffer, *n)),
                 Notice::Flow(f) => {
                     let mut built = None;
                     let admit = q.admit(sent, f, || {
-                        q.prefilter.may_match(sub.hub(), f) && q.filters.matches(built.insert(sub.build(f)))
+                        q.prefilter.may_match(sub.hub(), f)
+                            && (q.filters.is_empty() || q.filters.matches(built.insert(sub.build(f))))
                     });
                     match admit {
                         Admit::End => return,
                         Admit::Skip => continue,
                         Admit::Send => {
                             sent += 1;
-                            flow_response(built.unwrap_or_else(|| sub.build(f)), &q)
+                            tx.flow(&sub, f, built, &q)
                         }
                     }
                 }
             };
-            if tx.send(Ok(response)).await.is_err() {
+            if !tx.send(response).await {
                 return;
             }
         }

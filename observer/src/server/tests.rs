@@ -9,10 +9,11 @@ use lumen_proto::flow::{FlowFilter, LostEventSource, Verdict};
 use lumen_proto::observer::{get_flows_response::ResponseTypes, GetFlowsRequest, GetFlowsResponse};
 use lumen_proto::prost_types;
 use lumen_proto::tonic::{self, Status};
+use lumen_rpc::raw::RawFlowsResponse;
 use tokio::sync::{mpsc, watch};
 
 use super::query::{Admit, Query};
-use super::stream::stream_flows;
+use super::stream::{stream_flows, Tx};
 use crate::hub::Hub;
 use crate::parser::{self, EndpointMeta, Snapshot};
 use crate::store::{FlowStore, StoredFlow};
@@ -142,6 +143,15 @@ fn tcp(port: u16) -> abi::Event {
     }
 }
 
+/// A stream's channel as the server serves it: responses written as bytes.
+fn encoded(hub: &Hub, tx: mpsc::Sender<Result<RawFlowsResponse, Status>>) -> Tx {
+    Tx::Encoded(tx, Box::new(parser::Encoder::new(hub.instance())))
+}
+
+fn decoded(r: Result<RawFlowsResponse, Status>) -> GetFlowsResponse {
+    r.unwrap().decode().unwrap()
+}
+
 // A current-thread runtime: the stream task runs only when the test yields.
 #[tokio::test(flavor = "current_thread")]
 async fn a_follower_the_store_laps_is_told_exactly_what_it_missed() {
@@ -150,16 +160,17 @@ async fn a_follower_the_store_laps_is_told_exactly_what_it_missed() {
     let (tx, mut rx) = mpsc::channel(1);
     let (_stop, shutdown) = watch::channel(false);
     let q = Query::new(&request(2, false, true), true).unwrap();
-    tokio::spawn(stream_flows(q.subscribe(&hub), q, tx, shutdown));
+    tokio::spawn(stream_flows(q.subscribe(&hub), q, encoded(&hub, tx), shutdown));
     // The task sends flow 1, then waits for room for flow 2.
     tokio::task::yield_now().await;
     hub.push((3..=12).map(tcp));
     let mut got = Vec::new();
     for _ in 0..7 {
-        got.push(port_or_lost(rx.recv().await.unwrap().unwrap()));
+        got.push(port_or_lost(decoded(rx.recv().await.unwrap())));
     }
     let hubble = LostEventSource::HubbleRingBuffer as i32;
     assert_eq!(got, [(0, 1), (0, 2), (hubble, 6), (0, 9), (0, 10), (0, 11), (0, 12)]);
+    assert_eq!((hub.telemetry().lost_store.get(), hub.status().client_lost), (6, 6));
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -168,14 +179,14 @@ async fn kernel_losses_reach_followers_and_shutdown_ends_the_stream() {
     let (tx, mut rx) = mpsc::channel(8);
     let (stop, shutdown) = watch::channel(false);
     let q = Query::new(&request(0, false, true), true).unwrap();
-    tokio::spawn(stream_flows(q.subscribe(&hub), q, tx, shutdown));
+    tokio::spawn(stream_flows(q.subscribe(&hub), q, encoded(&hub, tx), shutdown));
     tokio::task::yield_now().await;
     hub.kernel_lost(5);
-    let r = rx.recv().await.unwrap().unwrap();
+    let r = decoded(rx.recv().await.unwrap());
     assert_eq!(r.node_name, "n1");
     assert_eq!(port_or_lost(r), (LostEventSource::PerfEventRingBuffer as i32, 5));
     hub.push([tcp(80)]);
-    assert_eq!(port_or_lost(rx.recv().await.unwrap().unwrap()), (0, 80));
+    assert_eq!(port_or_lost(decoded(rx.recv().await.unwrap())), (0, 80));
     stop.send_replace(true);
     assert!(rx.recv().await.is_none());
 }
@@ -193,10 +204,10 @@ async fn kernel_losses_reach_replays_in_stream_order() {
             let (tx, mut rx) = mpsc::channel(16);
             let (_stop, shutdown) = watch::channel(false);
             let q = Query::new(&request(number, false, false), true).unwrap();
-            stream_flows(q.subscribe(&hub), q, tx, shutdown).await;
+            stream_flows(q.subscribe(&hub), q, encoded(&hub, tx), shutdown).await;
             let mut got = Vec::new();
             while let Some(r) = rx.recv().await {
-                got.push(port_or_lost(r.unwrap()));
+                got.push(port_or_lost(decoded(r)));
             }
             got
         }

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use lumen_proto::raw::RawFlowsResponse;
+use lumen_rpc::raw::RawFlowsResponse;
 use prost::bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

@@ -11,10 +11,10 @@ use lumen_proto::observer::{
     GetFlowsResponse, GetNamespacesRequest, GetNamespacesResponse, GetNodesRequest, GetNodesResponse,
     ServerStatusRequest, ServerStatusResponse,
 };
-use lumen_proto::raw::{RawFlows, RawFlowsResponse, RawFlowsStream, RawObserverServer};
 use lumen_proto::tonic::codegen::BoxStream;
 use lumen_proto::tonic::transport::Channel;
 use lumen_proto::tonic::{Request, Response, Status};
+use lumen_rpc::raw::{RawFlows, RawFlowsResponse, RawFlowsStream, RawObserverServer};
 use tokio::sync::watch;
 use tokio_stream::StreamExt as _;
 
@@ -96,7 +96,7 @@ pub async fn record_answers(nodes: &[Node]) -> Vec<Vec<RawFlowsResponse>> {
             .await
             .unwrap();
         let mut grpc = lumen_proto::tonic::client::Grpc::new(channel).max_decoding_message_size(16 << 20);
-        let mut s = lumen_proto::raw::get_flows(&mut grpc, lumen_proto::with_extensions(GetFlowsRequest::default()))
+        let mut s = lumen_rpc::raw::get_flows(&mut grpc, lumen_proto::with_extensions(GetFlowsRequest::default()))
             .await
             .unwrap();
         let mut answer = Vec::new();

@@ -2,8 +2,8 @@
 
 use std::time::Instant;
 
-use lumen_proto::raw::RawFlowsResponse;
 use lumen_relay::merge::{Merge, SortBuffer};
+use lumen_rpc::raw::RawFlowsResponse;
 use prost::bytes::Bytes;
 
 use crate::numbers::{count, median, verdict};

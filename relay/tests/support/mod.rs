@@ -5,11 +5,11 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use lumen_observer::identity::{IdentityAllocator, Labels};
-use lumen_observer::{ObserverConfig, ObserverHandle};
+use lumen_observer::testing::{self, ClusterSpec};
 use lumen_proto::flow::{Flow, TrafficDirection};
 use lumen_proto::observer::get_flows_response::ResponseTypes;
 use lumen_proto::observer::observer_client::ObserverClient;
@@ -18,9 +18,9 @@ use lumen_proto::relay::NodeState;
 use lumen_proto::tonic::transport::Channel;
 use lumen_proto::tonic::Streaming;
 use lumen_relay::{RelayConfig, RelayHandle};
-use lumen_testbed::{Node, Pod, PodSpec, Testbed};
+use lumen_testbed::{Node, Testbed};
 
-pub const API_PORT: u16 = 4244;
+pub const API_PORT: u16 = testing::API_PORT;
 
 /// Pod `i` (a, b, c) on node `i` (n1, n2, n3), app=<pod>.
 pub const PODS: [(&str, &str, Ipv4Addr); 3] = [
@@ -39,22 +39,20 @@ spec:
       toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]
 ";
 
-pub struct Cluster {
-    pub tb: Testbed,
-    pub pods: BTreeMap<String, Pod>,
-    pub dir: PathBuf,
-    pub configs: BTreeMap<String, ObserverConfig>,
-    pub observers: BTreeMap<String, ObserverHandle>,
-    _servers: Vec<lumen_testbed::ServerGuard>,
+/// The shared cluster helper, plus a relay in front of it.
+pub struct Cluster(testing::Cluster);
+
+impl Deref for Cluster {
+    type Target = testing::Cluster;
+
+    fn deref(&self) -> &testing::Cluster {
+        &self.0
+    }
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.observers.clear();
-        for cfg in self.configs.values() {
-            let _ = lumen_observer::daemon::uninstall(&cfg.pin_dir());
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+impl DerefMut for Cluster {
+    fn deref_mut(&mut self) -> &mut testing::Cluster {
+        &mut self.0
     }
 }
 
@@ -67,76 +65,16 @@ pub fn api(tb: &Testbed, name: &str) -> SocketAddr {
 }
 
 impl Cluster {
+    /// Echo servers on 80 and 8080 in every pod; the nodes file lists n1
+    /// and n2 at first.
     pub fn new() -> Cluster {
-        let mut tb = Testbed::new().expect("testbed (run as root: scripts/test.sh)");
-        for (_, n, _) in PODS {
-            tb.add_node(n).unwrap();
-        }
-        tb.add_fabric().unwrap();
-        let mut pods = BTreeMap::new();
-        for (p, n, ip) in PODS {
-            let pod = tb
-                .add_pod(&node(&tb, n), PodSpec::new(p, "default", ip).label("app", p))
-                .unwrap();
-            pods.insert(p.to_string(), pod);
-        }
-        let dir = std::env::temp_dir().join(format!("lumen-cluster-{}", tb.prefix()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut configs = BTreeMap::new();
-        for (_, n, _) in PODS {
-            let ndir = dir.join(n);
-            std::fs::create_dir_all(&ndir).unwrap();
-            // Every node knows every pod: its own with their interfaces,
-            // the others by address, so identities agree everywhere.
-            let mut eps = String::from("endpoints:\n");
-            for (p, pn, ip) in PODS {
-                eps += &format!("  - name: {p}\n    labels: {{app: {p}}}\n    ips: [{ip}]\n");
-                if pn == n {
-                    eps += &format!("    interface: {}\n", pods[p].host_ifname);
-                }
-            }
-            std::fs::write(ndir.join("endpoints.yaml"), eps).unwrap();
-            std::fs::write(ndir.join("policy.yaml"), POLICY).unwrap();
-            let mut cfg = ObserverConfig::in_dir(&format!("{}-{n}", tb.prefix()), &ndir);
-            cfg.netns = Some(node(&tb, n).netns);
-            cfg.endpoints = Some(ndir.join("endpoints.yaml"));
-            cfg.policy = Some(ndir.join("policy.yaml"));
-            cfg.listen_address = Some(api(&tb, n));
-            cfg.nodes_file = Some(dir.join("nodes.yaml"));
-            configs.insert(n.to_string(), cfg);
-        }
-        let servers = pods
-            .values()
-            .flat_map(|p| [80, 8080].map(|port| p.tcp_echo_server(port).unwrap()))
-            .collect();
-        let c = Cluster {
-            tb,
-            pods,
-            dir,
-            configs,
-            observers: BTreeMap::new(),
-            _servers: servers,
-        };
-        c.write_nodes(&["n1", "n2"]);
-        c
-    }
-
-    /// The nodes file every observer watches (replaced in one step).
-    pub fn write_nodes(&self, nodes: &[&str]) {
-        let mut text = String::from("nodes:\n");
-        for n in nodes {
-            let name = &self.configs[*n].node_name;
-            text += &format!("  - name: {name}\n    address: {}\n", api(&self.tb, n));
-        }
-        let tmp = self.dir.join("nodes.yaml.tmp");
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::rename(tmp, self.dir.join("nodes.yaml")).unwrap();
-    }
-
-    pub fn start(&mut self, n: &str) {
-        let handle = ObserverHandle::spawn(self.configs[n].clone());
-        assert!(handle.wait_ready(Duration::from_secs(20)), "observer {n} did not start");
-        self.observers.insert(n.to_string(), handle);
+        let spec = PODS
+            .iter()
+            .fold(ClusterSpec::new("cluster"), |s, (p, n, ip)| s.app_pod(p, n, *ip))
+            .policy(POLICY)
+            .echo_ports(&[80, 8080])
+            .listed_nodes(&["n1", "n2"]);
+        Cluster(testing::Cluster::new(spec))
     }
 
     /// A relay on a loopback port of its own, finding the observers through
@@ -149,7 +87,7 @@ impl Cluster {
         RelayHandle::spawn(RelayConfig {
             listen_address: listen,
             peers: vec![],
-            peer_service: Some(api(&self.tb, "n1").to_string()),
+            peer_service: Some(self.api("n1").to_string()),
             sort_buffer_len_max: 10_000,
             sort_buffer_drain_timeout: Duration::from_millis(100),
             initial_backoff: Duration::from_millis(100),
@@ -157,21 +95,6 @@ impl Cluster {
             dial_timeout: Duration::from_secs(1),
             tls: Default::default(),
         })
-    }
-
-    pub fn stop(&mut self, n: &str) {
-        self.observers.remove(n).unwrap().stop().unwrap();
-    }
-
-    pub fn name(&self, n: &str) -> String {
-        self.configs[n].node_name.clone()
-    }
-
-    pub fn request(&self, from: &str, to: &str, port: u16) -> bool {
-        let dst = SocketAddr::new(self.pods[to].ipv4.into(), port);
-        self.pods[from]
-            .tcp_request(dst, b"hi", Duration::from_millis(700))
-            .is_ok()
     }
 }
 

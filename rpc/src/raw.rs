@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use lumen_proto::tonic;
 use prost::bytes::{Buf, BufMut, Bytes};
 use prost::Message;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder, Streaming};
@@ -22,8 +23,8 @@ use tonic::server::{NamedService, ServerStreamingService};
 use tonic::Status;
 use tonic_prost::{ProstDecoder, ProstEncoder};
 
-use crate::observer::observer_server::{Observer, ObserverServer};
-use crate::observer::{GetFlowsRequest, GetFlowsResponse};
+use lumen_proto::observer::observer_server::{Observer, ObserverServer};
+use lumen_proto::observer::{GetFlowsRequest, GetFlowsResponse};
 
 /// One encoded `observer.GetFlowsResponse` and its time.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -156,7 +157,7 @@ impl Codec for RawFlowsServerCodec {
 /// A `GetFlows` whose answers are already encoded.
 pub trait RawFlows: Send + Sync + 'static {
     /// The answer to `request` (with its metadata, such as
-    /// [`crate::EXTENSIONS_HEADER`]), response by response; an error refuses it.
+    /// [`lumen_proto::EXTENSIONS_HEADER`]), response by response; an error refuses it.
     fn raw_flows(&self, request: tonic::Request<GetFlowsRequest>) -> Result<RawFlowsStream, Status>;
 }
 
@@ -259,8 +260,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::Flow;
-    use crate::observer::get_flows_response::ResponseTypes;
+    use lumen_proto::flow::Flow;
+    use lumen_proto::observer::get_flows_response::ResponseTypes;
 
     fn response(seconds: i64, nanos: i32) -> GetFlowsResponse {
         GetFlowsResponse {

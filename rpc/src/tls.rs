@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use lumen_proto::tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 /// A certificate or key file that cannot be used.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,6 @@
 //! Client of the observer's control API, `lumen.v1.Control`, on its Unix
-//! socket (`--control-socket`). Nothing here knows the CLI's flags or how
-//! it prints, so that the shared client crate can take it over as it is.
+//! socket (`--control-socket`). Nothing here knows a front end's flags or
+//! how it prints.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

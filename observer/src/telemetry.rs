@@ -1,0 +1,182 @@
+//! The observer's own events and counters (see [`lumen_rpc::telemetry`]):
+//! every loss and every record that does not decode is one event, which
+//! counts and logs (rate-limited) together. The hub owns the registry, so
+//! the counts are the ones `ServerStatus` reports: one accounting for both.
+
+use lumen_rpc::telemetry::{Counter, CounterVec, InternalEvent, LogLimit, Sample};
+
+use crate::decode::DecodeError;
+
+/// The observer's counters, one registry per observer (per hub).
+#[derive(Debug)]
+pub struct Telemetry {
+    /// Events the kernel ring buffer could not take (ServerStatus' `lumen-lost-kernel`).
+    pub lost_kernel: Counter,
+    /// Flows the store overwrote before an Observer API client read them
+    /// (ServerStatus' `lumen-lost-client`).
+    pub lost_store: Counter,
+    /// Ring-buffer records that were not well-formed events, by what was wrong.
+    pub decode_errors: CounterVec,
+    log: Logs,
+}
+
+#[derive(Debug, Default)]
+struct Logs {
+    kernel: LogLimit,
+    store: LogLimit,
+    decode: LogLimit,
+}
+
+const LOST_EVENTS: &str = "lumen_lost_events_total";
+const LOST_EVENTS_HELP: &str = "Events or flows lost, by the stage that lost them";
+
+impl Default for Telemetry {
+    fn default() -> Telemetry {
+        let decode_errors = CounterVec::new(
+            "lumen_decode_errors_total",
+            "Ring-buffer records that were not well-formed events, by what was wrong",
+            "reason",
+        );
+        // Every reason shows from the start, at zero.
+        for reason in DecodeError::KINDS {
+            decode_errors.add(reason, 0);
+        }
+        Telemetry {
+            lost_kernel: Counter::new(LOST_EVENTS, LOST_EVENTS_HELP, &[("stage", "kernel_ring_buffer")]),
+            lost_store: Counter::new(LOST_EVENTS, LOST_EVENTS_HELP, &[("stage", "flow_store")]),
+            decode_errors,
+            log: Logs::default(),
+        }
+    }
+}
+
+impl Telemetry {
+    /// Every counter's series, for a metrics endpoint.
+    pub fn snapshot(&self) -> Vec<Sample> {
+        let mut out = vec![self.lost_kernel.sample(), self.lost_store.sample()];
+        out.extend(self.decode_errors.samples());
+        out
+    }
+}
+
+/// The kernel ring buffer was full: the datapath could not hand over `count` events.
+pub struct KernelEventsLost {
+    pub count: u64,
+}
+
+impl InternalEvent for KernelEventsLost {
+    type Counters = Telemetry;
+
+    fn emit(&self, to: &Telemetry) {
+        to.lost_kernel.add(self.count);
+        if let Some(occurrences) = to.log.kernel.check("") {
+            tracing::warn!(
+                count = self.count,
+                occurrences,
+                "events lost: the kernel ring buffer was full (a larger --ring-buffer-bytes helps)"
+            );
+        }
+    }
+}
+
+/// An Observer API client read slower than the store turned over: the
+/// store overwrote `count` flows before it read them.
+pub struct FlowsOverwrittenBeforeRead {
+    pub count: u64,
+}
+
+impl InternalEvent for FlowsOverwrittenBeforeRead {
+    type Counters = Telemetry;
+
+    fn emit(&self, to: &Telemetry) {
+        to.lost_store.add(self.count);
+        if let Some(occurrences) = to.log.store.check("") {
+            tracing::warn!(
+                count = self.count,
+                occurrences,
+                "flows lost to a slow client: the store overwrote them before it read them (a larger --max-flows helps)"
+            );
+        }
+    }
+}
+
+/// A ring-buffer record was not a well-formed event; it is dropped.
+pub struct RecordDecodeFailed<'a> {
+    pub reason: &'a DecodeError,
+}
+
+impl InternalEvent for RecordDecodeFailed<'_> {
+    type Counters = Telemetry;
+
+    fn emit(&self, to: &Telemetry) {
+        let kind = self.reason.kind();
+        to.decode_errors.add(kind, 1);
+        if let Some(occurrences) = to.log.decode.check(kind) {
+            tracing::warn!(error = %self.reason, occurrences, "undecodable ring buffer record dropped");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(t: &Telemetry) -> Vec<(String, u64)> {
+        t.snapshot()
+            .into_iter()
+            .map(|s| {
+                let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                (format!("{}{{{}}}", s.name, labels.join(",")), s.value)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_event_moves_its_own_counter() {
+        let t = Telemetry::default();
+        KernelEventsLost { count: 4 }.emit(&t);
+        KernelEventsLost { count: 1 }.emit(&t);
+        FlowsOverwrittenBeforeRead { count: 7 }.emit(&t);
+        RecordDecodeFailed {
+            reason: &DecodeError::Family(9),
+        }
+        .emit(&t);
+        let s = |name: &str, v: u64| (name.to_string(), v);
+        assert_eq!(
+            series(&t),
+            [
+                s("lumen_lost_events_total{stage=kernel_ring_buffer}", 5),
+                s("lumen_lost_events_total{stage=flow_store}", 7),
+                s("lumen_decode_errors_total{reason=capture_overrun}", 0),
+                s("lumen_decode_errors_total{reason=short}", 0),
+                s("lumen_decode_errors_total{reason=unknown_family}", 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn server_status_reports_the_loss_counters() {
+        let hub = crate::hub::Hub::new("n1", 2);
+        hub.kernel_lost(4);
+        hub.kernel_lost(1);
+        hub.client_lost(3);
+        let s = hub.status();
+        assert_eq!((s.kernel_lost, s.client_lost), (5, 3));
+        let t = hub.telemetry();
+        assert_eq!((t.lost_kernel.get(), t.lost_store.get()), (5, 3));
+    }
+
+    #[test]
+    fn repeated_events_log_once_per_interval() {
+        let t = Telemetry::default();
+        for _ in 0..100 {
+            KernelEventsLost { count: 1 }.emit(&t);
+            RecordDecodeFailed {
+                reason: &DecodeError::Short { len: 3, need: 88 },
+            }
+            .emit(&t);
+        }
+        assert_eq!((t.lost_kernel.get(), t.decode_errors.get("short")), (100, 100));
+        assert_eq!((t.log.kernel.lines(), t.log.decode.lines()), (1, 1));
+    }
+}
