@@ -1,6 +1,9 @@
 //! `lumen observe` and `lumen status` as a user runs them: golden output of
 //! every format on fixed flows read with `--input-file`, and against a real
 //! observer on the testbed.
+//!
+//! Over 600 lines because the golden outputs are written out in full; the
+//! cases share the fixture and the `observe_file` helper.
 
 mod support;
 

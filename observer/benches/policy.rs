@@ -8,6 +8,9 @@
 //!
 //! Run as root: `cargo bench -p lumen-observer --bench policy`
 //! (`LUMEN_BENCH_ROUNDS` sets the applies per policy-set size).
+//!
+//! One bench binary over 600 lines: both parts write one BENCHMARKS.md
+//! section together.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::{BTreeMap, HashSet};

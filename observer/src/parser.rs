@@ -1,6 +1,9 @@
 //! The parser stage: a stored datapath record plus the enrichment snapshot
 //! that was current when it arrived, turned into Hubble's `flow.Flow`.
 //! Pure: no kernel, no clock, no I/O.
+//!
+//! Over 600 lines with its tests, which build full flows field by field;
+//! the code itself is under 370.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

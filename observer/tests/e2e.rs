@@ -1,5 +1,8 @@
 //! End to end: the real datapath in the kernel, real namespaces and traffic,
 //! the real `lumen-observer` binary. Needs root: run `scripts/test.sh`.
+//!
+//! Over 600 lines: every test shares one testbed setup at the top; split
+//! by topic when the next one is added.
 
 mod support;
 

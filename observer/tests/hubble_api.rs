@@ -1,6 +1,9 @@
 //! End to end over Hubble's Observer gRPC API: the real `lumen-observer`
 //! binary, real traffic, the generated tonic client on the Unix socket.
 //! Needs root: run `scripts/test.sh`.
+//!
+//! One file over 600 lines: each test builds its own testbed and observer,
+//! and they share the helpers at the top; split by topic once it grows.
 
 mod support;
 

@@ -2,6 +2,8 @@
 //! connections run through the real datapath and through `policy trace`
 //! (both must give the expected verdict), malformed policies that change
 //! nothing, and policy changes under continuous traffic.
+//!
+//! Over 600 lines: the conformance table is data, written out in full.
 
 mod support;
 
