@@ -131,14 +131,20 @@ impl Follow {
             return false;
         };
         let Some(time) = flow.time else { return false };
-        let key = (time.seconds, time.nanos);
+        let at = (time.seconds, time.nanos);
+        // A flow is known by its node and uuid; only one without a uuid
+        // costs an encoding.
+        let identity = |flow: &lumen_proto::flow::Flow| match flow.uuid.is_empty() {
+            true => flow.encode_to_vec(),
+            false => [flow.node_name.as_bytes(), b"\0", flow.uuid.as_bytes()].concat(),
+        };
         match self.last_time.map(|t| (t.seconds, t.nanos)) {
-            Some(last) if key < last => true,
-            Some(last) if key == last => !self.at_last_time.insert(flow.encode_to_vec()),
+            Some(last) if at < last => true,
+            Some(last) if at == last => !self.at_last_time.insert(identity(flow)),
             _ => {
                 self.last_time = Some(time);
                 self.at_last_time.clear();
-                self.at_last_time.insert(flow.encode_to_vec());
+                self.at_last_time.insert(identity(flow));
                 false
             }
         }
