@@ -34,6 +34,9 @@ pub struct Spec {
     /// Older variable names still read, each with the key it sets; the
     /// current name wins when both are set.
     pub env_aliases: &'static [(&'static str, &'static str)],
+    /// Switches that do something once (`--uninstall`) rather than set how
+    /// the daemon runs: flags only, never keys of the file or variables.
+    pub actions: &'static [&'static str],
 }
 
 impl Spec {
@@ -117,16 +120,25 @@ const CONFIG: &str = "config";
 const PRINT_CONFIG: &str = "print-config";
 
 /// A setting the file and the environment may give: every flag that takes
-/// a value, except hidden ones (test hooks) and `--config` itself.
+/// a value and every switch (`--tls`: `true` or `false` there), except
+/// hidden ones (test hooks), `--config` and `--print-config`.
 struct Key {
     id: String,
     name: String,
     shape: Shape,
+    switch: bool,
 }
 
-fn keys(cmd: &Command) -> Vec<Key> {
+fn keys(spec: &Spec, cmd: &Command) -> Vec<Key> {
     cmd.get_arguments()
-        .filter(|a| a.get_action().takes_values() && !a.is_hide_set() && a.get_id() != CONFIG)
+        .filter(|a| {
+            let switch = matches!(a.get_action(), ArgAction::SetTrue);
+            (a.get_action().takes_values() || switch)
+                && !a.is_hide_set()
+                && a.get_id() != CONFIG
+                && a.get_id() != PRINT_CONFIG
+                && !(switch && a.get_long().is_some_and(|l| spec.actions.contains(&l)))
+        })
         .filter_map(|a| {
             Some(Key {
                 id: a.get_id().to_string(),
@@ -135,9 +147,31 @@ fn keys(cmd: &Command) -> Vec<Key> {
                     ArgAction::Append => Shape::List,
                     _ => Shape::One,
                 },
+                switch: matches!(a.get_action(), ArgAction::SetTrue),
             })
         })
         .collect()
+}
+
+/// A switch's value in the file or the environment.
+fn switch_value(value: &OsStr) -> Result<bool, String> {
+    match value.to_str() {
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
+/// The flags that give `key` its `values` (none for a switch that is off).
+fn flags(key: &Key, values: &[impl AsRef<OsStr>]) -> Vec<OsString> {
+    if key.switch {
+        let on = values.iter().any(|v| switch_value(v.as_ref()) == Ok(true));
+        return on
+            .then(|| OsString::from(format!("--{}", key.name)))
+            .into_iter()
+            .collect();
+    }
+    values.iter().map(|v| flag(&key.name, v.as_ref())).collect()
 }
 
 /// `C`'s command with `--config` and `--print-config`, each key's variable
@@ -145,7 +179,7 @@ fn keys(cmd: &Command) -> Vec<Key> {
 /// environment; the layers below read the map they are given).
 pub fn command<C: clap::CommandFactory>(spec: &Spec) -> Command {
     let cmd = C::command();
-    let names: Vec<(String, String)> = keys(&cmd).into_iter().map(|k| (k.id, k.name)).collect();
+    let names: Vec<(String, String)> = keys(spec, &cmd).into_iter().map(|k| (k.id, k.name)).collect();
     let example = names.first().map(|(_, n)| n.clone()).unwrap_or_default();
     let cmd = cmd.mut_args(|a| {
         let a = a.env(None::<&str>);
@@ -200,7 +234,7 @@ pub fn load<C: clap::Parser>(
     read_file: impl FnOnce(&Path) -> std::io::Result<String>,
 ) -> Result<Loaded<C>, Error> {
     let cmd = command::<C>(spec);
-    let keys = keys(&cmd);
+    let keys = keys(spec, &cmd);
     let mut args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     if args.is_empty() {
         args.push(cmd.get_name().into());
@@ -235,8 +269,11 @@ pub fn load<C: clap::Parser>(
     // overrides it: it is wrong either way.
     let path = config_file.clone().unwrap_or_default();
     for entry in &entries {
+        let Some(key) = keys.iter().find(|k| k.name == entry.key) else {
+            continue;
+        };
         for value in entry.values.iter().flatten() {
-            check(&cmd, &entry.key, OsStr::new(value)).map_err(|reason| Error::FileValue {
+            check(&cmd, key, OsStr::new(value)).map_err(|reason| Error::FileValue {
                 path: path.clone(),
                 line: entry.line,
                 key: entry.key.clone(),
@@ -253,19 +290,19 @@ pub fn load<C: clap::Parser>(
             Source::Flag
         } else if let Some((var, value)) = env_value(spec, env, &key.name) {
             // As clap did: a variable is read (and checked) only where no flag overrides it.
-            check(&cmd, &key.name, value).map_err(|reason| Error::EnvValue {
+            check(&cmd, key, value).map_err(|reason| Error::EnvValue {
                 var: var.clone(),
                 value: value.to_string_lossy().into_owned(),
                 reason,
             })?;
-            layered.push(flag(&key.name, value));
+            layered.extend(flags(key, &[value]));
             Source::Env(var)
         } else if let Some((entry, values)) = entries
             .iter()
             .find(|e| e.key == key.name)
             .and_then(|e| Some((e, e.values.as_ref()?)))
         {
-            layered.extend(values.iter().map(|v| flag(&key.name, OsStr::new(v))));
+            layered.extend(flags(key, values));
             Source::File {
                 path: path.clone(),
                 line: entry.line,
@@ -289,7 +326,10 @@ pub fn load<C: clap::Parser>(
         .iter()
         .map(|key| Setting {
             key: key.name.clone(),
-            values: raw_values(&matches, &key.id),
+            values: match key.switch {
+                true => vec![matches.get_flag(&key.id).to_string()],
+                false => raw_values(&matches, &key.id),
+            },
             list: key.shape == Shape::List,
             source: sources.remove(&key.id).unwrap_or(Source::Default),
         })
@@ -326,11 +366,14 @@ fn flag(key: &str, value: &OsStr) -> OsString {
 }
 
 /// Whether the flag parser takes `value` for `key`, and if not, its reason.
-fn check(cmd: &Command, key: &str, value: &OsStr) -> Result<(), String> {
+fn check(cmd: &Command, key: &Key, value: &OsStr) -> Result<(), String> {
+    if key.switch {
+        return switch_value(value).map(|_| ());
+    }
     let program = cmd.get_name().to_string();
     let Err(e) = cmd
         .clone()
-        .try_get_matches_from([OsString::from(program), flag(key, value)])
+        .try_get_matches_from([OsString::from(program), flag(&key.name, value)])
     else {
         return Ok(());
     };

@@ -181,6 +181,7 @@ impl ObserverConfig {
     pub const SPEC: lumen_config::Spec = lumen_config::Spec {
         env_prefix: "LUMEN_",
         env_aliases: &[],
+        actions: &["uninstall"],
     };
 
     /// The configuration from the command line `args` (program name first)
@@ -353,7 +354,12 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
 
     let listener = crate::control::bind(&cfg.control_socket)
         .map_err(io_err(format!("cannot listen on {}", cfg.control_socket.display())))?;
-    let control = tokio::spawn(crate::control::serve(listener, state.clone(), shutdown.clone()));
+    let control = tokio::spawn(crate::control::serve(
+        listener,
+        state.clone(),
+        hub.telemetry_handle(),
+        shutdown.clone(),
+    ));
     let unix =
         crate::server::bind_unix(&cfg.socket).map_err(io_err(format!("cannot listen on {}", cfg.socket.display())))?;
     let tcp = match cfg.listen_address {

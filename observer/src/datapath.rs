@@ -339,6 +339,8 @@ pub struct Datapath {
     ipcache: LpmTrie<MapData, [u8; 20], abi::IpcacheValue>,
     policy: LpmTrie<MapData, [u8; 16], abi::PolicyValue>,
     config: Array<MapData, abi::Config>,
+    /// The last revision committed, pinned beside the conntrack map.
+    revision_pin: Array<MapData, u32>,
     attached: HashMap<String, Attachment>,
     next_policy_id: u32,
     /// The datapath uses policy slot `revision & 1`.
@@ -401,6 +403,17 @@ impl Datapath {
                 source,
             })?;
         }
+        // Conntrack entries outlive an observer and carry the revision they
+        // were decided under: continue past the last one committed, so that
+        // every entry of a previous observer is decided again.
+        let mut revision_pin: Array<MapData, u32> = take(&mut ebpf, names::POLICY_REVISION)?;
+        let revision = revision_pin
+            .get(&0, 0)
+            .map_err(map_err(names::POLICY_REVISION))?
+            .wrapping_add(1);
+        revision_pin
+            .set(0, revision, 0)
+            .map_err(map_err(names::POLICY_REVISION))?;
         let mut config: Array<MapData, abi::Config> = take(&mut ebpf, names::CONFIG)?;
         config
             .set(
@@ -410,7 +423,7 @@ impl Datapath {
                     capture_len: cfg.capture_bytes.min(abi::CAPTURE_MAX),
                     wakeup_bytes: cfg.wakeup_bytes.min(u64::from(cfg.ring_buffer_bytes) / 4),
                     local_redirect: u32::from(cfg.local_redirect),
-                    policy_revision: 0,
+                    policy_revision: revision,
                 },
                 0,
             )
@@ -426,8 +439,14 @@ impl Datapath {
             pin_dir: cfg.pin_dir.clone(),
             attached: HashMap::new(),
             next_policy_id,
-            revision: 0,
+            revision,
+            revision_pin,
         })
+    }
+
+    /// The policy revision the datapath decides under.
+    pub fn revision(&self) -> u32 {
+        self.revision
     }
 
     /// Changes the aggregation level; the datapath uses it from the next packet.
@@ -573,6 +592,9 @@ impl Datapath {
             let mut cfg = self.config.get(&0, 0).map_err(map_err(names::CONFIG))?;
             self.revision = self.revision.wrapping_add(1);
             cfg.policy_revision = self.revision;
+            self.revision_pin
+                .set(0, self.revision, 0)
+                .map_err(map_err(names::POLICY_REVISION))?;
             self.config.set(0, cfg, 0).map_err(map_err(names::CONFIG))?;
             let slot = (self.revision & 1) as usize;
             let staged: Vec<(String, Attachment)> = self

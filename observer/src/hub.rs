@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::parser::{self, Snapshot};
 use crate::store::{FlowStore, StoredFlow};
-use crate::telemetry::{FlowsOverwrittenBeforeRead, KernelEventsLost, Telemetry};
+use crate::telemetry::{FlowsOverwrittenBeforeRead, KernelEventsLost, OutputFellBehind, Telemetry};
 
 mod subscription;
 pub use subscription::{History, Notice, Subscription};
@@ -73,7 +73,7 @@ pub struct Hub {
     /// loss kept is gone), so readers can tell there is none new without a lock.
     next_loss_id: std::sync::atomic::AtomicU64,
     /// Lumen's own counters: also the loss counts ServerStatus reports.
-    telemetry: Telemetry,
+    telemetry: Arc<Telemetry>,
     /// Set once the reader has stored its last record: follows end there.
     closed: std::sync::atomic::AtomicBool,
     /// (when, flows seen by then), a sample per second over the rate window.
@@ -109,7 +109,7 @@ impl Hub {
             kernel_lost: watch::channel(0).0,
             kernel_losses: Mutex::new(VecDeque::new()),
             next_loss_id: std::sync::atomic::AtomicU64::new(0),
-            telemetry: Telemetry::default(),
+            telemetry: Arc::default(),
             closed: std::sync::atomic::AtomicBool::new(false),
             rate_samples: Mutex::new(VecDeque::new()),
         })
@@ -125,6 +125,11 @@ impl Hub {
 
     pub fn telemetry(&self) -> &Telemetry {
         &self.telemetry
+    }
+
+    /// The counters, for a service that outlives a borrow of the hub.
+    pub fn telemetry_handle(&self) -> Arc<Telemetry> {
+        self.telemetry.clone()
     }
 
     pub fn uptime_ns(&self) -> u64 {
@@ -292,6 +297,11 @@ impl Hub {
     /// (`lumen-lost-client` in ServerStatus).
     pub fn client_lost(&self, count: u64) {
         FlowsOverwrittenBeforeRead { count }.emit(&self.telemetry);
+    }
+
+    /// The JSON-lines event output missed `count` flows.
+    pub fn output_lost(&self, count: u64) {
+        OutputFellBehind { count }.emit(&self.telemetry);
     }
 
     /// A copy of the newest `n` flows held, oldest first.

@@ -165,7 +165,10 @@ impl JsonLines {
                 match n {
                     Notice::Flow(f) => self.flow(&clock, &f, &sub.capture(&f), &sub.snapshot(&f))?,
                     Notice::KernelLost(count) => self.lost("PERF_EVENT_RING_BUFFER", count)?,
-                    Notice::Missed(count) => self.lost("HUBBLE_RING_BUFFER", count)?,
+                    Notice::Missed(count) => {
+                        sub.hub().output_lost(count);
+                        self.lost("HUBBLE_RING_BUFFER", count)?
+                    }
                 }
             }
             self.flush()?;
@@ -235,5 +238,38 @@ mod tests {
         assert_eq!(lines[1]["destination_endpoint"], "default/backend");
         assert_eq!(lines[1]["destination_port"], 53);
         assert_eq!(lines[1]["capture"], serde_json::json!([97, 98, 99]));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn flows_the_store_overwrote_before_the_output_wrote_them_are_a_lost_line_and_counted() {
+        let hub = Hub::new("n1", 2);
+        let sub = hub.follow();
+        hub.push((0..5u64).map(|i| abi::Event {
+            timestamp_ns: 1_764_000_000_000_000_000 + i,
+            family: 4,
+            proto: 17,
+            ..Default::default()
+        }));
+        hub.close();
+        let out = Shared::default();
+        JsonLines::new(Box::new(out.clone()), "n1".into())
+            .run(sub)
+            .await
+            .unwrap();
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let kinds: Vec<(String, u64)> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|v| {
+                (
+                    v["kind"].as_str().unwrap().to_string(),
+                    v["count"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        let k = |kind: &str, n: u64| (kind.to_string(), n);
+        assert_eq!(kinds, [k("lost", 3), k("flow", 0), k("flow", 0)], "{text}");
+        let t = hub.telemetry();
+        assert_eq!((t.lost_output.get(), t.lost_store.get()), (3, 0));
     }
 }

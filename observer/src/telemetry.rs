@@ -15,6 +15,11 @@ pub struct Telemetry {
     /// Flows the store overwrote before an Observer API client read them
     /// (ServerStatus' `lumen-lost-client`).
     pub lost_store: Counter,
+    /// Flows the store overwrote before the JSON-lines event output wrote
+    /// them (it says so in its own stream too, as a `lost` line).
+    pub lost_output: Counter,
+    /// Control API requests answered with an error, by method.
+    pub control_failed: CounterVec,
     /// Ring-buffer records that were not well-formed events, by what was wrong.
     pub decode_errors: CounterVec,
     log: Logs,
@@ -24,7 +29,9 @@ pub struct Telemetry {
 struct Logs {
     kernel: LogLimit,
     store: LogLimit,
+    output: LogLimit,
     decode: LogLimit,
+    control: LogLimit,
 }
 
 const LOST_EVENTS: &str = "lumen_lost_events_total";
@@ -43,7 +50,21 @@ impl Default for Telemetry {
         }
         Telemetry {
             lost_kernel: Counter::new(LOST_EVENTS, LOST_EVENTS_HELP, &[("stage", "kernel_ring_buffer")]),
-            lost_store: Counter::new(LOST_EVENTS, LOST_EVENTS_HELP, &[("stage", "flow_store")]),
+            lost_store: Counter::new(
+                LOST_EVENTS,
+                LOST_EVENTS_HELP,
+                &[("stage", "flow_store"), ("consumer", "observer_api")],
+            ),
+            lost_output: Counter::new(
+                LOST_EVENTS,
+                LOST_EVENTS_HELP,
+                &[("stage", "flow_store"), ("consumer", "json_output")],
+            ),
+            control_failed: CounterVec::new(
+                "lumen_control_requests_failed_total",
+                "Control API requests answered with an error, by method",
+                "method",
+            ),
             decode_errors,
             log: Logs::default(),
         }
@@ -53,8 +74,13 @@ impl Default for Telemetry {
 impl Telemetry {
     /// Every counter's series, for a metrics endpoint.
     pub fn snapshot(&self) -> Vec<Sample> {
-        let mut out = vec![self.lost_kernel.sample(), self.lost_store.sample()];
+        let mut out = vec![
+            self.lost_kernel.sample(),
+            self.lost_store.sample(),
+            self.lost_output.sample(),
+        ];
         out.extend(self.decode_errors.samples());
+        out.extend(self.control_failed.samples());
         out
     }
 }
@@ -100,6 +126,52 @@ impl InternalEvent for FlowsOverwrittenBeforeRead {
     }
 }
 
+/// The JSON-lines event output wrote slower than the store turned over:
+/// `count` flows were overwritten before it wrote them.
+pub struct OutputFellBehind {
+    pub count: u64,
+}
+
+impl InternalEvent for OutputFellBehind {
+    type Counters = Telemetry;
+
+    fn emit(&self, to: &Telemetry) {
+        to.lost_output.add(self.count);
+        if let Some(occurrences) = to.log.output.check("") {
+            tracing::warn!(
+                count = self.count,
+                occurrences,
+                "flows lost to the event output: the store overwrote them before it wrote them"
+            );
+        }
+    }
+}
+
+/// A control API request was answered with an error status.
+pub struct ControlRequestFailed<'a> {
+    pub method: &'static str,
+    pub status: &'a lumen_proto::tonic::Status,
+}
+
+impl InternalEvent for ControlRequestFailed<'_> {
+    type Counters = Telemetry;
+
+    fn emit(&self, to: &Telemetry) {
+        use lumen_proto::tonic::Code;
+        to.control_failed.add(self.method, 1);
+        if let Some(occurrences) = to.log.control.check(self.method) {
+            let (method, code, message) = (self.method, self.status.code(), self.status.message());
+            match code {
+                // The node failed, not the request.
+                Code::Internal | Code::DataLoss | Code::Unknown => {
+                    tracing::warn!(method, ?code, message, occurrences, "control request failed")
+                }
+                _ => tracing::info!(method, ?code, message, occurrences, "control request refused"),
+            }
+        }
+    }
+}
+
 /// A ring-buffer record was not a well-formed event; it is dropped.
 pub struct RecordDecodeFailed<'a> {
     pub reason: &'a DecodeError,
@@ -137,6 +209,13 @@ mod tests {
         KernelEventsLost { count: 4 }.emit(&t);
         KernelEventsLost { count: 1 }.emit(&t);
         FlowsOverwrittenBeforeRead { count: 7 }.emit(&t);
+        OutputFellBehind { count: 2 }.emit(&t);
+        let refused = lumen_proto::tonic::Status::invalid_argument("p.yaml:3: bad");
+        ControlRequestFailed {
+            method: "apply_policies",
+            status: &refused,
+        }
+        .emit(&t);
         RecordDecodeFailed {
             reason: &DecodeError::Family(9),
         }
@@ -146,10 +225,12 @@ mod tests {
             series(&t),
             [
                 s("lumen_lost_events_total{stage=kernel_ring_buffer}", 5),
-                s("lumen_lost_events_total{stage=flow_store}", 7),
+                s("lumen_lost_events_total{stage=flow_store,consumer=observer_api}", 7),
+                s("lumen_lost_events_total{stage=flow_store,consumer=json_output}", 2),
                 s("lumen_decode_errors_total{reason=capture_overrun}", 0),
                 s("lumen_decode_errors_total{reason=short}", 0),
                 s("lumen_decode_errors_total{reason=unknown_family}", 1),
+                s("lumen_control_requests_failed_total{method=apply_policies}", 1),
             ]
         );
     }

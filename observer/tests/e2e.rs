@@ -231,6 +231,41 @@ fn restart_keeps_connections_and_never_lets_denied_traffic_through() {
     assert_eq!(dropped["rule"], "deny-other");
 }
 
+/// Conntrack entries outlive the observer and carry the policy revision they
+/// were decided under. A restarted observer continues past the last revision
+/// committed, so an established connection that its policy no longer allows
+/// is decided again and dropped, not waved through as decided.
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn a_restarted_observer_decides_established_connections_again_under_its_policy() {
+    let mut c = three_pods();
+    c.start_observer(ALLOW_HTTP, &[]);
+    let be = c.pod("backend").clone();
+    let _http = be.tcp_echo_server(80).unwrap();
+    let fe = c.pod("frontend").clone();
+    let mut conn = fe.tcp_connect(c.addr("backend", false, 80), LONG).unwrap();
+    conn.set_read_timeout(Some(SHORT)).unwrap();
+    let mut buf = [0; 6];
+    conn.write_all(b"before").unwrap();
+    conn.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"before");
+
+    c.kill_observer();
+    let only_8080 = cnp(
+        "allow-http",
+        "  endpointSelector: {matchLabels: {app: backend}}\n  ingress:\n    - fromEndpoints: [{matchLabels: {app: frontend}}]\n      toPorts: [{ports: [{port: \"8080\", protocol: TCP}]}]\n",
+    );
+    c.start_observer(&only_8080, &[]);
+    conn.write_all(b"after!").unwrap();
+    assert!(
+        conn.read_exact(&mut buf).is_err(),
+        "the connection went on under the previous observer's policy"
+    );
+    let (fe_ip, be_ip) = (c.addr("frontend", false, 0).ip(), c.addr("backend", false, 0).ip());
+    let dropped = c.wait_flow(|e| flow_is(e, "INGRESS", fe_ip, be_ip, 6, 80) && e["drop_reason"] == 133);
+    assert_eq!(dropped["drop_reason"], 133);
+}
+
 #[test]
 #[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
 fn ring_buffer_overflow_is_counted_exactly() {

@@ -25,6 +25,8 @@ pub mod maps {
     pub const POLICY: &str = "policy";
     pub const CONNTRACK: &str = "conntrack";
     pub const FRAGS: &str = "frags";
+    /// The last policy revision committed (one `u32`), for a restarted observer.
+    pub const POLICY_REVISION: &str = "policy_rev";
     /// The datapath's global variables (`struct lumen_config`); not pinned:
     /// each loaded program has its own, set by the observer.
     pub const CONFIG: &str = ".data";
@@ -33,13 +35,14 @@ pub mod maps {
     pub const EVENT_COUNTERS: &str = "event_ctrs";
 
     /// Every pinned map.
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 10] = [
         ENDPOINTS,
         ENDPOINTS_EXT,
         IPCACHE,
         POLICY,
         CONNTRACK,
         FRAGS,
+        POLICY_REVISION,
         EVENTS,
         TRAFFIC_COUNTERS,
         EVENT_COUNTERS,

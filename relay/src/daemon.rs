@@ -49,23 +49,15 @@ pub struct RelayConfig {
     pub tls: RelayTls,
 }
 
-/// TLS towards the observers (mutual, with a client certificate) and,
-/// optionally, towards the relay's own clients.
+/// TLS towards the observers (the same flags as `lumen`'s, with a client
+/// certificate for mTLS) and, optionally, towards the relay's own clients.
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct RelayTls {
-    /// CA certificates (PEM, comma-separated) the observers' certificates
-    /// must chain to; set, the relay speaks TLS to every observer.
-    #[arg(long, value_delimiter = ',')]
-    pub tls_server_ca_files: Vec<PathBuf>,
-    /// The relay's client certificate (PEM) for observers that require one (mTLS).
-    #[arg(long, requires = "tls_client_key_file")]
-    pub tls_client_cert_file: Option<PathBuf>,
-    #[arg(long, requires = "tls_client_cert_file")]
-    pub tls_client_key_file: Option<PathBuf>,
-    /// The name every observer's certificate must be valid for (default: the
+    /// How the relay connects to every observer. `--tls-server-name` is the
+    /// name every observer's certificate must be valid for (default: the
     /// name the peer service gives for that node, else the node's address).
-    #[arg(long)]
-    pub tls_server_name: Option<String>,
+    #[command(flatten)]
+    pub client: lumen_rpc::TlsArgs,
     /// The relay's own certificate and key (PEM): its clients then use TLS.
     #[arg(long, requires = "tls_key_file")]
     pub tls_cert_file: Option<PathBuf>,
@@ -81,6 +73,7 @@ impl RelayConfig {
     pub const SPEC: lumen_config::Spec = lumen_config::Spec {
         env_prefix: "LUMEN_RELAY_",
         env_aliases: &[("LUMEN_RELAY_PEERS", "peer")],
+        actions: &[],
     };
 
     /// The configuration from the command line `args` (program name first)
@@ -125,11 +118,7 @@ pub async fn run(cfg: RelayConfig, shutdown: watch::Receiver<bool>) -> Result<()
     for p in cfg.peers.iter().chain(&cfg.peer_service) {
         check_address(p)?;
     }
-    let client_tls = (!cfg.tls.tls_server_ca_files.is_empty()).then(|| lumen_rpc::tls::ClientTls {
-        ca_files: cfg.tls.tls_server_ca_files.clone(),
-        cert_file: cfg.tls.tls_client_cert_file.clone(),
-        key_file: cfg.tls.tls_client_key_file.clone(),
-    });
+    let client_tls = cfg.tls.client.client_tls();
     if let Some(tls) = &client_tls {
         tls.check()?;
     }
@@ -149,7 +138,7 @@ pub async fn run(cfg: RelayConfig, shutdown: watch::Receiver<bool>) -> Result<()
         connect_timeout: cfg.dial_timeout,
         ..Timing::default()
     });
-    pool.set_tls(client_tls, cfg.tls.tls_server_name.clone());
+    pool.set_tls(client_tls, cfg.tls.client.tls_server_name.clone());
     pool.start(match &cfg.peer_service {
         Some(service) => Discovery::PeerService(service.clone()),
         None => Discovery::Static(cfg.peers.clone()),

@@ -54,6 +54,47 @@ fn the_older_peers_variable_still_works_and_the_new_name_wins() {
     assert_eq!(both.config.peers, ["10.0.0.2:4244"]);
 }
 
+/// `--tls` is a switch on the command line and `true`/`false` in the file
+/// and the environment; the TLS flags are `lumen`'s.
+#[test]
+fn the_tls_switch_is_set_by_each_layer_and_checked() {
+    const PEER: (&str, &str) = ("LUMEN_RELAY_PEER", "10.0.0.1:4244");
+    let file = "tls: true\ntls-ca-cert-files: [ca.pem]\n";
+    let cfg = load(&["--config", FILE], &[PEER], file).unwrap();
+    assert!(cfg.config.tls.client.tls);
+    assert_eq!(cfg.config.tls.client.tls_ca_cert_files, [PathBuf::from("ca.pem")]);
+    assert_eq!(
+        cfg.effective.get("tls").unwrap().source,
+        Source::File {
+            path: FILE.into(),
+            line: 1
+        }
+    );
+
+    let off = load(
+        &["--config", FILE],
+        &[PEER, ("LUMEN_RELAY_TLS", "false")],
+        "tls: true\n",
+    )
+    .unwrap();
+    assert!(!off.config.tls.client.tls);
+    assert_eq!(
+        off.effective.get("tls").unwrap().source,
+        Source::Env("LUMEN_RELAY_TLS".into())
+    );
+    let flag = load(&["--config", FILE, "--tls"], &[PEER, ("LUMEN_RELAY_TLS", "false")], "").unwrap();
+    assert!(flag.config.tls.client.tls);
+
+    let bad = load(&[], &[PEER, ("LUMEN_RELAY_TLS", "yes")], "").unwrap_err();
+    assert_eq!(
+        bad.to_string(),
+        "environment variable LUMEN_RELAY_TLS: invalid value \"yes\": expected true or false"
+    );
+    // The CA without TLS is refused, as the flags are.
+    let lone = load(&["--config", FILE], &[PEER], "tls-ca-cert-files: [ca.pem]\n").unwrap_err();
+    assert!(lone.to_string().contains("--tls"), "{lone}");
+}
+
 #[test]
 fn each_layer_overrides_the_one_below() {
     let file = "peer:\n  - 10.0.0.1:4244\n  - 10.0.0.2:4244\nmax-backoff: 30s\ndial-timeout: 5s\n";
@@ -142,7 +183,8 @@ sort-buffer-drain-timeout: 50ms  # default
 initial-backoff: 200ms           # default
 max-backoff: 30s                 # relay.yaml:5
 dial-timeout: 5s                 # flag
-tls-server-ca-files: []          # default
+tls: false                       # default
+tls-ca-cert-files: []            # default
 tls-client-cert-file:            # default (unset)
 tls-client-key-file:             # default (unset)
 tls-server-name:                 # default (unset)
@@ -157,10 +199,12 @@ tls-key-file:                    # default (unset)
 /// stops it with exit 1 and the error on stderr.
 #[test]
 fn the_binary_prints_its_configuration_and_refuses_a_bad_file() {
-    let dir = std::env::temp_dir().join(format!("lumen-relay-config-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let good = dir.join("good.yaml");
-    let bad = dir.join("bad.yaml");
+    let dir = tempfile::Builder::new()
+        .prefix("lumen-relay-config-")
+        .tempdir()
+        .unwrap();
+    let good = dir.path().join("good.yaml");
+    let bad = dir.path().join("bad.yaml");
     std::fs::write(&good, "peer-service: 10.0.0.1:4244\n").unwrap();
     std::fs::write(&bad, "peer-service: 10.0.0.1:4244\ndial_timeout: 1s\n").unwrap();
     let run = |file: &Path| {

@@ -174,10 +174,13 @@ async fn mutual_tls_connects_and_every_certificate_problem_is_named() {
     let (expired_crt, expired_key) = pki.leaf("expired", &root, NAME, true);
     let (client_crt, client_key) = pki.leaf("client", &root, "relay.lumen.local", false);
     let tls = |ca: &PathBuf, name: &str, client: bool| RelayTls {
-        tls_server_ca_files: vec![ca.clone()],
-        tls_client_cert_file: client.then(|| client_crt.clone()),
-        tls_client_key_file: client.then(|| client_key.clone()),
-        tls_server_name: Some(name.to_string()),
+        client: lumen_rpc::TlsArgs {
+            tls: true,
+            tls_ca_cert_files: vec![ca.clone()],
+            tls_client_cert_file: client.then(|| client_crt.clone()),
+            tls_client_key_file: client.then(|| client_key.clone()),
+            tls_server_name: Some(name.to_string()),
+        },
         ..Default::default()
     };
     let (address, _stop) = node(&server_crt, &server_key, &root_file, &pki.dir.join("a")).await;

@@ -33,13 +33,17 @@ pub struct TlsArgs {
 impl TlsArgs {
     /// The client TLS and the name to check the server against, if TLS is on.
     pub fn client(&self, host: &str) -> Option<(ClientTls, String)> {
-        self.tls.then(|| {
-            let tls = ClientTls {
-                ca_files: self.tls_ca_cert_files.clone(),
-                cert_file: self.tls_client_cert_file.clone(),
-                key_file: self.tls_client_key_file.clone(),
-            };
-            (tls, self.tls_server_name.clone().unwrap_or_else(|| host.to_string()))
+        let name = self.tls_server_name.clone().unwrap_or_else(|| host.to_string());
+        self.client_tls().map(|tls| (tls, name))
+    }
+
+    /// The client TLS, if TLS is on; the name to check is the caller's
+    /// (a relay has one per node).
+    pub fn client_tls(&self) -> Option<ClientTls> {
+        self.tls.then(|| ClientTls {
+            ca_files: self.tls_ca_cert_files.clone(),
+            cert_file: self.tls_client_cert_file.clone(),
+            key_file: self.tls_client_key_file.clone(),
         })
     }
 }

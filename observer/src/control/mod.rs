@@ -20,6 +20,8 @@ use tokio_stream::wrappers::UnixListenerStream;
 use crate::endpoint::EndpointSpec;
 use crate::policies::{PolicyStoreError, PolicyView};
 use crate::state::{EndpointView, NodeState, StateError};
+use crate::telemetry::{ControlRequestFailed, Telemetry};
+use lumen_rpc::telemetry::InternalEvent;
 
 pub mod convert;
 mod error;
@@ -71,11 +73,26 @@ impl NodeControl for NodeState {
 /// The `lumen.v1.Control` service over a node's state.
 pub struct ControlService<S> {
     state: Arc<Mutex<S>>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl<S: NodeControl> ControlService<S> {
-    pub fn new(state: Arc<Mutex<S>>) -> ControlService<S> {
-        ControlService { state }
+    /// Failed requests are counted in `telemetry`.
+    pub fn new(state: Arc<Mutex<S>>, telemetry: Arc<Telemetry>) -> ControlService<S> {
+        ControlService { state, telemetry }
+    }
+
+    /// The answer of `method`; an error is counted and logged.
+    async fn counted<T>(
+        &self,
+        method: &'static str,
+        answer: impl std::future::Future<Output = Result<Response<T>, Status>>,
+    ) -> Result<Response<T>, Status> {
+        let answer = answer.await;
+        if let Err(status) = &answer {
+            ControlRequestFailed { method, status }.emit(&self.telemetry);
+        }
+        answer
     }
 
     /// Runs `f` on the state off the async threads: changes write BPF maps
@@ -104,10 +121,13 @@ impl<S: NodeControl> Control for ControlService<S> {
         &self,
         _: Request<pb::ListEndpointsRequest>,
     ) -> Result<Response<pb::ListEndpointsResponse>, Status> {
-        self.with_state(|s| {
-            Ok(pb::ListEndpointsResponse {
-                endpoints: s.endpoints().into_iter().map(Into::into).collect(),
+        self.counted("list_endpoints", async move {
+            self.with_state(|s| {
+                Ok(pb::ListEndpointsResponse {
+                    endpoints: s.endpoints().into_iter().map(Into::into).collect(),
+                })
             })
+            .await
         })
         .await
     }
@@ -116,16 +136,19 @@ impl<S: NodeControl> Control for ControlService<S> {
         &self,
         request: Request<pb::AddEndpointRequest>,
     ) -> Result<Response<pb::AddEndpointResponse>, Status> {
-        let spec = request
-            .into_inner()
-            .endpoint
-            .ok_or(ControlError::Missing { field: "endpoint" })?;
-        let spec = EndpointSpec::try_from(spec)?;
-        self.with_state(move |s| {
-            let endpoint = s.add_endpoint(spec)?;
-            Ok(pb::AddEndpointResponse {
-                endpoint: Some(endpoint.into()),
+        self.counted("add_endpoint", async move {
+            let spec = request
+                .into_inner()
+                .endpoint
+                .ok_or(ControlError::Missing { field: "endpoint" })?;
+            let spec = EndpointSpec::try_from(spec)?;
+            self.with_state(move |s| {
+                let endpoint = s.add_endpoint(spec)?;
+                Ok(pb::AddEndpointResponse {
+                    endpoint: Some(endpoint.into()),
+                })
             })
+            .await
         })
         .await
     }
@@ -134,10 +157,13 @@ impl<S: NodeControl> Control for ControlService<S> {
         &self,
         request: Request<pb::DeleteEndpointRequest>,
     ) -> Result<Response<pb::DeleteEndpointResponse>, Status> {
-        let r = request.into_inner();
-        self.with_state(move |s| {
-            s.delete_endpoint(&r.namespace, &r.name)?;
-            Ok(pb::DeleteEndpointResponse {})
+        self.counted("delete_endpoint", async move {
+            let r = request.into_inner();
+            self.with_state(move |s| {
+                s.delete_endpoint(&r.namespace, &r.name)?;
+                Ok(pb::DeleteEndpointResponse {})
+            })
+            .await
         })
         .await
     }
@@ -146,21 +172,27 @@ impl<S: NodeControl> Control for ControlService<S> {
         &self,
         request: Request<pb::ValidatePoliciesRequest>,
     ) -> Result<Response<pb::ValidatePoliciesResponse>, Status> {
-        let policies = parse(request.into_inner().documents)?;
-        Ok(Response::new(pb::ValidatePoliciesResponse {
-            policies: policies.iter().map(convert::policy_ref).collect(),
-        }))
+        self.counted("validate_policies", async move {
+            let policies = parse(request.into_inner().documents)?;
+            Ok(Response::new(pb::ValidatePoliciesResponse {
+                policies: policies.iter().map(convert::policy_ref).collect(),
+            }))
+        })
+        .await
     }
 
     async fn apply_policies(
         &self,
         request: Request<pb::ApplyPoliciesRequest>,
     ) -> Result<Response<pb::ApplyPoliciesResponse>, Status> {
-        let policies = parse(request.into_inner().documents)?;
-        self.with_state(move |s| {
-            let applied = policies.iter().map(convert::policy_ref).collect();
-            s.apply_policies(policies)?;
-            Ok(pb::ApplyPoliciesResponse { applied })
+        self.counted("apply_policies", async move {
+            let policies = parse(request.into_inner().documents)?;
+            self.with_state(move |s| {
+                let applied = policies.iter().map(convert::policy_ref).collect();
+                s.apply_policies(policies)?;
+                Ok(pb::ApplyPoliciesResponse { applied })
+            })
+            .await
         })
         .await
     }
@@ -169,10 +201,13 @@ impl<S: NodeControl> Control for ControlService<S> {
         &self,
         request: Request<pb::DeletePoliciesRequest>,
     ) -> Result<Response<pb::DeletePoliciesResponse>, Status> {
-        let keys: Vec<String> = request.into_inner().policies.iter().map(convert::policy_key).collect();
-        self.with_state(move |s| {
-            s.delete_policies(&keys)?;
-            Ok(pb::DeletePoliciesResponse {})
+        self.counted("delete_policies", async move {
+            let keys: Vec<String> = request.into_inner().policies.iter().map(convert::policy_key).collect();
+            self.with_state(move |s| {
+                s.delete_policies(&keys)?;
+                Ok(pb::DeletePoliciesResponse {})
+            })
+            .await
         })
         .await
     }
@@ -181,10 +216,13 @@ impl<S: NodeControl> Control for ControlService<S> {
         &self,
         _: Request<pb::ListPoliciesRequest>,
     ) -> Result<Response<pb::ListPoliciesResponse>, Status> {
-        self.with_state(|s| {
-            Ok(pb::ListPoliciesResponse {
-                policies: s.list_policies().into_iter().map(Into::into).collect(),
+        self.counted("list_policies", async move {
+            self.with_state(|s| {
+                Ok(pb::ListPoliciesResponse {
+                    policies: s.list_policies().into_iter().map(Into::into).collect(),
+                })
             })
+            .await
         })
         .await
     }
@@ -193,33 +231,44 @@ impl<S: NodeControl> Control for ControlService<S> {
         &self,
         request: Request<pb::TracePolicyRequest>,
     ) -> Result<Response<pb::TracePolicyResponse>, Status> {
-        let r = request.into_inner();
-        let proto = u8::try_from(r.protocol).map_err(|_| ControlError::BadProtocol { protocol: r.protocol })?;
-        let port = u16::try_from(r.port).map_err(|_| ControlError::BadPort { port: r.port })?;
-        self.with_state(move |s| Ok(convert::trace(s.trace(&r.from, &r.to, proto, port)?)))
-            .await
+        self.counted("trace_policy", async move {
+            let r = request.into_inner();
+            let proto = u8::try_from(r.protocol).map_err(|_| ControlError::BadProtocol { protocol: r.protocol })?;
+            let port = u16::try_from(r.port).map_err(|_| ControlError::BadPort { port: r.port })?;
+            self.with_state(move |s| Ok(convert::trace(s.trace(&r.from, &r.to, proto, port)?)))
+                .await
+        })
+        .await
     }
 
     async fn set_aggregation(
         &self,
         request: Request<pb::SetAggregationRequest>,
     ) -> Result<Response<pb::SetAggregationResponse>, Status> {
-        let level = convert::aggregation(request.into_inner().level)?;
-        self.with_state(move |s| {
-            s.set_aggregation(level)?;
-            Ok(pb::SetAggregationResponse {})
+        self.counted("set_aggregation", async move {
+            let level = convert::aggregation(request.into_inner().level)?;
+            self.with_state(move |s| {
+                s.set_aggregation(level)?;
+                Ok(pb::SetAggregationResponse {})
+            })
+            .await
         })
         .await
     }
 }
 
 /// Serves the control API on `listener` until `shutdown`.
-pub async fn serve<S: NodeControl>(listener: UnixListener, state: Arc<Mutex<S>>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve<S: NodeControl>(
+    listener: UnixListener,
+    state: Arc<Mutex<S>>,
+    telemetry: Arc<Telemetry>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let stop = async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     };
     let served = tonic::transport::Server::builder()
-        .add_service(ControlServer::new(ControlService::new(state)))
+        .add_service(ControlServer::new(ControlService::new(state, telemetry)))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop)
         .await;
     if let Err(e) = served {

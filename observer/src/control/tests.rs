@@ -155,6 +155,7 @@ fn spec(name: &str, ip: &str) -> pb::EndpointSpec {
 struct Served {
     dir: PathBuf,
     state: Arc<Mutex<FakeNode>>,
+    telemetry: Arc<crate::telemetry::Telemetry>,
     stop: watch::Sender<bool>,
     client: ControlClient<Channel>,
 }
@@ -176,12 +177,19 @@ async fn serve_fake(name: &str) -> Served {
         ..FakeNode::default()
     }));
     let (stop, shutdown) = watch::channel(false);
-    tokio::spawn(serve(bind(&socket).unwrap(), state.clone(), shutdown));
+    let telemetry = Arc::new(crate::telemetry::Telemetry::default());
+    tokio::spawn(serve(
+        bind(&socket).unwrap(),
+        state.clone(),
+        telemetry.clone(),
+        shutdown,
+    ));
     assert!(answers(&socket).await);
     let client = ControlClient::new(crate::server::connect_unix(&socket).await.unwrap());
     Served {
         dir,
         state,
+        telemetry,
         stop,
         client,
     }
@@ -299,6 +307,16 @@ async fn endpoints_are_added_listed_and_deleted_with_precise_errors() {
         )
     );
     assert_eq!(s.state.lock().unwrap().runtime_endpoints, []);
+    // Each refusal above is counted under its method.
+    let failed = &s.telemetry.control_failed;
+    assert_eq!(
+        (
+            failed.get("add_endpoint"),
+            failed.get("delete_endpoint"),
+            failed.get("list_endpoints")
+        ),
+        (5, 2, 0)
+    );
 }
 
 #[tokio::test]

@@ -72,6 +72,20 @@ struct {
 } frags SEC(".maps");
 
 /*
+ * The last policy revision an observer committed, kept with the conntrack
+ * map it stamps: a restarted observer continues from it, so an entry decided
+ * under the previous observer's policy is never mistaken for a current one.
+ * Only user space reads and writes it.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+	PIN_BY_NAME;
+} policy_rev SEC(".maps");
+
+/*
  * Knobs the observer sets at load and changes at runtime through the .data
  * map. A global rather than a map lookup: the hot path reads it directly.
  */

@@ -166,9 +166,8 @@ async fn next_flow(f: &mut Follow, events: &mut Vec<String>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_resumes_after_the_server_returns_without_gaps_or_repeats() {
-    let dir = std::env::temp_dir().join(format!("lumen-rpc-follow-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let socket = dir.join("observer.sock");
+    let dir = tempfile::Builder::new().prefix("lumen-rpc-follow-").tempdir().unwrap();
+    let socket = dir.path().join("observer.sock");
     let log: Log = Arc::new(Mutex::new(
         [("a", 1), ("b", 2), ("c", 3), ("d", 4), ("e", 4)]
             .iter()
