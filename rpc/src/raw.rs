@@ -56,6 +56,17 @@ impl RawFlowsResponse {
         })
     }
 
+    /// Bytes a writer of `GetFlowsResponse`s made itself, with the time it
+    /// wrote into them: nothing to read back. (A debug build checks.)
+    pub fn from_encoded(bytes: Bytes, time_ns: i128) -> RawFlowsResponse {
+        debug_assert_eq!(
+            RawFlowsResponse::parse(bytes.clone()).map(|r| r.time_ns),
+            Ok(time_ns),
+            "the time written into the response"
+        );
+        RawFlowsResponse { bytes, time_ns }
+    }
+
     /// A response the relay makes itself (a node status event).
     pub fn encode(response: &GetFlowsResponse) -> RawFlowsResponse {
         RawFlowsResponse {

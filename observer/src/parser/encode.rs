@@ -8,7 +8,7 @@
 //! [`to_flow`] stays the definition: the tests decode what this writes and
 //! compare it with what `to_flow` builds, record by record.
 
-use std::collections::HashMap;
+use fnv::FnvHashMap as HashMap;
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
@@ -94,11 +94,11 @@ impl Encoder {
             instance,
             names: None,
             endpoints: Vec::new(),
-            endpoint_index: HashMap::new(),
+            endpoint_index: HashMap::default(),
             last_pair: None,
-            extensions: HashMap::new(),
+            extensions: HashMap::default(),
             last_extension: None,
-            summaries: HashMap::new(),
+            summaries: HashMap::default(),
             flow: Vec::with_capacity(1024),
             arena: BytesMut::new(),
         }
@@ -130,7 +130,7 @@ impl Encoder {
         message::encode(1001, &time, &mut self.arena);
         self.flow = flow;
         let bytes = self.arena.split().freeze();
-        RawFlowsResponse::parse(bytes).expect("a response this encoder wrote is well formed")
+        RawFlowsResponse::from_encoded(bytes, i128::from(ev.timestamp_ns))
     }
 
     /// The cached source and destination of a flow, encoded if new.

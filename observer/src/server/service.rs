@@ -12,17 +12,19 @@ use lumen_proto::observer::{
 };
 use lumen_proto::tonic::{self, Request, Response, Status};
 use lumen_proto::{relay, LOST_CLIENT_HEADER, LOST_KERNEL_HEADER};
-use lumen_rpc::raw::{RawFlows, RawFlowsStream, RawObserverServer};
+use lumen_rpc::raw::{RawFlows, RawFlowsResponse, RawFlowsStream, RawObserverServer};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::query::Query;
-use super::stream::{stream_flows, Tx};
+use super::stream::{stream_flows, Tx, BATCH};
 use crate::hub::Hub;
 use crate::parser::Encoder;
 
-/// Responses buffered per client before it falls behind in the store.
+/// Responses buffered per client before it falls behind in the store
+/// (typed: responses; encoded: batches of up to [`BATCH`] responses).
 const CLIENT_BUFFER: usize = 256;
+const CLIENT_BATCHES: usize = 4;
 
 /// The `observer.Observer` service of one node.
 pub struct ObserverService {
@@ -51,9 +53,44 @@ impl ObserverService {
 
 impl RawFlows for ObserverService {
     fn raw_flows(&self, req: Request<GetFlowsRequest>) -> Result<RawFlowsStream, Status> {
-        let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
-        self.start(&req, || Tx::Encoded(tx, Box::new(Encoder::new(self.hub.instance()))))?;
-        Ok(Box::pin(ReceiverStream::new(rx)))
+        let (tx, rx) = mpsc::channel(CLIENT_BATCHES);
+        let encoder = Box::new(Encoder::new(self.hub.instance()));
+        self.start(&req, || Tx::Encoded(tx, encoder, Vec::with_capacity(BATCH)))?;
+        Ok(Box::pin(Unbatched::new(rx)))
+    }
+}
+
+/// The responses of a channel of batches, one by one.
+pub(super) struct Unbatched {
+    rx: mpsc::Receiver<Vec<RawFlowsResponse>>,
+    batch: std::vec::IntoIter<RawFlowsResponse>,
+}
+
+impl Unbatched {
+    pub(super) fn new(rx: mpsc::Receiver<Vec<RawFlowsResponse>>) -> Unbatched {
+        Unbatched {
+            rx,
+            batch: Vec::new().into_iter(),
+        }
+    }
+}
+
+impl tokio_stream::Stream for Unbatched {
+    type Item = Result<RawFlowsResponse, Status>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        loop {
+            if let Some(r) = self.batch.next() {
+                return std::task::Poll::Ready(Some(Ok(r)));
+            }
+            match std::task::ready!(self.rx.poll_recv(cx)) {
+                Some(batch) => self.batch = batch.into_iter(),
+                None => return std::task::Poll::Ready(None),
+            }
+        }
     }
 }
 

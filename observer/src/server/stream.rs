@@ -19,11 +19,16 @@ use crate::parser::Encoder;
 use crate::store::StoredFlow;
 
 /// Where one client's responses go: built messages for the typed service,
-/// or their bytes, written once and passed through as they are.
+/// or their bytes, written once and passed through as they are. Encoded
+/// responses travel in batches (one per read of the subscription, at most
+/// [`BATCH`]): one channel send per batch rather than per flow.
 pub(super) enum Tx {
     Typed(mpsc::Sender<Result<GetFlowsResponse, Status>>),
-    Encoded(mpsc::Sender<Result<RawFlowsResponse, Status>>, Box<Encoder>),
+    Encoded(mpsc::Sender<Vec<RawFlowsResponse>>, Box<Encoder>, Vec<RawFlowsResponse>),
 }
+
+/// The most encoded responses sent as one batch.
+pub(super) const BATCH: usize = 256;
 
 fn now() -> prost_types::Timestamp {
     prost_types::Timestamp::from(SystemTime::now())
@@ -59,7 +64,7 @@ impl Tx {
     async fn closed(&self) {
         match self {
             Tx::Typed(tx) => tx.closed().await,
-            Tx::Encoded(tx, _) => tx.closed().await,
+            Tx::Encoded(tx, ..) => tx.closed().await,
         }
     }
 
@@ -76,18 +81,33 @@ impl Tx {
     /// stored record.
     fn flow(&mut self, sub: &Subscription, f: &StoredFlow, built: Option<Flow>, q: &Query) -> Response {
         match self {
-            Tx::Encoded(_, encoder) if q.mask.is_none() => {
+            Tx::Encoded(_, encoder, _) if q.mask.is_none() => {
                 Response::Encoded(encoder.response(f, &sub.snapshot(f), q.extensions))
             }
             _ => self.made(flow_response(built.unwrap_or_else(|| sub.build(f)), q)),
         }
     }
 
-    async fn send(&self, response: Response) -> bool {
-        match (self, response) {
+    /// Sends `response`, or adds it to the batch; false once the client left.
+    async fn send(&mut self, response: Response) -> bool {
+        match (&mut *self, response) {
             (Tx::Typed(tx), Response::Typed(r)) => tx.send(Ok(*r)).await.is_ok(),
-            (Tx::Encoded(tx, _), Response::Encoded(r)) => tx.send(Ok(r)).await.is_ok(),
+            (Tx::Encoded(_, _, batch), Response::Encoded(r)) => {
+                batch.push(r);
+                batch.len() < BATCH || self.flush().await
+            }
             _ => unreachable!("responses are made for their channel"),
+        }
+    }
+
+    /// Sends the batch so far; false once the client left.
+    async fn flush(&mut self) -> bool {
+        match self {
+            Tx::Encoded(tx, _, batch) if !batch.is_empty() => {
+                let full = std::mem::replace(batch, Vec::with_capacity(BATCH));
+                tx.send(full).await.is_ok()
+            }
+            _ => true,
         }
     }
 }
@@ -127,7 +147,10 @@ pub(super) async fn stream_flows(mut sub: Subscription, q: Query, mut tx: Tx, mu
                             && (q.filters.is_empty() || q.filters.matches(built.insert(sub.build(f))))
                     });
                     match admit {
-                        Admit::End => return,
+                        Admit::End => {
+                            tx.flush().await;
+                            return;
+                        }
                         Admit::Skip => continue,
                         Admit::Send => {
                             sent += 1;
@@ -139,6 +162,9 @@ pub(super) async fn stream_flows(mut sub: Subscription, q: Query, mut tx: Tx, mu
             if !tx.send(response).await {
                 return;
             }
+        }
+        if !tx.flush().await {
+            return;
         }
     }
 }

@@ -13,10 +13,12 @@ use lumen_rpc::raw::RawFlowsResponse;
 use tokio::sync::{mpsc, watch};
 
 use super::query::{Admit, Query};
+use super::service::Unbatched;
 use super::stream::{stream_flows, Tx};
 use crate::hub::Hub;
 use crate::parser::{self, EndpointMeta, Snapshot};
 use crate::store::{FlowStore, StoredFlow};
+use tokio_stream::StreamExt;
 
 /// A store of flows with timestamps 10, 20, … ns; odd ports are drops.
 fn store(n: u16, capacity: usize) -> FlowStore {
@@ -143,9 +145,12 @@ fn tcp(port: u16) -> abi::Event {
     }
 }
 
-/// A stream's channel as the server serves it: responses written as bytes.
-fn encoded(hub: &Hub, tx: mpsc::Sender<Result<RawFlowsResponse, Status>>) -> Tx {
-    Tx::Encoded(tx, Box::new(parser::Encoder::new(hub.instance())))
+/// A stream's channel as the server serves it: responses written as bytes,
+/// sent in batches and read one by one.
+fn encoded(hub: &Hub, capacity: usize) -> (Tx, Unbatched) {
+    let (tx, rx) = mpsc::channel(capacity);
+    let encoder = Box::new(parser::Encoder::new(hub.instance()));
+    (Tx::Encoded(tx, encoder, Vec::new()), Unbatched::new(rx))
 }
 
 fn decoded(r: Result<RawFlowsResponse, Status>) -> GetFlowsResponse {
@@ -157,16 +162,16 @@ fn decoded(r: Result<RawFlowsResponse, Status>) -> GetFlowsResponse {
 async fn a_follower_the_store_laps_is_told_exactly_what_it_missed() {
     let hub = Hub::new("n1", 4);
     hub.push([tcp(1), tcp(2)]);
-    let (tx, mut rx) = mpsc::channel(1);
+    let (tx, mut rx) = encoded(&hub, 1);
     let (_stop, shutdown) = watch::channel(false);
     let q = Query::new(&request(2, false, true), true).unwrap();
-    tokio::spawn(stream_flows(q.subscribe(&hub), q, encoded(&hub, tx), shutdown));
+    tokio::spawn(stream_flows(q.subscribe(&hub), q, tx, shutdown));
     // The task sends flow 1, then waits for room for flow 2.
     tokio::task::yield_now().await;
     hub.push((3..=12).map(tcp));
     let mut got = Vec::new();
     for _ in 0..7 {
-        got.push(port_or_lost(decoded(rx.recv().await.unwrap())));
+        got.push(port_or_lost(decoded(rx.next().await.unwrap())));
     }
     let hubble = LostEventSource::HubbleRingBuffer as i32;
     assert_eq!(got, [(0, 1), (0, 2), (hubble, 6), (0, 9), (0, 10), (0, 11), (0, 12)]);
@@ -176,19 +181,19 @@ async fn a_follower_the_store_laps_is_told_exactly_what_it_missed() {
 #[tokio::test(flavor = "current_thread")]
 async fn kernel_losses_reach_followers_and_shutdown_ends_the_stream() {
     let hub = Hub::new("n1", 4);
-    let (tx, mut rx) = mpsc::channel(8);
+    let (tx, mut rx) = encoded(&hub, 8);
     let (stop, shutdown) = watch::channel(false);
     let q = Query::new(&request(0, false, true), true).unwrap();
-    tokio::spawn(stream_flows(q.subscribe(&hub), q, encoded(&hub, tx), shutdown));
+    tokio::spawn(stream_flows(q.subscribe(&hub), q, tx, shutdown));
     tokio::task::yield_now().await;
     hub.kernel_lost(5);
-    let r = decoded(rx.recv().await.unwrap());
+    let r = decoded(rx.next().await.unwrap());
     assert_eq!(r.node_name, "n1");
     assert_eq!(port_or_lost(r), (LostEventSource::PerfEventRingBuffer as i32, 5));
     hub.push([tcp(80)]);
-    assert_eq!(port_or_lost(decoded(rx.recv().await.unwrap())), (0, 80));
+    assert_eq!(port_or_lost(decoded(rx.next().await.unwrap())), (0, 80));
     stop.send_replace(true);
-    assert!(rx.recv().await.is_none());
+    assert!(rx.next().await.is_none());
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -201,12 +206,12 @@ async fn kernel_losses_reach_replays_in_stream_order() {
     let replay = |number| {
         let hub = hub.clone();
         async move {
-            let (tx, mut rx) = mpsc::channel(16);
+            let (tx, mut rx) = encoded(&hub, 16);
             let (_stop, shutdown) = watch::channel(false);
             let q = Query::new(&request(number, false, false), true).unwrap();
-            stream_flows(q.subscribe(&hub), q, encoded(&hub, tx), shutdown).await;
+            stream_flows(q.subscribe(&hub), q, tx, shutdown).await;
             let mut got = Vec::new();
-            while let Some(r) = rx.recv().await {
+            while let Some(r) = rx.next().await {
                 got.push(port_or_lost(decoded(r)));
             }
             got
