@@ -16,6 +16,7 @@ use crate::parser::{self, Snapshot};
 use crate::store::{FlowStore, StoredFlow};
 use crate::telemetry::{FlowsOverwrittenBeforeRead, KernelEventsLost, OutputFellBehind, Telemetry};
 
+mod built;
 mod subscription;
 pub use subscription::{History, Notice, Subscription};
 
@@ -78,6 +79,8 @@ pub struct Hub {
     closed: std::sync::atomic::AtomicBool,
     /// (when, flows seen by then), a sample per second over the rate window.
     rate_samples: Mutex<VecDeque<(Instant, u64)>>,
+    /// Recent records built into flows, shared by the consumers that need them.
+    built: built::BuiltFlows,
 }
 
 /// A random id per observer start, so flow uuids differ across restarts.
@@ -112,6 +115,7 @@ impl Hub {
             telemetry: Arc::default(),
             closed: std::sync::atomic::AtomicBool::new(false),
             rate_samples: Mutex::new(VecDeque::new()),
+            built: built::BuiltFlows::default(),
         })
     }
 

@@ -215,9 +215,17 @@ impl Subscription {
         }
     }
 
-    /// The Hubble flow of a stored record.
+    /// The Hubble flow of a stored record, for a consumer that changes it.
     pub fn build(&self, f: &StoredFlow) -> Flow {
         parser::to_flow(f, &self.snapshot(f), self.hub.instance())
+    }
+
+    /// The Hubble flow of a stored record, built once for every consumer
+    /// that reads it while it is recent (followers' filters, metrics,
+    /// exporters): what a consumer that only reads the flow should use.
+    pub fn flow(&self, f: &StoredFlow) -> Arc<Flow> {
+        let newest = self.newest.borrow().saturating_sub(1);
+        self.hub.built.get_or_build(f.seq, newest, || self.build(f))
     }
 
     pub fn hub(&self) -> &Arc<Hub> {

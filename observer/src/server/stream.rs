@@ -4,6 +4,7 @@
 //! A slow client falls behind in the store, never blocks the reader, and is
 //! told what it missed with a `LostEvent`.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use lumen_proto::flow::{Flow, LostEvent, LostEventSource};
@@ -79,12 +80,15 @@ impl Tx {
     /// The response carrying the flow of `f`, already built if a filter
     /// needed it. Without a field mask an encoded stream writes it from the
     /// stored record.
-    fn flow(&mut self, sub: &Subscription, f: &StoredFlow, built: Option<Flow>, q: &Query) -> Response {
+    fn flow(&mut self, sub: &Subscription, f: &StoredFlow, built: Option<Arc<Flow>>, q: &Query) -> Response {
         match self {
             Tx::Encoded(_, encoder, _) if q.mask.is_none() => {
                 Response::Encoded(encoder.response(f, &sub.snapshot(f), q.extensions))
             }
-            _ => self.made(flow_response(built.unwrap_or_else(|| sub.build(f)), q)),
+            _ => self.made(flow_response(
+                built.map_or_else(|| sub.build(f), Arc::unwrap_or_clone),
+                q,
+            )),
         }
     }
 
@@ -144,7 +148,7 @@ pub(super) async fn stream_flows(mut sub: Subscription, q: Query, mut tx: Tx, mu
                     let mut built = None;
                     let admit = q.admit(sent, f, || {
                         q.prefilter.may_match(sub.hub(), f)
-                            && (q.filters.is_empty() || q.filters.matches(built.insert(sub.build(f))))
+                            && (q.filters.is_empty() || q.filters.matches(built.insert(sub.flow(f))))
                     });
                     match admit {
                         Admit::End => {
