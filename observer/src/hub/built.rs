@@ -13,9 +13,12 @@ use lumen_proto::flow::Flow;
 /// Built flows kept; a power of two (slot = sequence number modulo it).
 pub const SLOTS: usize = 4096;
 
+/// A built flow and the sequence number of its record.
+type Slot = Option<(u64, Arc<Flow>)>;
+
 #[derive(Debug)]
 pub struct BuiltFlows {
-    slots: Mutex<Vec<Option<(u64, Arc<Flow>)>>>,
+    slots: Mutex<Vec<Slot>>,
 }
 
 impl Default for BuiltFlows {
