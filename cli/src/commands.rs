@@ -45,6 +45,8 @@ pub enum Command {
     Observe(Box<crate::observe::ObserveArgs>),
     /// Health and flow-buffer status of the observer or relay, like `hubble status`.
     Status(crate::server::ServerArgs),
+    /// A live dashboard of the cluster's workloads, connections, drops, flows and nodes.
+    Top(Box<crate::top::TopArgs>),
     /// What an observer or relay knows, like `hubble list`.
     #[command(subcommand)]
     List(ListCommand),
@@ -179,6 +181,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy(command) => crate::policy::run(&cli, command),
         Command::Observe(args) => crate::observe::observe(args),
         Command::Status(args) => crate::status::status(args),
+        Command::Top(args) => crate::top::run(args),
         Command::List(ListCommand::Nodes(args)) => crate::nodes::list_nodes(args),
         Command::Aggregation { level } => {
             let wire = match level {

@@ -206,6 +206,7 @@ pub fn run(args: &DemoArgs, socket: &Path) -> anyhow::Result<()> {
     println!("  relay            {}", args.relay_address);
     println!("Look at it from another terminal:");
     println!("  {exe} observe -f --verdict DROPPED          # the whole cluster through the relay (hubble observe works too)");
+    println!("  {exe} top                                    # a live dashboard: workloads, connections, drops");
     println!("  {exe} list nodes");
     println!("  {exe} status");
     println!("  {exe} policy list --control-socket {}", socket.display());

@@ -11,6 +11,13 @@ mod policy;
 mod printer;
 mod server;
 mod status;
+mod top;
+
+/// `lumen top` and `lumen observe -f` decode every flow they are sent, each
+/// some thirty small allocations; glibc's allocator was a third of `top`'s
+/// time at 100,000 flows a second.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let cli = commands::Cli::parse();

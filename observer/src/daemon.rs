@@ -16,6 +16,7 @@ use crate::counters::{ConntrackGc, CtTimeouts};
 use crate::datapath::{Datapath, DatapathConfig, DatapathError};
 use crate::endpoint;
 use crate::hub::Hub;
+use crate::metrics::{MetricsError, MetricsOptions};
 use crate::output::JsonLines;
 use crate::peer::{self, Peers};
 use crate::policies::{PolicyStore, PolicyStoreError};
@@ -122,6 +123,28 @@ pub struct ObserverConfig {
     /// format): `none` (the default), `-` for stdout, or a file path to append to.
     #[arg(long, default_value = "none")]
     pub events_output: String,
+    /// Hubble's flow metrics to serve on /metrics, in Hubble's grammar: names
+    /// separated by spaces, each with options `:key=value;key=value`, e.g.
+    /// "drop:sourceContext=pod;destinationContext=pod flow tcp flows-to-world:any-drop".
+    /// Not with --metrics-config.
+    #[arg(long, value_parser = crate::metrics::parse_flag, conflicts_with = "metrics_config")]
+    pub metrics: Option<String>,
+    /// Hubble's dynamic metrics file (a `metrics:` list of name, contextOptions,
+    /// includeFilters, excludeFilters), re-read when it changes: a valid change
+    /// applies at once, an invalid one is logged and the previous one stays.
+    #[arg(long)]
+    pub metrics_config: Option<PathBuf>,
+    /// Address of /metrics (HOST:PORT or :PORT). Without it, :9965 once
+    /// --metrics or --metrics-config is given, and no server otherwise.
+    #[arg(long, value_parser = crate::metrics::parse_listen_address)]
+    pub metrics_listen_address: Option<SocketAddr>,
+    /// Series each flow metric keeps at most; new label sets beyond are not
+    /// added but counted in lumen_metrics_series_refused_total.
+    #[arg(long, default_value_t = lumen_metrics::DEFAULT_MAX_SERIES, value_parser = crate::metrics::parse_max_series)]
+    pub metrics_max_series: usize,
+    /// How long the metric series of a deleted pod stay.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub metrics_grace_period: Duration,
     /// Which packets become events.
     #[arg(long, value_enum, default_value = "medium")]
     pub monitor_aggregation: Aggregation,
@@ -245,6 +268,8 @@ pub enum ObserverError {
     Io { context: String, source: std::io::Error },
     #[error("TLS: {0}")]
     Tls(#[from] lumen_rpc::tls::TlsFileError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ObserverError {
@@ -284,6 +309,7 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
         options,
     )
     .map_err(ObserverError::Policy)?;
+    let metrics = crate::metrics::Prepared::new(&MetricsOptions::of(&cfg))?;
     let peers = Peers::new(match &cfg.nodes_file {
         Some(path) => peer::load_file(path).map_err(ObserverError::Nodes)?,
         None => peer::local(&cfg.node_name, cfg.listen_address),
@@ -348,6 +374,11 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
     };
     // The output follows the stream from before the reader's first record.
     let output = out.map(|out| tokio::spawn(JsonLines::new(out, cfg.node_name.clone()).run(hub.follow())));
+    // The metrics too count from before the reader's first record.
+    let metrics = match metrics {
+        Some(m) => Some(m.start(&hub, shutdown.clone()).await?),
+        None => None,
+    };
     let reader = Reader::new(ring, pin_dir.clone(), state_dir.join("lost-reported"), hub.clone())
         .map_err(io_err("cannot poll the ring buffer"))?;
     let reader = tokio::spawn(reader.run(shutdown.clone()));
@@ -426,6 +457,9 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
         .map_err(|e| io_err("reader task")(std::io::Error::other(e)));
     // The output ends with what the reader stored, however the reader ended.
     hub.close();
+    if let Some(m) = metrics {
+        m.stop();
+    }
     if let Some(output) = output {
         output
             .await

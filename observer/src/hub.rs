@@ -10,11 +10,11 @@ use std::time::{Duration, Instant, SystemTime};
 use lumen_probes::abi;
 use lumen_proto::flow::Flow;
 use lumen_rpc::telemetry::InternalEvent;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::parser::{self, Snapshot};
 use crate::store::{FlowStore, StoredFlow};
-use crate::telemetry::{FlowsOverwrittenBeforeRead, KernelEventsLost, OutputFellBehind, Telemetry};
+use crate::telemetry::{FlowsOverwrittenBeforeRead, KernelEventsLost, MetricsFellBehind, OutputFellBehind, Telemetry};
 
 mod built;
 mod subscription;
@@ -28,6 +28,9 @@ const MAX_SNAPSHOTS: usize = 64;
 /// Kernel losses kept in the stream at most; a newer one beyond that is
 /// added to the newest kept, so counts stay exact.
 const MAX_KERNEL_LOSSES: usize = 4096;
+
+/// Deleted endpoints a slow listener may fall behind by before it misses some.
+const GONE_BACKLOG: usize = 1024;
 
 /// `flows_rate` is the rate over this window, like Hubble's.
 const RATE_WINDOW: Duration = Duration::from_secs(60);
@@ -81,6 +84,9 @@ pub struct Hub {
     rate_samples: Mutex<VecDeque<(Instant, u64)>>,
     /// Recent records built into flows, shared by the consumers that need them.
     built: built::BuiltFlows,
+    /// `(namespace, pod)` of each endpoint a published snapshot no longer
+    /// has, for consumers that keep state per pod (the metrics' series).
+    gone: broadcast::Sender<(String, String)>,
 }
 
 /// A random id per observer start, so flow uuids differ across restarts.
@@ -116,6 +122,7 @@ impl Hub {
             closed: std::sync::atomic::AtomicBool::new(false),
             rate_samples: Mutex::new(VecDeque::new()),
             built: built::BuiltFlows::default(),
+            gone: broadcast::channel(GONE_BACKLOG).0,
         })
     }
 
@@ -152,14 +159,30 @@ impl Hub {
             let store = self.store();
             store.get(store.oldest()).map(|f| f.names)
         };
+        let snapshot = Arc::new(snapshot);
         let mut snaps = self.snapshots.write().unwrap_or_else(|e| e.into_inner());
+        let previous = snaps.back().map(|(_, s)| s.clone());
         let id = snaps.back().map_or(0, |(id, _)| id.wrapping_add(1));
-        snaps.push_back((id, Arc::new(snapshot)));
+        snaps.push_back((id, snapshot.clone()));
         // Ids only grow while the observer runs (2^32 applies would be needed
         // to wrap), so flows still held refer to ids >= the oldest flow's.
         while snaps.len() > 1 && (snaps.len() > MAX_SNAPSHOTS || oldest_needed.is_none_or(|n| snaps[0].0 < n)) {
             snaps.pop_front();
         }
+        drop(snaps);
+        if let Some(previous) = previous.filter(|_| self.gone.receiver_count() > 0) {
+            let pod = |m: &Arc<parser::EndpointMeta>| (m.namespace.clone(), m.pod_name.clone());
+            let now: std::collections::HashSet<_> = snapshot.endpoints_by_id.values().map(pod).collect();
+            for gone in previous.endpoints_by_id.values().map(pod).filter(|p| !now.contains(p)) {
+                let _ = self.gone.send(gone);
+            }
+        }
+    }
+
+    /// Every endpoint that goes from now on, as `(namespace, pod)`, in the
+    /// order they go (a listener more than 1024 behind misses the oldest).
+    pub fn endpoints_gone(&self) -> broadcast::Receiver<(String, String)> {
+        self.gone.subscribe()
     }
 
     fn current_snapshot_id(&self) -> u32 {
@@ -308,6 +331,11 @@ impl Hub {
         OutputFellBehind { count }.emit(&self.telemetry);
     }
 
+    /// The flow metrics missed `count` flows.
+    pub fn metrics_lost(&self, count: u64) {
+        MetricsFellBehind { count }.emit(&self.telemetry);
+    }
+
     /// A copy of the newest `n` flows held, oldest first.
     #[cfg(test)]
     pub(crate) fn held(&self, n: usize) -> Vec<StoredFlow> {
@@ -391,6 +419,33 @@ mod tests {
         assert_eq!(hub.snapshots.read().unwrap().len(), 2);
         let held = hub.store().last(1)[0];
         assert_eq!(dst_pod(&hub.to_flow(&held)), "c");
+    }
+
+    #[test]
+    fn endpoints_a_snapshot_no_longer_has_are_told_in_order() {
+        let hub = Hub::new("n1", 8);
+        let mut gone = hub.endpoints_gone();
+        let snap = |pods: &[&str]| {
+            let mut s = Snapshot::default();
+            for (i, p) in pods.iter().enumerate() {
+                let meta = EndpointMeta {
+                    id: i as u32 + 1,
+                    namespace: "default".into(),
+                    pod_name: p.to_string(),
+                    ..Default::default()
+                };
+                s.endpoints_by_id.insert(meta.id, Arc::new(meta));
+            }
+            s
+        };
+        hub.publish(snap(&["web", "late"]));
+        hub.publish(snap(&["web"]));
+        hub.publish(snap(&["web", "late"]));
+        hub.publish(snap(&["late"]));
+        let pod = |p: &str| Ok(("default".to_string(), p.to_string()));
+        assert_eq!(gone.try_recv(), pod("late"));
+        assert_eq!(gone.try_recv(), pod("web"));
+        assert_eq!(gone.try_recv(), Err(broadcast::error::TryRecvError::Empty));
     }
 
     #[test]

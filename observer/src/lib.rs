@@ -4,7 +4,7 @@
 //! Stages: `datapath` (load, pin, attach, write maps) → `state` (endpoints,
 //! identities, rules) → `reader` (ring buffer) → `decode` (pure) →
 //! `output` (JSON lines) and `hub` (flow store) → `parser` → `server`
-//! (Hubble's Observer gRPC service). `control` serves runtime changes
+//! (Hubble's Observer gRPC service) and `metrics` (Prometheus). `control` serves runtime changes
 //! (the `lumen.v1.Control` gRPC service).
 
 pub mod control;
@@ -14,6 +14,7 @@ pub mod datapath;
 pub mod decode;
 pub mod endpoint;
 pub mod hub;
+pub mod metrics;
 pub mod output;
 pub mod parser;
 pub mod peer;

@@ -18,6 +18,10 @@ pub struct Telemetry {
     /// Flows the store overwrote before the JSON-lines event output wrote
     /// them (it says so in its own stream too, as a `lost` line).
     pub lost_output: Counter,
+    /// Flows the store overwrote before the flow metrics counted them.
+    pub lost_metrics: Counter,
+    /// Changes of the `--metrics-config` file, by result (`applied`, `rejected`).
+    pub metrics_config_reloads: CounterVec,
     /// Control API requests answered with an error, by method.
     pub control_failed: CounterVec,
     /// Ring-buffer records that were not well-formed events, by what was wrong.
@@ -30,6 +34,7 @@ struct Logs {
     kernel: LogLimit,
     store: LogLimit,
     output: LogLimit,
+    metrics: LogLimit,
     decode: LogLimit,
     control: LogLimit,
 }
@@ -48,6 +53,14 @@ impl Default for Telemetry {
         for reason in DecodeError::KINDS {
             decode_errors.add(reason, 0);
         }
+        let metrics_config_reloads = CounterVec::new(
+            "lumen_metrics_config_reloads_total",
+            "Changes of the --metrics-config file, by whether they were applied or rejected (the previous configuration stays)",
+            "result",
+        );
+        for result in ["applied", "rejected"] {
+            metrics_config_reloads.add(result, 0);
+        }
         Telemetry {
             lost_kernel: Counter::new(LOST_EVENTS, LOST_EVENTS_HELP, &[("stage", "kernel_ring_buffer")]),
             lost_store: Counter::new(
@@ -60,6 +73,12 @@ impl Default for Telemetry {
                 LOST_EVENTS_HELP,
                 &[("stage", "flow_store"), ("consumer", "json_output")],
             ),
+            lost_metrics: Counter::new(
+                LOST_EVENTS,
+                LOST_EVENTS_HELP,
+                &[("stage", "flow_store"), ("consumer", "metrics")],
+            ),
+            metrics_config_reloads,
             control_failed: CounterVec::new(
                 "lumen_control_requests_failed_total",
                 "Control API requests answered with an error, by method",
@@ -78,8 +97,10 @@ impl Telemetry {
             self.lost_kernel.sample(),
             self.lost_store.sample(),
             self.lost_output.sample(),
+            self.lost_metrics.sample(),
         ];
         out.extend(self.decode_errors.samples());
+        out.extend(self.metrics_config_reloads.samples());
         out.extend(self.control_failed.samples());
         out
     }
@@ -147,6 +168,62 @@ impl InternalEvent for OutputFellBehind {
     }
 }
 
+/// The flow metrics counted slower than the store turned over: `count`
+/// flows were overwritten before they were counted.
+pub struct MetricsFellBehind {
+    pub count: u64,
+}
+
+impl InternalEvent for MetricsFellBehind {
+    type Counters = Telemetry;
+
+    fn emit(&self, to: &Telemetry) {
+        to.lost_metrics.add(self.count);
+        if let Some(occurrences) = to.log.metrics.check("") {
+            tracing::warn!(
+                count = self.count,
+                occurrences,
+                "flows lost to the flow metrics: the store overwrote them before they were counted (a larger --max-flows helps)"
+            );
+        }
+    }
+}
+
+/// A changed `--metrics-config` file was applied.
+pub struct MetricsConfigApplied<'a> {
+    pub path: &'a std::path::Path,
+    pub metrics: &'a [String],
+}
+
+impl InternalEvent for MetricsConfigApplied<'_> {
+    type Counters = Telemetry;
+
+    fn emit(&self, to: &Telemetry) {
+        to.metrics_config_reloads.add("applied", 1);
+        tracing::info!(file = %self.path.display(), metrics = ?self.metrics, "metrics configuration applied");
+    }
+}
+
+/// A changed `--metrics-config` file could not be applied: the previous
+/// configuration stays. Logged once per change of the file.
+pub struct MetricsConfigRejected<'a> {
+    pub path: &'a std::path::Path,
+    pub error: &'a str,
+}
+
+impl InternalEvent for MetricsConfigRejected<'_> {
+    type Counters = Telemetry;
+
+    fn emit(&self, to: &Telemetry) {
+        to.metrics_config_reloads.add("rejected", 1);
+        tracing::warn!(
+            file = %self.path.display(),
+            error = self.error,
+            "metrics configuration rejected; the previous one stays"
+        );
+    }
+}
+
 /// A control API request was answered with an error status.
 pub struct ControlRequestFailed<'a> {
     pub method: &'static str,
@@ -210,6 +287,9 @@ mod tests {
         KernelEventsLost { count: 1 }.emit(&t);
         FlowsOverwrittenBeforeRead { count: 7 }.emit(&t);
         OutputFellBehind { count: 2 }.emit(&t);
+        MetricsFellBehind { count: 3 }.emit(&t);
+        let path = std::path::Path::new("metrics.yaml");
+        MetricsConfigRejected { path, error: "bad" }.emit(&t);
         let refused = lumen_proto::tonic::Status::invalid_argument("p.yaml:3: bad");
         ControlRequestFailed {
             method: "apply_policies",
@@ -227,9 +307,12 @@ mod tests {
                 s("lumen_lost_events_total{stage=kernel_ring_buffer}", 5),
                 s("lumen_lost_events_total{stage=flow_store,consumer=observer_api}", 7),
                 s("lumen_lost_events_total{stage=flow_store,consumer=json_output}", 2),
+                s("lumen_lost_events_total{stage=flow_store,consumer=metrics}", 3),
                 s("lumen_decode_errors_total{reason=capture_overrun}", 0),
                 s("lumen_decode_errors_total{reason=short}", 0),
                 s("lumen_decode_errors_total{reason=unknown_family}", 1),
+                s("lumen_metrics_config_reloads_total{result=applied}", 0),
+                s("lumen_metrics_config_reloads_total{result=rejected}", 1),
                 s("lumen_control_requests_failed_total{method=apply_policies}", 1),
             ]
         );

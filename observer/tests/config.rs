@@ -165,6 +165,34 @@ fn a_bad_value_is_an_error_with_its_place_and_the_flag_parsers_reason() {
 }
 
 #[test]
+fn metrics_settings_are_checked_where_they_are_given() {
+    let file = "metrics: drop:sourceContext=pod flow\nmetrics-listen-address: \":9965\"\nmetrics-grace-period: 30s\n";
+    let cfg = load(&with_file(&[]), &[("LUMEN_METRICS_MAX_SERIES", "500")], file)
+        .unwrap()
+        .config;
+    assert_eq!(cfg.metrics.as_deref(), Some("drop:sourceContext=pod flow"));
+    assert_eq!(cfg.metrics_listen_address, Some("0.0.0.0:9965".parse().unwrap()));
+    assert_eq!(cfg.metrics_grace_period, Duration::from_secs(30));
+    assert_eq!(cfg.metrics_max_series, 500);
+    assert_eq!(
+        error(&with_file(&[]), &[], "metrics: drop:sourceContext=pods\n"),
+        "/etc/lumen/observer.yaml:1: metrics: invalid value \"drop:sourceContext=pods\": metric \"drop\": option \
+         sourceContext: \"pods\" is not a context; use identity, namespace, pod, pod-name, dns, ip, reserved-identity, \
+         workload, workload-name or app, several separated by | (the first that is not empty is used)"
+    );
+    assert_eq!(
+        error(&[], &[("LUMEN_METRICS", "drops")], ""),
+        "environment variable LUMEN_METRICS: invalid value \"drops\": metric \"drops\" does not exist; the metrics \
+         are flow, drop, tcp, port-distribution, icmp, flows-to-world, policy, dns, http, httpV2, kafka"
+    );
+    // Both forms at once, from any two places, as in Hubble.
+    let Err(Error::Args(e)) = load(&with_file(&["--metrics-config", "m.yaml"]), &[], "metrics: drop\n") else {
+        panic!("a clap error")
+    };
+    assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+}
+
+#[test]
 fn a_missing_file_is_an_error_naming_it() {
     let env: Env = Env::default();
     let err = ObserverConfig::load(["lumen-observer", "--config", "/nonexistent.yaml"], &env, |p| {
@@ -196,6 +224,11 @@ tls-client-ca-files: []                      # default
 nodes-file:                                  # default (unset)
 max-flows: 100000                            # flag
 events-output: none                          # default
+metrics:                                     # default (unset)
+metrics-config:                              # default (unset)
+metrics-listen-address:                      # default (unset)
+metrics-max-series: 10000                    # default
+metrics-grace-period: 1m                     # default
 monitor-aggregation: medium                  # default
 capture-bytes: 0                             # default
 ring-buffer-bytes: 4194304                   # default

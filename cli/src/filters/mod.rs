@@ -157,6 +157,47 @@ impl Args for FilterFlags {
     }
 }
 
+impl FilterFlags {
+    /// The filters of flags typed as one line, as `lumen observe` takes
+    /// them (`--verdict DROPPED --not --namespace kube-system`); quotes
+    /// group words (`--allowlist '{"source_pod":["default/"]}'`).
+    pub fn parse_line(line: &str) -> Result<FilterFlags, String> {
+        let words = split_words(line)?;
+        let cmd = FilterFlags::augment_args(Command::new("filter").no_binary_name(true).disable_help_flag(true));
+        let first_line = |e: clap::Error| {
+            let text = e.render().to_string();
+            let line = text.lines().next().unwrap_or_default();
+            line.strip_prefix("error: ").unwrap_or(line).to_string()
+        };
+        let matches = cmd.try_get_matches_from(words).map_err(first_line)?;
+        FilterFlags::from_arg_matches(&matches).map_err(first_line)
+    }
+}
+
+/// Words as a shell splits them: at spaces, with '…' and "…" quoting.
+fn split_words(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut quote: Option<char> = None;
+    for c in line.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.get_or_insert_with(String::new).push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                word.get_or_insert_with(String::new);
+            }
+            (None, c) if c.is_whitespace() => words.extend(word.take()),
+            (None, c) => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    if let Some(q) = quote {
+        return Err(format!("unclosed {q}"));
+    }
+    words.extend(word);
+    Ok(words)
+}
+
 fn error(message: String) -> clap::Error {
     clap::Error::raw(ErrorKind::ValueValidation, message + "\n")
 }

@@ -1,0 +1,285 @@
+//! What `lumen top` costs while a relay streams 100,000 flows a second:
+//! its CPU (from /proc, as a share of one core) and its memory over time.
+//! Run as root (no kernel needed, but tmux and the sockets): `cargo bench
+//! -p lumen-cli --bench top` (10 minutes; `LUMEN_BENCH_SECS=60` for a short
+//! run). Results go to BENCHMARKS.md.
+//!
+//! An observer's real gRPC server is fed datapath records by a producer
+//! thread at the rate (100 pods of 20 workloads in 4 namespaces talking to
+//! each other on a port; every 50th a policy drop); the relay follows it;
+//! `lumen top` runs in a 160×48 tmux pane against the relay, on its default
+//! tab, as a user would leave it.
+
+#[path = "../../observer/benches/support/benchmarks_md.rs"]
+mod benchmarks_md;
+#[path = "../../observer/benches/support/machine.rs"]
+mod machine;
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Parser as _;
+use lumen_observer::hub::Hub;
+use lumen_observer::parser::{EndpointMeta, RuleMeta, Snapshot};
+use lumen_probes::abi;
+use lumen_relay::{RelayConfig, RelayHandle};
+
+const RATE: u64 = 100_000;
+const PODS: u32 = 100;
+const APPS: u32 = 20;
+
+fn pod_ip(p: u32) -> [u8; 4] {
+    [10, 9, (p / 250) as u8, (p % 250 + 1) as u8]
+}
+
+fn snapshot() -> Snapshot {
+    let mut s = Snapshot::default();
+    for p in 0..PODS {
+        let app = p % APPS;
+        let ns = format!("team{}", app % 4);
+        let meta = Arc::new(EndpointMeta {
+            id: p + 1,
+            identity: 1000 + app,
+            namespace: ns.clone(),
+            pod_name: format!("svc{app}-5c8d7f9b4-{p:05}"),
+            labels: vec![
+                format!("k8s:app=svc{app}"),
+                format!("k8s:io.kubernetes.pod.namespace={ns}"),
+            ],
+            ..Default::default()
+        });
+        s.endpoints.insert(std::net::IpAddr::from(pod_ip(p)), meta.clone());
+        s.endpoints_by_id.insert(p + 1, meta);
+    }
+    s.rules.insert(
+        7,
+        Arc::new(RuleMeta {
+            name: "allow-team".into(),
+            namespace: "team0".into(),
+            kind: "CiliumNetworkPolicy".into(),
+            match_type: 2,
+        }),
+    );
+    s
+}
+
+fn record(i: u64, now_ns: u64) -> abi::Event {
+    let src = (i % u64::from(PODS)) as u32;
+    let dst = ((i / 7 + 13) % u64::from(PODS)) as u32;
+    let mut ev = abi::Event {
+        timestamp_ns: now_ns,
+        endpoint_id: dst + 1,
+        src_identity: 1000 + src % APPS,
+        dst_identity: 1000 + dst % APPS,
+        rule_id: 7,
+        family: 4,
+        proto: 6,
+        direction: abi::DIR_INGRESS,
+        obs_point: abi::OBS_TO_ENDPOINT,
+        verdict: abi::VERDICT_FORWARDED,
+        ct_state: abi::CT_ESTABLISHED,
+        sport: 30_000 + (i % 20_000) as u16,
+        dport: 8080,
+        tcp_flags: 0x18,
+        pkt_len: 66,
+        ..Default::default()
+    };
+    ev.saddr[..4].copy_from_slice(&pod_ip(src));
+    ev.daddr[..4].copy_from_slice(&pod_ip(dst));
+    if i.is_multiple_of(50) {
+        ev.verdict = abi::VERDICT_DROPPED;
+        ev.drop_reason = abi::DROP_POLICY_DENIED;
+        ev.rule_id = 0;
+        ev.ct_state = abi::CT_NEW;
+        ev.tcp_flags = 0x02;
+    }
+    ev
+}
+
+fn wall_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+/// (CPU seconds, resident bytes) of process `pid`.
+fn usage(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, r)| r)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    // utime and stime are fields 14 and 15 of stat; 12 and 13 after the name.
+    let cpu = (ticks(11) + ticks(12)) / hz;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    (cpu, rss_kib * 1024)
+}
+
+struct Session(String);
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["kill-session", "-t", &self.0]).status();
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let secs: u64 = std::env::var("LUMEN_BENCH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(600);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let hub = Hub::new("bench-node", 1_000_000);
+    hub.publish(snapshot());
+    let dir = std::env::temp_dir().join(format!("lumen-top-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let address: SocketAddr = rt.block_on(async {
+        let unix = lumen_observer::server::bind_unix(&dir.join("observer.sock")).unwrap();
+        let tcp = lumen_observer::server::bind_tcp("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let address = tcp.local_addr().unwrap();
+        let peers = lumen_observer::peer::Peers::new(vec![]);
+        tokio::spawn(lumen_observer::server::serve(
+            hub.clone(),
+            peers,
+            unix,
+            Some(tcp),
+            stop_rx,
+        ));
+        address
+    });
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let relay = RelayHandle::spawn(RelayConfig::parse_from([
+        "lumen-relay",
+        "--listen-address",
+        &listen.to_string(),
+        "--peer",
+        &address.to_string(),
+    ]));
+
+    // The producer: RATE records a second, a batch every 10 ms.
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = std::thread::spawn({
+        let (hub, stop) = (hub.clone(), stop.clone());
+        move || {
+            let start = Instant::now();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let due = (start.elapsed().as_secs_f64() * RATE as f64) as u64;
+                let now = wall_ns();
+                hub.push((n..due).map(|i| record(i, now)));
+                n = due;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            n
+        }
+    });
+
+    let session = Session(format!("lumen-top-bench-{}", std::process::id()));
+    let lumen = std::env::current_exe()
+        .ok()
+        .and_then(|e| Some(e.parent()?.parent()?.join("lumen")))
+        .filter(|p| p.exists())
+        .expect("the lumen binary beside the bench (cargo bench builds it)");
+    let status = Command::new("tmux")
+        .args(["new-session", "-d", "-s", &session.0, "-x", "160", "-y", "48"])
+        .arg(format!("{} top --server {listen}", lumen.display()))
+        .env("TERM", "xterm-256color")
+        .status()
+        .expect("tmux");
+    assert!(status.success());
+    let pid: u32 = String::from_utf8(
+        Command::new("tmux")
+            .args(["display", "-p", "-t", &session.0, "#{pane_pid}"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+
+    // Warm up 10 s, then sample every 10 s.
+    std::thread::sleep(Duration::from_secs(10));
+    let (cpu0, rss0) = usage(pid);
+    let seen0 = hub.status().seen_flows;
+    let t0 = Instant::now();
+    let mut samples = vec![(0u64, rss0)];
+    while t0.elapsed() < Duration::from_secs(secs) {
+        std::thread::sleep(Duration::from_secs(10));
+        samples.push((t0.elapsed().as_secs(), usage(pid).1));
+    }
+    let (cpu1, rss1) = usage(pid);
+    let elapsed = t0.elapsed().as_secs_f64();
+    let delivered = (hub.status().seen_flows - seen0) as f64 / elapsed;
+    let screen = String::from_utf8(
+        Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &session.0])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    drop(session);
+    stop.store(true, Ordering::Relaxed);
+    producer.join().unwrap();
+    drop(relay);
+    let _ = stop_tx.send(true);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let cpu_share = (cpu1 - cpu0) / elapsed * 100.0;
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let peak = samples.iter().map(|s| s.1).max().unwrap_or(0);
+    let minute = samples.iter().find(|s| s.0 >= 60).map_or(rss0, |s| s.1);
+    let rows = format!(
+        "| `lumen top` CPU while the relay streams {:.0} flows/s ({:.0} s, after 10 s of warm-up) | {cpu_share:.1} % of one core | ≤ 25 % |\n\
+         | `lumen top` resident memory: after 10 s / 1 min / at the end ({:.0} s) / peak | {:.1} / {:.1} / {:.1} / {:.1} MiB | flat |\n",
+        delivered,
+        elapsed,
+        elapsed + 10.0,
+        mib(rss0),
+        mib(minute),
+        mib(rss1),
+        mib(peak),
+    );
+    print!("{rows}");
+    println!("{screen}");
+    let section = format!(
+        "## `lumen top`: CPU and memory under a stream\n\n\
+         Command: `cargo bench -p lumen-cli --bench top` (as root; `LUMEN_BENCH_SECS` sets the length, 600 by default).\n\
+         Machine: {}, kernel {}.\n\n\
+         | measure | result | budget |\n|---|---:|---|\n{rows}\n\
+         How it is set up: an observer's real gRPC server is fed datapath records by a producer thread at 100,000 a second \
+         (100 pods of 20 workloads in 4 namespaces, every 50th a policy drop), a relay follows it, and `lumen top` runs in a \
+         160×48 tmux pane against the relay on its default tab, redrawing ten times a second. Its CPU is utime + stime from \
+         `/proc/<pid>/stat` over the run, its memory `VmRSS`, sampled every 10 s. The flow rate is what the observer stored \
+         over the run; the relay and the server run in the benchmark's process, not in `lumen top`'s.\n",
+        machine::cpu_model(),
+        machine::kernel(),
+    );
+    benchmarks_md::update_benchmarks("top", &section);
+    println!("BENCHMARKS.md updated");
+}

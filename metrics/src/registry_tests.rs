@@ -1,0 +1,213 @@
+//! Configuration, reconfiguration, the series cap and the expiry of a
+//! deleted pod's series, seen through the exposition.
+
+use std::time::{Duration, Instant};
+
+use lumen_proto::flow::{DropReason, FlowFilter};
+
+use super::*;
+use crate::fixtures::*;
+use crate::MetricConfig;
+
+fn denied(port: u32) -> Flow {
+    dropped(tcp(flow(), port, "SYN"), DropReason::PolicyDenied)
+}
+
+#[test]
+fn the_exposition_is_prometheus_text_with_help_type_and_the_refusal_counter() {
+    let r = registry("drop flow");
+    r.process([&denied(80), &denied(80), &denied(81)]);
+    assert_eq!(
+        r.render(),
+        "# HELP hubble_drop_total Number of drops\n\
+         # TYPE hubble_drop_total counter\n\
+         hubble_drop_total{protocol=\"TCP\",reason=\"POLICY_DENIED\"} 3\n\
+         # HELP hubble_flows_processed_total Total number of flows processed\n\
+         # TYPE hubble_flows_processed_total counter\n\
+         hubble_flows_processed_total{protocol=\"TCP\",subtype=\"\",type=\"Drop\",verdict=\"DROPPED\"} 3\n\
+         # HELP lumen_metrics_series_refused_total New label sets a flow metric did not add because it had its \
+         maximum of series (--metrics-max-series)\n\
+         # TYPE lumen_metrics_series_refused_total counter\n\
+         lumen_metrics_series_refused_total{metric=\"hubble_drop_total\"} 0\n\
+         lumen_metrics_series_refused_total{metric=\"hubble_flows_processed_total\"} 0\n"
+    );
+}
+
+#[test]
+fn label_sets_beyond_max_series_are_refused_and_counted() {
+    let r = Registry::new(Settings {
+        max_series: 2,
+        ..Settings::default()
+    });
+    r.configure(&MetricsConfig::parse_flag("drop:destinationContext=ip"))
+        .unwrap();
+    let to = |ip: &str| {
+        let mut f = denied(80);
+        f.ip.as_mut().unwrap().destination = ip.into();
+        f
+    };
+    for ip in ["10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.2"] {
+        r.process([&to(ip)]);
+    }
+    assert_eq!(
+        lines(&r),
+        [
+            r#"hubble_drop_total{destination="10.0.0.2",protocol="TCP",reason="POLICY_DENIED"} 2"#,
+            r#"hubble_drop_total{destination="10.0.0.3",protocol="TCP",reason="POLICY_DENIED"} 1"#,
+        ]
+    );
+    assert!(r
+        .render()
+        .contains("lumen_metrics_series_refused_total{metric=\"hubble_drop_total\"} 2\n"));
+    assert_eq!(r.series(), 2);
+}
+
+#[test]
+fn a_deleted_pods_series_go_after_the_grace_period_and_only_they() {
+    let r = registry(
+        "drop:sourceContext=pod;destinationContext=pod \
+         flow:labelsContext=destination_namespace,destination_pod \
+         tcp:sourceContext=pod-name port-distribution",
+    );
+    let mut from_api = tcp(flow(), 80, "SYN");
+    from_api.source = Some(pod("default", "api", "api"));
+    r.process([&denied(80), &tcp(flow(), 80, "SYN"), &from_api]);
+    let before = lines(&r);
+    assert_eq!(before.len(), 6, "{before:#?}");
+    let t0 = Instant::now();
+    r.endpoint_deleted("default", "db", t0);
+    r.endpoint_deleted("default", "api", t0 + Duration::from_secs(30));
+    assert_eq!(r.expire(t0 + Duration::from_secs(59)), 0);
+    assert_eq!(lines(&r), before);
+    // db's: the drop (as destination) and both flow series (by labels);
+    // pod-name and port-distribution cannot name a pod, so they stay.
+    assert_eq!(r.expire(t0 + Duration::from_secs(60)), 3);
+    assert_eq!(
+        lines(&r),
+        [
+            r#"hubble_port_distribution_total{port="80",protocol="TCP"} 2"#,
+            r#"hubble_tcp_flags_total{family="IPv4",flag="SYN",source="api"} 1"#,
+            r#"hubble_tcp_flags_total{family="IPv4",flag="SYN",source="web"} 1"#,
+        ]
+    );
+    // A flow after the expiry starts the series anew.
+    r.process([&denied(80)]);
+    assert!(lines(&r).contains(
+        &r#"hubble_drop_total{destination="default/db",protocol="TCP",reason="POLICY_DENIED",source="default/web"} 1"#
+            .to_string()
+    ));
+    assert_eq!(
+        r.expire(t0 + Duration::from_secs(90)),
+        0,
+        "api named no pod-labelled series"
+    );
+}
+
+#[test]
+fn filters_choose_the_flows_a_metric_counts() {
+    let config = MetricsConfig::parse_yaml(
+        r#"
+metrics:
+- name: drop
+  includeFilters:
+  - destination_port: ["80", "81"]
+  excludeFilters:
+  - destination_port: ["81"]
+"#,
+    )
+    .unwrap();
+    let r = Registry::default();
+    r.configure(&config).unwrap();
+    r.process([&denied(80), &denied(81), &denied(82)]);
+    assert_eq!(
+        lines(&r),
+        [r#"hubble_drop_total{protocol="TCP",reason="POLICY_DENIED"} 1"#]
+    );
+}
+
+#[test]
+fn reconfiguring_keeps_unchanged_metrics_and_an_invalid_config_changes_nothing() {
+    let r = registry("drop flow:sourceContext=pod");
+    r.process([&denied(80)]);
+    // drop's filters change (it keeps its series), flow's options change
+    // (it starts anew), tcp is new.
+    let mut next = MetricsConfig::parse_flag("drop flow:sourceContext=namespace tcp");
+    next.metrics[0].exclude_filters = vec![FlowFilter {
+        destination_port: vec!["80".into()],
+        ..Default::default()
+    }];
+    r.configure(&next).unwrap();
+    r.process([&denied(80), &denied(81)]);
+    assert_eq!(
+        lines(&r),
+        [
+            r#"hubble_drop_total{protocol="TCP",reason="POLICY_DENIED"} 2"#,
+            r#"hubble_flows_processed_total{protocol="TCP",source="default",subtype="",type="Drop",verdict="DROPPED"} 2"#,
+        ]
+    );
+    assert_eq!(r.metrics(), ["drop", "flow", "tcp"]);
+    let bad = MetricsConfig::parse_flag("drop flow:sourceContext=pods");
+    assert_eq!(
+        r.configure(&bad).unwrap_err().to_string(),
+        "metric \"flow\": option sourceContext: \"pods\" is not a context; use identity, namespace, pod, pod-name, \
+         dns, ip, reserved-identity, workload, workload-name or app, several separated by | (the first that is not \
+         empty is used)"
+    );
+    assert_eq!(r.metrics(), ["drop", "flow", "tcp"]);
+    r.configure(&MetricsConfig::default()).unwrap();
+    assert_eq!(lines(&r), Vec::<String>::new());
+}
+
+#[test]
+fn configuration_errors_name_the_metric_and_the_option() {
+    let err = |text: &str| {
+        Registry::default()
+            .configure(&MetricsConfig::parse_flag(text))
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        err("drops"),
+        "metric \"drops\" does not exist; the metrics are flow, drop, tcp, port-distribution, icmp, flows-to-world, \
+         policy, dns, http, httpV2, kafka"
+    );
+    assert_eq!(
+        err("drop drop:sourceContext=pod"),
+        "metric \"drop\" is configured twice"
+    );
+    assert_eq!(
+        err("http httpV2"),
+        "metric \"http\" conflicts with metric \"httpV2\" (the same series names): configure one of them"
+    );
+    assert_eq!(
+        err("drop:any-drop"),
+        "metric \"drop\": unknown option \"any-drop\"; this metric takes sourceContext, destinationContext, their \
+         Egress and Ingress forms and labelsContext"
+    );
+    assert_eq!(
+        err("flows-to-world:syn_only"),
+        "metric \"flows-to-world\": unknown option \"syn_only\"; this metric takes sourceContext, destinationContext, \
+         their Egress and Ingress forms and labelsContext, and any-drop, port, syn-only"
+    );
+    assert_eq!(
+        err("flows-to-world:port=443"),
+        "metric \"flows-to-world\": option port takes no value, got \"443\""
+    );
+    assert_eq!(
+        err("drop:sourceContext=pod;SourceContext=ip"),
+        "metric \"drop\": option \"SourceContext\" is given twice"
+    );
+    let filter = MetricConfig {
+        name: "drop".into(),
+        include_filters: vec![FlowFilter {
+            source_ip: vec!["10.0.0.0/33".into()],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let config = MetricsConfig { metrics: vec![filter] };
+    assert_eq!(
+        Registry::default().configure(&config).unwrap_err().to_string(),
+        "metric \"drop\": includeFilters[0]: invalid CIDR \"10.0.0.0/33\" in source_ip: prefix length out of range"
+    );
+}

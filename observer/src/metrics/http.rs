@@ -1,0 +1,114 @@
+//! `/metrics` over HTTP: the flow metrics, Hubble's
+//! `hubble_lost_events_total` and Lumen's own counters, in Prometheus'
+//! text format. The loss series are read from the same counters that
+//! `ServerStatus` and the stream's lost events report: one accounting.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use lumen_metrics::Registry;
+use lumen_rpc::telemetry::Sample;
+use prometheus::proto::{Counter, LabelPair, Metric, MetricFamily, MetricType};
+use tokio::sync::watch;
+
+use crate::hub::Hub;
+use crate::telemetry::Telemetry;
+
+/// Prometheus' text format, version 0.0.4.
+const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[derive(Clone)]
+struct Scrape {
+    registry: Arc<Registry>,
+    hub: Arc<Hub>,
+}
+
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    registry: Arc<Registry>,
+    hub: Arc<Hub>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let app = Router::new()
+        .route("/metrics", get(scrape))
+        .with_state(Scrape { registry, hub });
+    let stop = async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    };
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+        tracing::warn!(error = %e, "metrics server failed");
+    }
+}
+
+async fn scrape(State(s): State<Scrape>) -> impl IntoResponse {
+    ([(CONTENT_TYPE, TEXT)], render(&s.registry, s.hub.telemetry()))
+}
+
+/// Everything `/metrics` shows, families sorted by name.
+pub fn render(registry: &Registry, telemetry: &Telemetry) -> String {
+    let mut families = registry.gather();
+    families.extend(own(telemetry.snapshot()));
+    families.push(hubble_lost_events(telemetry));
+    families.sort_by(|a, b| a.name().cmp(b.name()));
+    lumen_metrics::encode(&families)
+}
+
+fn counter(labels: Vec<(&str, String)>, value: u64) -> Metric {
+    let mut labels: Vec<LabelPair> = labels
+        .into_iter()
+        .map(|(k, v)| {
+            let mut pair = LabelPair::default();
+            pair.set_name(k.to_string());
+            pair.set_value(v);
+            pair
+        })
+        .collect();
+    labels.sort_by(|a, b| a.name().cmp(b.name()));
+    let mut c = Counter::default();
+    c.set_value(value as f64);
+    let mut m = Metric::from_label(labels);
+    m.set_counter(c);
+    m
+}
+
+fn family(name: &str, help: &str, metrics: Vec<Metric>) -> MetricFamily {
+    let mut f = MetricFamily::default();
+    f.set_name(name.to_string());
+    f.set_help(help.to_string());
+    f.set_field_type(MetricType::COUNTER);
+    f.set_metric(metrics);
+    f
+}
+
+/// Lumen's counters, a family per name.
+fn own(samples: Vec<Sample>) -> Vec<MetricFamily> {
+    let mut out: Vec<MetricFamily> = Vec::new();
+    for s in samples {
+        let m = counter(s.labels, s.value);
+        match out.iter_mut().find(|f| f.name() == s.name) {
+            Some(f) => f.mut_metric().push(m),
+            None => out.push(family(s.name, s.help, vec![m])),
+        }
+    }
+    out
+}
+
+/// Hubble's lost events by its source names: the kernel ring buffer, and
+/// the flow store (Hubble's ring buffer) lapping an Observer API client.
+/// Lumen has no events queue between the two; that series stays at zero.
+fn hubble_lost_events(t: &Telemetry) -> MetricFamily {
+    let source = |s: &str, n: u64| counter(vec![("source", s.to_string())], n);
+    family(
+        "hubble_lost_events_total",
+        "Number of lost events",
+        vec![
+            source("hubble_ring_buffer", t.lost_store.get()),
+            source("observer_events_queue", 0),
+            source("perf_event_ring_buffer", t.lost_kernel.get()),
+        ],
+    )
+}

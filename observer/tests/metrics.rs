@@ -1,0 +1,350 @@
+//! `/metrics` end to end: the real datapath, real namespaces, the real
+//! `lumen-observer` binary, and exact counts for known traffic. Needs
+//! root: run `scripts/test.sh`.
+//!
+//! The traffic is TCP SYNs sent with a raw socket, one per source port, so
+//! that each is exactly one new connection (no retransmission, no reply)
+//! and the counts they imply are exact.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use lumen_observer::endpoint::EndpointSpec;
+use lumen_testbed::Pod;
+use support::*;
+
+const FRONTEND: &[(&str, &str)] = &[("app", "frontend")];
+const BACKEND: &[(&str, &str)] = &[("app", "backend")];
+const OTHER: &[(&str, &str)] = &[("app", "other")];
+
+/// Where the observer serves `/metrics`, inside its node's namespace (each
+/// test has its own, so the port is free).
+const PORT: u16 = 19965;
+
+fn three_pods() -> Cluster {
+    cluster(&[("frontend", FRONTEND), ("backend", BACKEND), ("other", OTHER)])
+}
+
+fn listen() -> Vec<String> {
+    vec!["--metrics-listen-address".into(), format!("127.0.0.1:{PORT}")]
+}
+
+/// The body of `GET /metrics`, fetched from inside the node's namespace.
+fn scrape(c: &Cluster) -> String {
+    lumen_testbed::in_netns(&c.node.netns, || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", PORT)).expect("connect to /metrics");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut response = String::new();
+        s.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+        assert!(head.starts_with("HTTP/1.0 200 OK"), "{head}");
+        body.to_string()
+    })
+    .unwrap()
+}
+
+/// The series of `family` (lines starting with its name and `{`).
+fn series(body: &str, family: &str) -> Vec<String> {
+    let prefix = format!("{family}{{");
+    body.lines()
+        .filter(|l| l.starts_with(&prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The TCP series of `family`: IPv6 neighbour discovery between the pods
+/// may add others at any time.
+fn tcp_series(body: &str, family: &str) -> Vec<String> {
+    series(body, family)
+        .into_iter()
+        .filter(|l| l.contains(r#"protocol="TCP""#))
+        .collect()
+}
+
+/// Scrapes until `done` holds of the body (5 s at most), and returns it.
+fn scrape_until(c: &Cluster, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let body = scrape(c);
+        if done(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{what}; /metrics:\n{body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn has(line: &str) -> impl Fn(&str) -> bool + '_ {
+    move |body: &str| body.lines().any(|l| l == line)
+}
+
+/// The ones' complement sum Internet checksums are made of.
+fn sum16(bytes: &[u8], mut acc: u32) -> u32 {
+    for pair in bytes.chunks(2) {
+        acc += u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
+    }
+    acc
+}
+
+/// Sends one TCP SYN from pod `from` (port `sport`) to `dst:dport` with a
+/// raw socket: a new connection that nothing answers or retransmits.
+fn send_syn(from: &Pod, dst: Ipv4Addr, sport: u16, dport: u16) {
+    let src = from.ipv4;
+    let mut tcp = Vec::with_capacity(20);
+    tcp.extend_from_slice(&sport.to_be_bytes());
+    tcp.extend_from_slice(&dport.to_be_bytes());
+    tcp.extend_from_slice(&1u32.to_be_bytes()); // sequence number
+    tcp.extend_from_slice(&0u32.to_be_bytes()); // acknowledgment number
+    tcp.extend_from_slice(&[5 << 4, 0x02]); // header length 20, SYN
+    tcp.extend_from_slice(&64240u16.to_be_bytes()); // window
+    tcp.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
+    let pseudo = [&src.octets()[..], &dst.octets()[..], &[0, 6, 0, 20]].concat();
+    let mut sum = sum16(&tcp, sum16(&pseudo, 0));
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    tcp[16..18].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    lumen_testbed::in_netns(&from.netns, || {
+        // SAFETY: a raw socket we own, a sockaddr_in we build, closed at once.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_TCP);
+            assert!(fd >= 0, "raw TCP socket: {}", std::io::Error::last_os_error());
+            let addr = libc::sockaddr_in {
+                sin_family: libc::AF_INET as u16,
+                sin_port: 0,
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(dst.octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            let n = libc::sendto(
+                fd,
+                tcp.as_ptr().cast(),
+                tcp.len(),
+                0,
+                (&addr as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as u32,
+            );
+            libc::close(fd);
+            assert_eq!(n, tcp.len() as isize, "sendto: {}", std::io::Error::last_os_error());
+        }
+    })
+    .unwrap();
+}
+
+/// `n` SYNs from `from` to the backend's port 8080, which ALLOW_HTTP denies.
+fn denied_syns(c: &Cluster, from: &str, first_port: u16, n: u16) {
+    let backend = c.pod("backend").ipv4;
+    for sport in first_port..first_port + n {
+        send_syn(c.pod(from), backend, sport, 8080);
+    }
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn denied_syns_are_counted_exactly_in_hubbles_metrics_with_context_labels() {
+    let mut c = three_pods();
+    let mut args = listen();
+    args.extend([
+        "--metrics".to_string(),
+        "drop:sourceContext=pod;destinationContext=pod flow port-distribution policy \
+         tcp:labelsContext=source_pod,destination_pod"
+            .to_string(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    c.start_observer(ALLOW_HTTP, &args);
+    denied_syns(&c, "frontend", 41_000, 5);
+
+    let drop = r#"hubble_drop_total{destination="default/backend",protocol="TCP",reason="POLICY_DENIED",source="default/frontend"} 5"#;
+    let body = scrape_until(&c, "five denied SYNs counted", has(drop));
+    assert_eq!(series(&body, "hubble_drop_total"), [drop]);
+    // Each SYN left the frontend (forwarded: the sender is not policed) and
+    // was dropped at the backend.
+    assert_eq!(
+        tcp_series(&body, "hubble_flows_processed_total"),
+        [
+            r#"hubble_flows_processed_total{protocol="TCP",subtype="",type="Drop",verdict="DROPPED"} 5"#,
+            r#"hubble_flows_processed_total{protocol="TCP",subtype="from-endpoint",type="Trace",verdict="FORWARDED"} 5"#,
+        ]
+    );
+    assert_eq!(
+        tcp_series(&body, "hubble_port_distribution_total"),
+        [r#"hubble_port_distribution_total{port="8080",protocol="TCP"} 5"#]
+    );
+    assert_eq!(
+        series(&body, "hubble_policy_verdicts_total"),
+        [r#"hubble_policy_verdicts_total{action="dropped",direction="ingress",match="none"} 5"#]
+    );
+    assert_eq!(
+        series(&body, "hubble_tcp_flags_total"),
+        [r#"hubble_tcp_flags_total{destination_pod="backend",family="IPv4",flag="SYN",source_pod="frontend"} 5"#]
+    );
+    for line in [
+        r#"hubble_lost_events_total{source="perf_event_ring_buffer"} 0"#,
+        r#"lumen_lost_events_total{consumer="metrics",stage="flow_store"} 0"#,
+        r#"lumen_metrics_series_refused_total{metric="hubble_drop_total"} 0"#,
+        "# TYPE hubble_drop_total counter",
+    ] {
+        assert!(has(line)(&body), "{line} in\n{body}");
+    }
+}
+
+const DROPS_TO_8080: &str = "\
+metrics:
+- name: drop
+  includeFilters:
+  - destination_port: [\"8080\"]
+";
+
+const DROPS_BY_PEER_AND_FLOWS: &str = "\
+metrics:
+- name: drop
+  contextOptions:
+  - name: sourceContext
+    values: [pod]
+  includeFilters:
+  - destination_port: [\"8080\"]
+- name: flow
+  includeFilters:
+  - destination_port: [\"8080\"]
+";
+
+/// Replaces the file whole, as a ConfigMap update does.
+fn write_config(c: &Cluster, text: &str) {
+    let tmp = c.dir.join("metrics.yaml.tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, c.dir.join("metrics.yaml")).unwrap();
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn the_metrics_file_applies_while_running_and_a_bad_change_keeps_the_previous_one() {
+    let mut c = three_pods();
+    write_config(&c, DROPS_TO_8080);
+    let file = c.dir.join("metrics.yaml").display().to_string();
+    let mut args = listen();
+    args.extend(["--metrics-config".to_string(), file]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    c.start_observer(ALLOW_HTTP, &args);
+
+    denied_syns(&c, "frontend", 42_000, 3);
+    let drop = r#"hubble_drop_total{protocol="TCP",reason="POLICY_DENIED"} 3"#;
+    scrape_until(&c, "three drops", has(drop));
+
+    // drop gets a source label (a new series), flow is added.
+    write_config(&c, DROPS_BY_PEER_AND_FLOWS);
+    scrape_until(
+        &c,
+        "the new file applied",
+        has(r#"lumen_metrics_config_reloads_total{result="applied"} 1"#),
+    );
+    denied_syns(&c, "other", 42_100, 2);
+    let by_peer = r#"hubble_drop_total{protocol="TCP",reason="POLICY_DENIED",source="default/other"} 2"#;
+    let body = scrape_until(&c, "two drops by peer", has(by_peer));
+    assert_eq!(series(&body, "hubble_drop_total"), [by_peer]);
+    assert_eq!(
+        series(&body, "hubble_flows_processed_total"),
+        [
+            r#"hubble_flows_processed_total{protocol="TCP",subtype="",type="Drop",verdict="DROPPED"} 2"#,
+            r#"hubble_flows_processed_total{protocol="TCP",subtype="from-endpoint",type="Trace",verdict="FORWARDED"} 2"#,
+        ]
+    );
+
+    // An unknown context: logged, counted, and the running config stays.
+    write_config(&c, &DROPS_BY_PEER_AND_FLOWS.replace("[pod]", "[pods]"));
+    scrape_until(
+        &c,
+        "the bad file rejected",
+        has(r#"lumen_metrics_config_reloads_total{result="rejected"} 1"#),
+    );
+    denied_syns(&c, "other", 42_200, 1);
+    let body = scrape_until(
+        &c,
+        "the previous config still counting",
+        has(r#"hubble_drop_total{protocol="TCP",reason="POLICY_DENIED",source="default/other"} 3"#),
+    );
+    assert!(has(r#"lumen_metrics_config_reloads_total{result="applied"} 1"#)(&body));
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn a_deleted_pods_series_go_after_the_grace_period_and_the_cap_refuses_new_ones() {
+    let mut c = three_pods();
+    let late =
+        c.tb.add_pod(
+            &c.node,
+            lumen_testbed::PodSpec::new("late", "default", "10.0.0.9".parse().unwrap()).label("app", "late"),
+        )
+        .unwrap();
+    let mut args = listen();
+    args.extend(
+        [
+            "--metrics",
+            "drop:sourceContext=pod",
+            "--metrics-grace-period",
+            "2s",
+            "--metrics-max-series",
+            "2",
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    c.start_observer(ALLOW_HTTP, &args);
+    let spec = EndpointSpec {
+        name: "late".into(),
+        namespace: "default".into(),
+        labels: [("app".to_string(), "late".to_string())].into(),
+        interface: Some(late.host_ifname.clone()),
+        ips: vec!["10.0.0.9".parse().unwrap()],
+        ports: vec![],
+    };
+    let Response::Endpoint { .. } = c.call(Request::AddEndpoint { endpoint: spec }).unwrap() else {
+        panic!("add failed")
+    };
+    let from = |pod: &str, n: u64| {
+        format!(r#"hubble_drop_total{{protocol="TCP",reason="POLICY_DENIED",source="default/{pod}"}} {n}"#)
+    };
+    denied_syns(&c, "frontend", 43_000, 1);
+    scrape_until(&c, "frontend's drop", has(&from("frontend", 1)));
+    send_syn(&late, c.pod("backend").ipv4, 43_100, 8080);
+    scrape_until(&c, "late's drop", has(&from("late", 1)));
+    // The cap is 2 series: other's is refused, and counted.
+    denied_syns(&c, "other", 43_200, 1);
+    let body = scrape_until(
+        &c,
+        "other's label set refused",
+        has(r#"lumen_metrics_series_refused_total{metric="hubble_drop_total"} 1"#),
+    );
+    assert_eq!(
+        series(&body, "hubble_drop_total"),
+        [from("frontend", 1), from("late", 1)]
+    );
+
+    let deleted = c.call(Request::DeleteEndpoint {
+        namespace: "default".into(),
+        name: "late".into(),
+    });
+    assert_eq!(deleted.unwrap(), Response::Ok);
+    let gone = Instant::now();
+    // Still there within the grace period…
+    assert!(has(&from("late", 1))(&scrape(&c)));
+    // …and gone after it (2 s, plus up to a second to sweep).
+    let body = scrape_until(&c, "late's series expired", |b| !has(&from("late", 1))(b));
+    assert!(
+        gone.elapsed() >= Duration::from_secs(2),
+        "expired after {:?}",
+        gone.elapsed()
+    );
+    assert_eq!(series(&body, "hubble_drop_total"), [from("frontend", 1)]);
+    // The room it left takes a new label set.
+    denied_syns(&c, "other", 43_300, 1);
+    let body = scrape_until(&c, "other's drop", has(&from("other", 1)));
+    assert_eq!(
+        series(&body, "hubble_drop_total"),
+        [from("frontend", 1), from("other", 1)]
+    );
+}
