@@ -57,7 +57,8 @@ pub struct App {
     pub info_error: Option<String>,
     pub link: Link,
     pub model: Model,
-    pub tail: VecDeque<GetFlowsResponse>,
+    /// Boxed as they arrive: a flow is a kilobyte, moved once.
+    pub tail: VecDeque<Box<GetFlowsResponse>>,
     /// Flows received since the start (or the last filter change).
     pub received: u64,
     pub tab: Tab,
@@ -126,7 +127,7 @@ impl App {
             Update::Follow(FollowEvent::Disconnected { reason, retry_in }) => {
                 self.link = Link::Disconnected { reason, retry_in }
             }
-            Update::Follow(FollowEvent::Response(r)) => self.response(*r, now),
+            Update::Follow(FollowEvent::Response(r)) => self.response(r, now),
             Update::Status(info) => {
                 self.info = Some(info);
                 self.info_error = None;
@@ -136,7 +137,7 @@ impl App {
     }
 
     /// Folds in one response: a flow, a loss, a node's status.
-    pub fn response(&mut self, r: GetFlowsResponse, now: SystemTime) {
+    pub fn response(&mut self, r: Box<GetFlowsResponse>, now: SystemTime) {
         match &r.response_types {
             Some(ResponseTypes::Flow(_)) => {
                 self.received += 1;

@@ -37,7 +37,7 @@ fn pod(name: &str, app: &str, identity: u32) -> Endpoint {
 }
 
 /// A TCP flow at second `secs` (and `ms` past it) from `src` to `dst`:`port`.
-fn flow(src: &Endpoint, dst: &Endpoint, port: u32, dropped: bool, secs: u64, ms: u32) -> GetFlowsResponse {
+fn flow(src: &Endpoint, dst: &Endpoint, port: u32, dropped: bool, secs: u64, ms: u32) -> Box<GetFlowsResponse> {
     let mut f = Flow {
         time: Some(Timestamp {
             seconds: (T0 + secs) as i64,
@@ -81,11 +81,11 @@ fn flow(src: &Endpoint, dst: &Endpoint, port: u32, dropped: bool, secs: u64, ms:
             ..Default::default()
         }];
     }
-    GetFlowsResponse {
+    Box::new(GetFlowsResponse {
         node_name: "node-a".into(),
         time: f.time,
         response_types: Some(ResponseTypes::Flow(f)),
-    }
+    })
 }
 
 /// A relay with two of three nodes up; the shop's web calls its api (all
