@@ -176,7 +176,7 @@ fn top_in_a_terminal_shows_the_cluster_follows_the_keys_and_survives_the_relay()
         .to_string();
     let n1_api = c.api("n1").to_string();
     let mut relay_handle = Some(relay(&listen, &n1_api));
-    let _traffic = Traffic::start(&c);
+    let traffic = Traffic::start(&c);
     let top = Tmux::start(&format!(
         "env NO_COLOR=1 {} top --server {listen}",
         env!("CARGO_BIN_EXE_lumen")
@@ -257,6 +257,52 @@ fn top_in_a_terminal_shows_the_cluster_follows_the_keys_and_survives_the_relay()
         assert!(Instant::now() < deadline, "never reconnected:\n{}", top.screen());
         std::thread::sleep(Duration::from_millis(100));
     }
+
+    // --once: one snapshot of a tab, for scripts, as a table and as JSON;
+    // the traffic stops first, so that both ends of every SYN are stored.
+    drop(traffic);
+    std::thread::sleep(Duration::from_millis(500));
+    let once = |args: &[&str]| {
+        let mut all = vec!["top", "--once", "--server", &listen];
+        all.extend_from_slice(args);
+        let (code, out, err) = support::lumen(&all);
+        assert_eq!((code, err.as_str()), (0, ""), "lumen {all:?}");
+        out
+    };
+    let table = once(&["--tab", "drops", "-o", "table"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        lines[0], "BY           WHAT                              COUNT  PER s",
+        "{table}"
+    );
+    assert!(lines[1].starts_with("reason       POLICY_DENIED "), "{table}");
+    assert!(
+        lines[2].starts_with("policy       CiliumNetworkPolicy default/c-in "),
+        "{table}"
+    );
+    assert!(lines[3].starts_with("destination  default/c "), "{table}");
+    let json: serde_json::Value = serde_json::from_str(&once(&["--tab", "connections", "-o", "json"])).unwrap();
+    let rows = json["rows"].as_array().unwrap();
+    let a_to_c = rows
+        .iter()
+        .find(|r| r["source"]["name"] == "a" && r["destination"]["name"] == "c")
+        .unwrap_or_else(|| panic!("no a → c row: {json}"));
+    assert_eq!((&a_to_c["port"], &a_to_c["protocol"]), (&80.into(), &"TCP".into()));
+    // Every SYN is seen twice, as Hubble reports it: leaving a (forwarded:
+    // a's node has no egress policy) and dropped at c's node.
+    assert!(a_to_c["dropped"].as_u64().unwrap() > 0, "{a_to_c}");
+    assert_eq!(a_to_c["forwarded"], a_to_c["dropped"], "{a_to_c}");
+    assert_eq!(a_to_c["last_verdict"], "DROPPED");
+    assert_eq!(a_to_c["drop_reasons"][0]["key"], "POLICY_DENIED", "{a_to_c}");
+    assert_eq!(a_to_c["policies"][0]["key"]["name"], "c-in", "{a_to_c}");
+    let a_to_b = rows
+        .iter()
+        .find(|r| r["source"]["name"] == "a" && r["destination"]["name"] == "b")
+        .unwrap_or_else(|| panic!("no a → b row: {json}"));
+    assert_eq!(
+        (&a_to_b["dropped"], &a_to_b["last_verdict"]),
+        (&0.into(), &"FORWARDED".into())
+    );
 
     top.keys(&["q"]);
     let deadline = Instant::now() + Duration::from_secs(5);
