@@ -18,11 +18,18 @@ command -v ping >/dev/null || need+=(iputils-ping)
 command -v iptables >/dev/null || need+=(iptables)
 command -v tmux >/dev/null || need+=(tmux)
 command -v cc >/dev/null || need+=(gcc libc6-dev)
+# observer/tests/prometheus.rs runs the dashboards' queries against a real Prometheus.
+[ -x /usr/bin/prometheus ] || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup.sh: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # The package starts a system Prometheus where an init system runs; the
+  # tests start their own, in a node's network namespace, and need none.
+  if [[ " ${need[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 fi
 
 if ! command -v cargo >/dev/null; then

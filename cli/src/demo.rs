@@ -175,6 +175,7 @@ pub fn run(args: &DemoArgs, socket: &Path) -> anyhow::Result<()> {
             .push((control_socket.display().to_string(), observer, pin_dir));
     }
     let relay = RelayHandle::spawn(RelayConfig {
+        metrics_listen_address: None,
         listen_address: args.relay_address,
         peers: vec![],
         peer_service: Some(api("node1").to_string()),

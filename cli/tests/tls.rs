@@ -34,6 +34,7 @@ fn status_over_tls_and_a_refused_certificate() {
         .local_addr()
         .unwrap();
     let relay = RelayHandle::spawn(RelayConfig {
+        metrics_listen_address: None,
         listen_address: listen,
         peers: vec!["127.0.0.1:1".into()],
         peer_service: None,

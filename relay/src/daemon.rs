@@ -45,6 +45,10 @@ pub struct RelayConfig {
     /// How long to wait for a node to connect or answer.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub dial_timeout: Duration,
+    /// Address to serve Prometheus metrics on, at /metrics (HOST:PORT or
+    /// :PORT; Hubble relay uses :9966). No metrics server without it.
+    #[arg(long, value_parser = crate::metrics::parse_listen_address)]
+    pub metrics_listen_address: Option<SocketAddr>,
     #[command(flatten)]
     pub tls: RelayTls,
 }
@@ -95,6 +99,11 @@ pub enum RelayError {
         address: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot listen on {address} for /metrics")]
+    MetricsListen {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("serving the Observer API failed")]
     Serve(#[from] lumen_proto::tonic::transport::Error),
     #[error("{0} is not a valid peer address (HOST:PORT)")]
@@ -132,6 +141,14 @@ pub async fn run(cfg: RelayConfig, shutdown: watch::Receiver<bool>) -> Result<()
             address: cfg.listen_address,
             source,
         })?;
+    let metrics_listener = match cfg.metrics_listen_address {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|source| RelayError::MetricsListen { address, source })?,
+        ),
+        None => None,
+    };
     let pool = Pool::new(Timing {
         initial_backoff: cfg.initial_backoff,
         max_backoff: cfg.max_backoff,
@@ -148,6 +165,10 @@ pub async fn run(cfg: RelayConfig, shutdown: watch::Receiver<bool>) -> Result<()
         window: cfg.sort_buffer_drain_timeout,
         call_timeout: cfg.dial_timeout,
     };
+    if let Some(listener) = metrics_listener {
+        tracing::info!(address = ?listener.local_addr().ok(), "relay serving /metrics");
+        tokio::spawn(crate::metrics::serve(listener, pool.clone(), shutdown.clone()));
+    }
     let health = lumen_rpc::serve::health().await;
     tracing::info!(address = %cfg.listen_address, "relay serving");
     let service = RelayService::new(pool.clone(), options, shutdown.clone());

@@ -83,6 +83,9 @@ pub struct SortBuffer {
     capacity: usize,
     window: Duration,
     seq: u64,
+    /// The latest time let go so far, and how many left after it.
+    last_out: i64,
+    late: u64,
 }
 
 impl SortBuffer {
@@ -96,6 +99,8 @@ impl SortBuffer {
             capacity,
             window,
             seq: 0,
+            last_out: i64::MIN,
+            late: 0,
         }
     }
 
@@ -105,6 +110,12 @@ impl SortBuffer {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Responses let go with a time earlier than one let go before them:
+    /// they came after the window (or a full buffer) had passed their time.
+    pub fn late(&self) -> u64 {
+        self.late
     }
 
     /// Adds a response from `source` (a small number naming the node it
@@ -161,6 +172,11 @@ impl SortBuffer {
                 held
             }
         };
+        if held.time_ns < self.last_out {
+            self.late += 1;
+        } else {
+            self.last_out = held.time_ns;
+        }
         held.response
     }
 
@@ -337,6 +353,21 @@ mod tests {
             "late, but still in order"
         );
         assert_eq!(times(&b.drain()), expect(&[(20, "a"), (30, "c")]));
+    }
+
+    #[test]
+    fn a_response_let_go_after_a_later_one_is_counted_late() {
+        let now = Instant::now();
+        let mut b = SortBuffer::new(1, Duration::from_secs(60));
+        assert!(b.push(src("a"), at(20, "a"), now).is_none());
+        assert_eq!(b.push(src("a"), at(30, "a"), now).map(|r| r.time_ns()), Some(20));
+        assert_eq!(b.late(), 0, "in order so far");
+        // b@10 comes after a@20 has gone: the full buffer lets it go next.
+        assert_eq!(b.push(src("b"), at(10, "b"), now).map(|r| r.time_ns()), Some(10));
+        assert_eq!(b.push(src("b"), at(15, "b"), now).map(|r| r.time_ns()), Some(15));
+        assert_eq!(b.late(), 2);
+        assert_eq!(times(&b.drain()), expect(&[(30, "a")]));
+        assert_eq!(b.late(), 2, "30 is after 20: in order again");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use lumen_rpc::telemetry::InternalEvent;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::metrics::RelayMetrics;
 use crate::telemetry::{
     PeerConnectFailed, PeerDisconnected, PeerDiscoveryFailed, PeerReconnected, PeerRetryScheduled, Telemetry,
 };
@@ -40,6 +41,9 @@ impl Default for Timing {
         }
     }
 }
+
+/// The error of a node whose first connection attempt is under way.
+pub const NOT_CONNECTED_YET: &str = "not connected yet";
 
 /// One node as the relay sees it.
 #[derive(Clone, Debug)]
@@ -76,6 +80,7 @@ pub struct Pool {
     discovery: std::sync::Mutex<Option<JoinHandle<()>>>,
     timing: Timing,
     telemetry: Arc<Telemetry>,
+    metrics: Arc<RelayMetrics>,
 }
 
 /// Exponential backoff with ±20 % jitter, so that many relays (or many
@@ -147,6 +152,7 @@ impl Pool {
             discovery: std::sync::Mutex::new(None),
             timing,
             telemetry: Arc::default(),
+            metrics: Arc::default(),
         })
     }
 
@@ -210,6 +216,11 @@ impl Pool {
         &self.telemetry
     }
 
+    /// What the relay's streams count (flows per node, sort buffers, clients).
+    pub fn metrics(&self) -> &Arc<RelayMetrics> {
+        &self.metrics
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<Peers> {
         self.peers.subscribe()
     }
@@ -242,7 +253,7 @@ impl Pool {
                     address: address.to_string(),
                     state: NodeState::NodeUnavailable,
                     version: String::new(),
-                    error: Some("not connected yet".into()),
+                    error: Some(NOT_CONNECTED_YET.into()),
                     channel: None,
                 },
             );
@@ -260,10 +271,15 @@ impl Pool {
         if let Some(task) = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).remove(address) {
             task.abort();
         }
+        let mut name = None;
         self.peers.send_modify(|peers| {
-            Arc::make_mut(peers).remove(address);
+            name = Arc::make_mut(peers).remove(address).map(|p| p.name);
         });
         self.telemetry.forget_peer(address);
+        // Its flow series go with it: a deleted node's series would stay forever.
+        if let Some(name) = name {
+            self.metrics.flows.remove(&name);
+        }
     }
 
     /// Stops every task; the pool is empty afterwards.

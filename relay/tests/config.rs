@@ -183,6 +183,7 @@ sort-buffer-drain-timeout: 50ms  # default
 initial-backoff: 200ms           # default
 max-backoff: 30s                 # relay.yaml:5
 dial-timeout: 5s                 # flag
+metrics-listen-address:          # default (unset)
 tls: false                       # default
 tls-ca-cert-files: []            # default
 tls-client-cert-file:            # default (unset)

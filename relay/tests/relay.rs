@@ -93,6 +93,7 @@ fn relay_holding(peers: &[SocketAddr], capacity: usize) -> RelayHandle {
         initial_backoff: Duration::from_millis(50),
         max_backoff: Duration::from_millis(200),
         dial_timeout: Duration::from_millis(500),
+        metrics_listen_address: None,
         tls: Default::default(),
     })
 }

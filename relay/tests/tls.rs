@@ -119,6 +119,7 @@ fn relay(peer: SocketAddr, tls: RelayTls) -> RelayHandle {
         initial_backoff: Duration::from_millis(50),
         max_backoff: Duration::from_millis(200),
         dial_timeout: Duration::from_millis(500),
+        metrics_listen_address: None,
         tls,
     })
 }

@@ -176,6 +176,26 @@ impl App {
         match target {
             Some(Target::Workload(k)) => narrow(&Level::Workload(k.clone())),
             Some(Target::Connection(c)) => narrow(&Level::Connection(c.clone())),
+            Some(Target::Flow(i)) => {
+                // A flow row: its addresses, service port and protocol.
+                let flows = self.flows();
+                if let Some((f, (_, _, port, protocol))) =
+                    flows.get(*i).and_then(|f| Some((*f, self.model.connection_of(f)?)))
+                {
+                    let ip = f.ip.as_ref();
+                    let (src, dst) = match f.is_reply {
+                        Some(true) => (ip.map(|i| &i.destination), ip.map(|i| &i.source)),
+                        _ => (ip.map(|i| &i.source), ip.map(|i| &i.destination)),
+                    };
+                    if let (Some(src), Some(dst)) = (src, dst) {
+                        words.push(format!("--from-ip {src} --to-ip {dst}"));
+                    }
+                    if port != 0 {
+                        words.push(format!("--to-port {port}"));
+                    }
+                    words.push(format!("--protocol {}", tabs::protocol_name(protocol).to_lowercase()));
+                }
+            }
             _ => narrow(&self.level()),
         }
         words.push("-f".into());

@@ -257,6 +257,22 @@ fn y_names_the_selection_as_a_lumen_observe_command() {
 }
 
 #[test]
+fn y_on_a_flow_names_its_addresses_port_and_protocol() {
+    let mut app = shop();
+    let now = at(20);
+    key(&mut app, KeyCode::Char('4'), now);
+    // Newest first: web → api at 19.500.
+    key(&mut app, KeyCode::Char('y'), now);
+    assert_eq!(
+        app.print_on_exit.as_deref(),
+        Some(
+            "lumen observe --server 127.0.0.1:4245 --namespace shop --from-ip 10.0.1.1 --to-ip 10.0.1.2 \
+             --to-port 8080 --protocol tcp -f"
+        )
+    );
+}
+
+#[test]
 fn a_lost_link_is_shown_and_what_was_shown_stays() {
     let mut app = shop();
     app.update(

@@ -47,14 +47,16 @@ pub(super) async fn follow_flows(
         sources += 1;
         sources - 1
     };
-    let spawn = |address: &str, channel: &Channel, request: &GetFlowsRequest| {
+    let mut share = BufferShare::new(pool.metrics().clone());
+    let spawn = |address: &str, name: &str, channel: &Channel, request: &GetFlowsRequest| {
         tokio::spawn(read_node(
             Arc::from(address),
+            name.to_string(),
             channel.clone(),
             request.clone(),
             extensions,
             items_tx.clone(),
-            pool.telemetry().clone(),
+            pool.clone(),
         ))
     };
     let retry_backoff = |address: &str| pool.backoff(address);
@@ -63,7 +65,7 @@ pub(super) async fn follow_flows(
     let (mut connected, mut unavailable) = (Vec::new(), Vec::new());
     let mut errors = Vec::new();
     for (address, p) in start.iter() {
-        let reader = p.channel.as_ref().map(|c| spawn(address, c, &request));
+        let reader = p.channel.as_ref().map(|c| spawn(address, &p.name, c, &request));
         match (&reader, p.state) {
             (Some(_), _) => {}
             (None, NodeState::NodeError) => errors.push(node_status(
@@ -128,6 +130,7 @@ pub(super) async fn follow_flows(
     };
 
     loop {
+        share.update(&buffer);
         if !flush(&out, &mut batch).await {
             return;
         }
@@ -175,7 +178,7 @@ pub(super) async fn follow_flows(
                     t.name = p.name.clone();
                     match &p.channel {
                         Some(channel) if t.reader.is_none() => {
-                            t.reader = Some(spawn(address, channel, &later));
+                            t.reader = Some(spawn(address, &p.name, channel, &later));
                             t.retry = None;
                         }
                         None if t.up => {
@@ -206,7 +209,7 @@ pub(super) async fn follow_flows(
                 for (address, t) in nodes.iter_mut() {
                     if t.retry.as_ref().is_some_and(|r| r.0 <= due) && t.reader.is_none() {
                         match current.get(address).and_then(|p| p.channel.as_ref()) {
-                            Some(channel) => t.reader = Some(spawn(address, channel, &later)),
+                            Some(channel) => t.reader = Some(spawn(address, &t.name, channel, &later)),
                             // The pool will say when it is back.
                             None => t.retry = None,
                         }

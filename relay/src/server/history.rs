@@ -26,11 +26,12 @@ pub(super) async fn history_flows(
                 let address: Arc<str> = Arc::from(address.as_str());
                 readers.0.push(tokio::spawn(read_node(
                     address.clone(),
+                    p.name.clone(),
                     channel.clone(),
                     request.clone(),
                     extensions,
                     tx,
-                    pool.telemetry().clone(),
+                    pool.clone(),
                 )));
                 sources.push((p.name.clone(), rx));
                 connected.push(p.name.clone());

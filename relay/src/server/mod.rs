@@ -35,6 +35,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::{Stream, StreamExt};
 
 use crate::merge::{Merge, SortBuffer};
+use crate::metrics::{BufferShare, ClientGuard};
 use crate::pool::{Backoff, PeerView, Peers, Pool};
 use crate::telemetry::{NodeStreamBroke, Telemetry};
 
@@ -105,6 +106,7 @@ impl RelayService {
         Ok(Batches {
             rx,
             current: Vec::new().into_iter(),
+            _client: self.pool.metrics().client(),
         })
     }
 }
@@ -120,6 +122,8 @@ impl RawFlows for RelayService {
 pub struct Batches {
     rx: mpsc::Receiver<Vec<RawFlowsResponse>>,
     current: std::vec::IntoIter<RawFlowsResponse>,
+    /// Counts this stream among the open ones while the client holds it.
+    _client: ClientGuard,
 }
 
 impl Stream for Batches {
@@ -211,18 +215,21 @@ enum Said {
 /// A node's stream item: (its address, what it said).
 type Item = (Arc<str>, Said);
 
-/// Streams one node's answer to `request` into `items`; `extensions`: the
-/// node is asked for Lumen's flow extension. A stream that fails is counted
-/// in `telemetry`.
+/// Streams the answer to `request` of the node at `address`, called
+/// `node`, into `items`; `extensions`: the node is asked for Lumen's flow
+/// extension. Its flows are counted, and a stream that fails, in the
+/// pool's metrics and telemetry.
 async fn read_node(
     address: Arc<str>,
+    node: String,
     channel: Channel,
     request: GetFlowsRequest,
     extensions: bool,
     items: mpsc::Sender<Item>,
-    telemetry: Arc<Telemetry>,
+    pool: Arc<Pool>,
 ) {
-    let broke = |reason: &Status| NodeStreamBroke { peer: &address, reason }.emit(&telemetry);
+    let telemetry: &Telemetry = pool.telemetry();
+    let broke = |reason: &Status| NodeStreamBroke { peer: &address, reason }.emit(telemetry);
     let send = |said| items.send((address.clone(), said));
     let mut grpc = lumen_proto::tonic::client::Grpc::new(channel).max_decoding_message_size(16 << 20);
     let request = if extensions {
@@ -243,6 +250,7 @@ async fn read_node(
     }
     loop {
         let (batch, end) = next_batch(&mut stream).await;
+        pool.metrics().received(&node, &batch);
         if !batch.is_empty() && send(Said::Responses(batch)).await.is_err() {
             return;
         }
