@@ -376,7 +376,14 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
     let output = out.map(|out| tokio::spawn(JsonLines::new(out, cfg.node_name.clone()).run(hub.follow())));
     // The metrics too count from before the reader's first record.
     let metrics = match metrics {
-        Some(m) => Some(m.start(&hub, shutdown.clone()).await?),
+        Some(m) => {
+            let node = crate::metrics::Node {
+                pin_dir: pin_dir.clone(),
+                policy: state.lock().unwrap_or_else(|e| e.into_inner()).policy_metrics(),
+                ring_buffer_bytes: cfg.ring_buffer_bytes,
+            };
+            Some(m.with_node(node).start(&hub, shutdown.clone()).await?)
+        }
         None => None,
     };
     let reader = Reader::new(ring, pin_dir.clone(), state_dir.join("lost-reported"), hub.clone())

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use ipnet::IpNet;
 use lumen_policy::compile::{self, RuleMeta, Universe};
@@ -17,6 +18,7 @@ use crate::datapath::{self, Datapath, DatapathError, IpcacheEntry};
 use crate::endpoint::{self, EndpointSpec};
 use crate::hub::Hub;
 use crate::identity::{reserved, IdentityAllocator, Labels};
+use crate::metrics::PolicyMetrics;
 use crate::parser::{EndpointMeta, Snapshot};
 use crate::policies::{PolicyStore, PolicyStoreError, PolicyView};
 
@@ -66,6 +68,8 @@ pub struct NodeState {
     remote_nodes: BTreeSet<IpAddr>,
     datapath: Datapath,
     hub: Arc<Hub>,
+    /// Revision and apply durations, for `/metrics`.
+    metrics: Arc<PolicyMetrics>,
 }
 
 impl NodeState {
@@ -101,9 +105,11 @@ impl NodeState {
             cidr_ids: BTreeMap::new(),
             identities: IdentityAllocator::default(),
             remote_nodes: BTreeSet::new(),
+            metrics: Arc::default(),
             datapath,
             hub,
         };
+        state.metrics.set_revision(state.datapath.revision());
         state.check(&state.all_endpoints())?;
         Ok(state)
     }
@@ -261,6 +267,7 @@ impl NodeState {
             self.datapath.remove_endpoint(&ifname)?;
         }
         self.datapath.commit_policy()?;
+        self.metrics.set_revision(self.datapath.revision());
         Ok(())
     }
 
@@ -319,14 +326,31 @@ impl NodeState {
 
     /// Applies `policies` (created or replaced); on error nothing changes.
     pub fn apply_policies(&mut self, policies: Vec<Policy>) -> Result<(), StateError> {
-        let next = self.policies.applying(&policies)?;
-        self.switch_policies(next)
+        let started = Instant::now();
+        let result = self
+            .policies
+            .applying(&policies)
+            .map_err(StateError::from)
+            .and_then(|next| self.switch_policies(next));
+        self.metrics.observe_apply(started.elapsed());
+        result
     }
 
     /// Deletes the runtime policies keyed `keys`; on error nothing changes.
     pub fn delete_policies(&mut self, keys: &[String]) -> Result<(), StateError> {
-        let next = self.policies.deleting(keys)?;
-        self.switch_policies(next)
+        let started = Instant::now();
+        let result = self
+            .policies
+            .deleting(keys)
+            .map_err(StateError::from)
+            .and_then(|next| self.switch_policies(next));
+        self.metrics.observe_apply(started.elapsed());
+        result
+    }
+
+    /// The policy metrics this state keeps up to date.
+    pub fn policy_metrics(&self) -> Arc<PolicyMetrics> {
+        self.metrics.clone()
     }
 
     fn switch_policies(&mut self, runtime: BTreeMap<String, Policy>) -> Result<(), StateError> {

@@ -348,3 +348,120 @@ fn a_deleted_pods_series_go_after_the_grace_period_and_the_cap_refuses_new_ones(
         [from("frontend", 1), from("other", 1)]
     );
 }
+
+/// The value of the series `name` (a family name with its labels, as
+/// printed), if `/metrics` has it.
+fn value(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The loss series: what a scrape must never move.
+fn losses(body: &str) -> Vec<String> {
+    let mut v = series(body, "lumen_lost_events_total");
+    v.extend(series(body, "hubble_lost_events_total"));
+    v
+}
+
+const ALLOW_8080: &str = "\
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: allow-8080
+spec:
+  endpointSelector:
+    matchLabels: {app: backend}
+  ingress:
+    - fromEndpoints:
+        - matchLabels: {app: frontend}
+      toPorts:
+        - ports: [{port: \"8080\", protocol: TCP}]
+";
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn datapath_counters_policy_revision_and_apply_durations_have_exact_values() {
+    let mut c = three_pods();
+    let args = listen();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    c.start_observer(ALLOW_HTTP, &args);
+
+    let body = scrape(&c);
+    // A fresh datapath at revision 0; the initial policy is its first commit.
+    assert!(has("lumen_policy_revision 1")(&body), "{body}");
+    assert!(has("lumen_policy_apply_duration_seconds_count 0")(&body), "{body}");
+    assert!(
+        has("# TYPE lumen_policy_apply_duration_seconds histogram")(&body),
+        "{body}"
+    );
+
+    // Dropped where the policy is: at the backend, on the way into it.
+    denied_syns(&c, "frontend", 44_000, 5);
+    let dropped = r#"lumen_datapath_packets_total{direction="INGRESS",verdict="DROPPED"} 5"#;
+    let body = scrape_until(&c, "five drops in the datapath counters", has(dropped));
+    let drops = |family: &str| -> Vec<String> {
+        series(&body, family)
+            .into_iter()
+            .filter(|l| l.contains(r#"verdict="DROPPED""#))
+            .collect()
+    };
+    assert_eq!(
+        drops("lumen_datapath_packets_total"),
+        [
+            dropped,
+            r#"lumen_datapath_packets_total{direction="EGRESS",verdict="DROPPED"} 0"#,
+        ]
+    );
+    // Each SYN is 54 bytes at the endpoint's interface: Ethernet 14, IPv4 20, TCP 20.
+    assert_eq!(
+        drops("lumen_datapath_bytes_total"),
+        [
+            r#"lumen_datapath_bytes_total{direction="INGRESS",verdict="DROPPED"} 270"#,
+            r#"lumen_datapath_bytes_total{direction="EGRESS",verdict="DROPPED"} 0"#,
+        ]
+    );
+    // Nothing lost: every event the datapath emitted is read.
+    let body = scrape_until(&c, "every emitted event read", |b| {
+        let emitted = value(b, "lumen_events_emitted_total");
+        emitted.is_some_and(|e| e >= 10.0) && emitted == value(b, "lumen_events_read_total")
+    });
+
+    // Scraping reads the counters and moves no loss counter.
+    let again = scrape(&c);
+    assert_eq!(losses(&again), losses(&body));
+    assert!(
+        has(r#"lumen_lost_events_total{stage="kernel_ring_buffer"} 0"#)(&again),
+        "{again}"
+    );
+
+    // Process metrics, from /proc of the observer.
+    for name in [
+        "process_open_fds",
+        "process_resident_memory_bytes",
+        "process_start_time_seconds",
+    ] {
+        assert!(value(&again, name).is_some_and(|v| v > 0.0), "{name} in\n{again}");
+    }
+    assert!(value(&again, "process_cpu_seconds_total").is_some(), "{again}");
+
+    // An apply and a delete: two observations, and a commit each.
+    let documents = vec![PolicyDocument {
+        source: "metrics.yaml".into(),
+        yaml: ALLOW_8080.into(),
+    }];
+    assert_eq!(c.call(Request::ApplyPolicies { documents }).unwrap(), Response::Ok);
+    let body = scrape(&c);
+    assert!(has("lumen_policy_apply_duration_seconds_count 1")(&body), "{body}");
+    assert!(has("lumen_policy_revision 2")(&body), "{body}");
+    let keys = vec!["CiliumNetworkPolicy/default/allow-8080".to_string()];
+    assert_eq!(c.call(Request::DeletePolicies { keys }).unwrap(), Response::Ok);
+    let body = scrape(&c);
+    assert!(has("lumen_policy_apply_duration_seconds_count 2")(&body), "{body}");
+    assert!(
+        has(r#"lumen_policy_apply_duration_seconds_bucket{le="+Inf"} 2"#)(&body),
+        "{body}"
+    );
+    assert!(has("lumen_policy_revision 3")(&body), "{body}");
+    // No packet was dropped meanwhile.
+    assert!(has(dropped)(&body), "{body}");
+}

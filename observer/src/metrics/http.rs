@@ -15,6 +15,7 @@ use lumen_rpc::telemetry::Sample;
 use prometheus::proto::{Counter, LabelPair, Metric, MetricFamily, MetricType};
 use tokio::sync::watch;
 
+use super::node::{self, Node};
 use crate::hub::Hub;
 use crate::telemetry::Telemetry;
 
@@ -25,17 +26,19 @@ const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 struct Scrape {
     registry: Arc<Registry>,
     hub: Arc<Hub>,
+    node: Option<Arc<Node>>,
 }
 
 pub async fn serve(
     listener: tokio::net::TcpListener,
     registry: Arc<Registry>,
     hub: Arc<Hub>,
+    node: Option<Arc<Node>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let app = Router::new()
         .route("/metrics", get(scrape))
-        .with_state(Scrape { registry, hub });
+        .with_state(Scrape { registry, hub, node });
     let stop = async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     };
@@ -45,19 +48,29 @@ pub async fn serve(
 }
 
 async fn scrape(State(s): State<Scrape>) -> impl IntoResponse {
-    ([(CONTENT_TYPE, TEXT)], render(&s.registry, s.hub.telemetry()))
+    // The datapath's maps and /proc are read with blocking system calls.
+    let body = tokio::task::spawn_blocking(move || render(&s.registry, &s.hub, s.node.as_deref()))
+        .await
+        .unwrap_or_default();
+    ([(CONTENT_TYPE, TEXT)], body)
 }
 
-/// Everything `/metrics` shows, families sorted by name.
-pub fn render(registry: &Registry, telemetry: &Telemetry) -> String {
+/// Everything `/metrics` shows, families sorted by name; `node` adds the
+/// datapath's and the policy's metrics.
+pub fn render(registry: &Registry, hub: &Hub, node: Option<&Node>) -> String {
+    let telemetry = hub.telemetry();
     let mut families = registry.gather();
     families.extend(own(telemetry.snapshot()));
     families.push(hubble_lost_events(telemetry));
+    families.extend(node::process_families());
+    if let Some(node) = node {
+        families.extend(node.families(hub));
+    }
     families.sort_by(|a, b| a.name().cmp(b.name()));
     lumen_metrics::encode(&families)
 }
 
-fn counter(labels: Vec<(&str, String)>, value: u64) -> Metric {
+pub(super) fn counter(labels: Vec<(&str, String)>, value: u64) -> Metric {
     let mut labels: Vec<LabelPair> = labels
         .into_iter()
         .map(|(k, v)| {
@@ -75,11 +88,11 @@ fn counter(labels: Vec<(&str, String)>, value: u64) -> Metric {
     m
 }
 
-fn family(name: &str, help: &str, metrics: Vec<Metric>) -> MetricFamily {
+pub(super) fn family(name: &str, help: &str, kind: MetricType, metrics: Vec<Metric>) -> MetricFamily {
     let mut f = MetricFamily::default();
     f.set_name(name.to_string());
     f.set_help(help.to_string());
-    f.set_field_type(MetricType::COUNTER);
+    f.set_field_type(kind);
     f.set_metric(metrics);
     f
 }
@@ -91,7 +104,7 @@ fn own(samples: Vec<Sample>) -> Vec<MetricFamily> {
         let m = counter(s.labels, s.value);
         match out.iter_mut().find(|f| f.name() == s.name) {
             Some(f) => f.mut_metric().push(m),
-            None => out.push(family(s.name, s.help, vec![m])),
+            None => out.push(family(s.name, s.help, MetricType::COUNTER, vec![m])),
         }
     }
     out
@@ -105,6 +118,7 @@ fn hubble_lost_events(t: &Telemetry) -> MetricFamily {
     family(
         "hubble_lost_events_total",
         "Number of lost events",
+        MetricType::COUNTER,
         vec![
             source("hubble_ring_buffer", t.lost_store.get()),
             source("observer_events_queue", 0),

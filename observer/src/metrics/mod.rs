@@ -24,9 +24,12 @@ use tokio::task::JoinHandle;
 use crate::hub::{Hub, Notice, Subscription};
 
 mod http;
+mod node;
+mod process;
 mod watcher;
 
 pub use http::render;
+pub use node::{Node, PolicyMetrics};
 
 /// Hubble's metrics port, where `/metrics` is served unless told otherwise.
 pub const DEFAULT_PORT: u16 = 9965;
@@ -117,6 +120,7 @@ pub struct Prepared {
     registry: Arc<Registry>,
     /// The config file as read at start, so the watcher knows it.
     stamp: Option<watcher::Stamp>,
+    node: Option<Arc<Node>>,
 }
 
 impl Prepared {
@@ -145,7 +149,14 @@ impl Prepared {
             options: options.clone(),
             registry,
             stamp,
+            node: None,
         }))
+    }
+
+    /// Serves the node's own metrics too (datapath counters, policy).
+    pub fn with_node(mut self, node: Node) -> Prepared {
+        self.node = Some(Arc::new(node));
+        self
     }
 
     /// The address `/metrics` is served on: the one given, else Hubble's port.
@@ -183,6 +194,7 @@ impl Prepared {
             listener,
             self.registry.clone(),
             hub.clone(),
+            self.node,
             shutdown,
         )));
         tracing::info!(address = %local, metrics = ?self.registry.metrics(), "metrics served on /metrics");
