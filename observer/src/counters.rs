@@ -75,6 +75,50 @@ pub fn traffic_counters(pin_dir: &Path) -> Result<Vec<TrafficCount>, DatapathErr
     Ok(out)
 }
 
+/// Packets and bytes the datapath dropped for one reason in one direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DropCount {
+    pub direction: u8,
+    pub reason: u8,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// The reasons the datapath drops for.
+pub const DROP_REASONS: [u8; 6] = [
+    abi::DROP_POLICY_DENIED,
+    abi::DROP_INVALID_PACKET,
+    abi::DROP_CT_INVALID_HEADER,
+    abi::DROP_INVALID_IPV6_EXT_HEADER,
+    abi::DROP_FRAG_NOT_FOUND,
+    abi::DROP_POLICY_DENY,
+];
+
+/// Drops by direction and reason (every reason the datapath has, in both
+/// directions, zeros included), summed over CPUs.
+pub fn drop_counters(pin_dir: &Path) -> Result<Vec<DropCount>, DatapathError> {
+    let err = |source| DatapathError::Map {
+        name: names::DROP_COUNTERS,
+        source,
+    };
+    let map: PerCpuArray<MapData, abi::TrafficCounter> =
+        PerCpuArray::try_from(Map::PerCpuArray(open(pin_dir, names::DROP_COUNTERS)?)).map_err(err)?;
+    let mut out = Vec::new();
+    for direction in [abi::DIR_INGRESS, abi::DIR_EGRESS] {
+        for reason in DROP_REASONS {
+            let idx = u32::from(direction) * abi::DROP_REASON_MAX + u32::from(reason);
+            let values = map.get(&idx, 0).map_err(err)?;
+            out.push(DropCount {
+                direction,
+                reason,
+                packets: values.iter().map(|c| c.packets).sum(),
+                bytes: values.iter().map(|c| c.bytes).sum(),
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// How long idle conntrack entries live (Cilium's defaults).
 #[derive(Clone, Copy, Debug)]
 pub struct CtTimeouts {

@@ -420,6 +420,19 @@ fn datapath_counters_policy_revision_and_apply_durations_have_exact_values() {
             r#"lumen_datapath_bytes_total{direction="EGRESS",verdict="DROPPED"} 0"#,
         ]
     );
+    // The same five by reason, as Cilium's cilium_drop_count_total: every
+    // reason the datapath has, in both directions.
+    let by_reason = series(&body, "lumen_drop_count_total");
+    assert_eq!(by_reason.len(), 12, "{by_reason:?}");
+    assert!(
+        by_reason.contains(&r#"lumen_drop_count_total{direction="INGRESS",reason="POLICY_DENIED"} 5"#.to_string()),
+        "{by_reason:?}"
+    );
+    assert_eq!(
+        by_reason.iter().filter(|l| !l.ends_with(" 0")).count(),
+        1,
+        "only the policy drops: {by_reason:?}"
+    );
     // Nothing lost: every event the datapath emitted is read.
     let body = scrape_until(&c, "every emitted event read", |b| {
         let emitted = value(b, "lumen_events_emitted_total");

@@ -208,7 +208,11 @@ struct lumen_config {
 	__u32 policy_revision; /* bumped by every policy change; its low bit picks the slot */
 };
 
-/* Per-CPU packet and byte counters, indexed by direction * VERDICT_MAX + verdict. */
+/* Drop reasons are one byte: drop counters are indexed by direction * DROP_REASON_MAX + reason. */
+#define LUMEN_DROP_REASON_MAX 256
+
+/* Per-CPU packet and byte counters, indexed by direction * VERDICT_MAX + verdict
+ * (traffic_ctrs), or for drops by direction * DROP_REASON_MAX + reason (drop_ctrs). */
 struct lumen_traffic_counter {
 	__u64 packets;
 	__u64 bytes;

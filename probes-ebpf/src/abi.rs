@@ -14,6 +14,7 @@ pub const VERDICT_FORWARDED: u8 = 1;
 pub const VERDICT_DROPPED: u8 = 2;
 pub const VERDICT_AUDIT: u8 = 4;
 pub const VERDICT_MAX: u32 = 8;
+pub const DROP_REASON_MAX: u32 = 256;
 
 pub const DROP_POLICY_DENIED: u8 = 133;
 pub const DROP_INVALID_PACKET: u8 = 134;

@@ -32,10 +32,12 @@ pub mod maps {
     pub const CONFIG: &str = ".data";
     pub const EVENTS: &str = "events";
     pub const TRAFFIC_COUNTERS: &str = "traffic_ctrs";
+    /// Per-CPU drops by direction and reason.
+    pub const DROP_COUNTERS: &str = "drop_ctrs";
     pub const EVENT_COUNTERS: &str = "event_ctrs";
 
     /// Every pinned map.
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 11] = [
         ENDPOINTS,
         ENDPOINTS_EXT,
         IPCACHE,
@@ -45,6 +47,7 @@ pub mod maps {
         POLICY_REVISION,
         EVENTS,
         TRAFFIC_COUNTERS,
+        DROP_COUNTERS,
         EVENT_COUNTERS,
     ];
 }

@@ -161,6 +161,25 @@ impl Node {
             }
             Err(e) => tracing::debug!(error = %e, "traffic counters not readable"),
         }
+        match counters::drop_counters(&self.pin_dir) {
+            Ok(drops) => out.push(family(
+                "lumen_drop_count_total",
+                "Packets the datapath dropped, by reason (Hubble's names) and direction, as Cilium's cilium_drop_count_total (summed over CPUs)",
+                MetricType::COUNTER,
+                drops
+                    .iter()
+                    .map(|d| {
+                        let reason = lumen_proto::flow::DropReason::try_from(i32::from(d.reason))
+                            .map_or_else(|_| d.reason.to_string(), |r| r.as_str_name().to_string());
+                        counter(
+                            vec![("direction", direction(d.direction).to_string()), ("reason", reason)],
+                            d.packets,
+                        )
+                    })
+                    .collect(),
+            )),
+            Err(e) => tracing::debug!(error = %e, "drop counters not readable"),
+        }
         out
     }
 }

@@ -110,6 +110,15 @@ struct {
 	PIN_BY_NAME;
 } traffic_ctrs SEC(".maps");
 
+/* Drops by reason and direction, as Cilium's drop counters. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 3 * LUMEN_DROP_REASON_MAX);
+	__type(key, __u32);
+	__type(value, struct lumen_traffic_counter);
+	PIN_BY_NAME;
+} drop_ctrs SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, LUMEN_EVC_MAX);
@@ -530,6 +539,17 @@ static __always_inline void count_traffic(__u8 dir, __u8 verdict, __u32 len)
 	}
 }
 
+static __always_inline void count_drop(__u8 dir, __u8 reason, __u32 len)
+{
+	__u32 idx = (__u32)dir * LUMEN_DROP_REASON_MAX + reason;
+	struct lumen_traffic_counter *c = bpf_map_lookup_elem(&drop_ctrs, &idx);
+
+	if (c) {
+		c->packets++;
+		c->bytes += len;
+	}
+}
+
 static __always_inline void count_event(__u32 idx)
 {
 	__u64 *c = bpf_map_lookup_elem(&event_ctrs, &idx);
@@ -767,6 +787,8 @@ out:
 		report = 1;
 	o.verdict = d.verdict;
 	count_traffic(dir, d.verdict, skb->len);
+	if (d.verdict == LUMEN_VERDICT_DROPPED)
+		count_drop(dir, d.drop_reason, skb->len);
 	if (report || agg == LUMEN_AGG_NONE) {
 		struct event_buf *buf = bpf_map_lookup_elem(&scratch, &zero);
 		struct lumen_event *ev;
