@@ -24,6 +24,8 @@ pub struct Telemetry {
     pub metrics_config_reloads: CounterVec,
     /// Control API requests answered with an error, by method.
     pub control_failed: CounterVec,
+    /// `GetFlows` streams open now (Observer API clients).
+    pub flow_streams: std::sync::atomic::AtomicU64,
     /// Ring-buffer records that were not well-formed events, by what was wrong.
     pub decode_errors: CounterVec,
     log: Logs,
@@ -85,6 +87,7 @@ impl Default for Telemetry {
                 "method",
             ),
             decode_errors,
+            flow_streams: Default::default(),
             log: Logs::default(),
         }
     }

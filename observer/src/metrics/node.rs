@@ -115,6 +115,11 @@ impl Node {
             "Capacity of the kernel ring buffer events travel in",
             f64::from(self.ring_buffer_bytes),
         ));
+        out.push(gauge(
+            "lumen_flow_streams",
+            "GetFlows streams open now (Observer API clients: the relay, lumen observe and lumen top, Hubble's CLI)",
+            hub.telemetry().flow_streams.load(std::sync::atomic::Ordering::Relaxed) as f64,
+        ));
         out.push(family(
             "lumen_events_read_total",
             "Events read from the kernel ring buffer and stored as flows",
@@ -247,6 +252,7 @@ mod tests {
             r#"lumen_policy_apply_duration_seconds_bucket{le="0.25"} 2"#,
             "lumen_policy_apply_duration_seconds_count 2",
             "lumen_ring_buffer_bytes 1048576",
+            "lumen_flow_streams 0",
             "lumen_events_read_total 0",
             "# TYPE process_cpu_seconds_total counter",
             "# TYPE process_resident_memory_bytes gauge",

@@ -116,6 +116,24 @@ impl Tx {
     }
 }
 
+/// Counts a `GetFlows` stream as open for as long as it lives.
+struct OpenStream(std::sync::Arc<crate::telemetry::Telemetry>);
+
+impl OpenStream {
+    fn new(telemetry: std::sync::Arc<crate::telemetry::Telemetry>) -> OpenStream {
+        telemetry
+            .flow_streams
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        OpenStream(telemetry)
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.flow_streams.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 enum Response {
     Typed(Box<GetFlowsResponse>),
     Encoded(RawFlowsResponse),
@@ -124,6 +142,7 @@ enum Response {
 /// Streams one client's flows from `sub` until done, the client leaves or
 /// shutdown. Kernel losses come in stream order, before the first flow after them.
 pub(super) async fn stream_flows(mut sub: Subscription, q: Query, mut tx: Tx, mut shutdown: watch::Receiver<bool>) {
+    let _open = OpenStream::new(sub.hub().telemetry_handle());
     let node = sub.hub().node_name().to_string();
     let mut sent = 0;
     let mut notices = Vec::new();

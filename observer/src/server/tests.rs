@@ -186,6 +186,8 @@ async fn kernel_losses_reach_followers_and_shutdown_ends_the_stream() {
     let q = Query::new(&request(0, false, true), true).unwrap();
     tokio::spawn(stream_flows(q.subscribe(&hub), q, tx, shutdown));
     tokio::task::yield_now().await;
+    let open = || hub.telemetry().flow_streams.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(open(), 1, "the stream counts as open");
     hub.kernel_lost(5);
     let r = decoded(rx.next().await.unwrap());
     assert_eq!(r.node_name, "n1");
@@ -194,6 +196,7 @@ async fn kernel_losses_reach_followers_and_shutdown_ends_the_stream() {
     assert_eq!(port_or_lost(decoded(rx.next().await.unwrap())), (0, 80));
     stop.send_replace(true);
     assert!(rx.next().await.is_none());
+    assert_eq!(open(), 0, "and no longer once it ended");
 }
 
 #[tokio::test(flavor = "current_thread")]
