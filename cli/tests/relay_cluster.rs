@@ -9,21 +9,19 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
 use lumen_observer::identity::{IdentityAllocator, Labels};
 use lumen_observer::testing::{self, ClusterSpec};
 use lumen_relay::{RelayConfig, RelayHandle};
-use lumen_testbed::Pod;
 use serde_json::{json, Value};
-use support::{lumen, observer_binary};
+use support::{lumen, observer_binary, Traffic};
 
 const MAX_FLOWS: u64 = 1000;
 
@@ -224,43 +222,6 @@ fn status_is(r: &Value, state: &str, nodes: &[&str]) -> bool {
     r["node_status"]["state_change"] == state && r["node_status"]["node_names"] == json!(nodes)
 }
 
-/// a→b and b→a every 200 ms until dropped.
-struct Traffic {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Traffic {
-    fn start(a: Pod, b: Pod) -> Traffic {
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = std::thread::spawn({
-            let stop = stop.clone();
-            move || {
-                while !stop.load(Ordering::Relaxed) {
-                    for (from, to) in [(&a, &b), (&b, &a)] {
-                        let dst = SocketAddr::new(to.ipv4.into(), 80);
-                        let _ = from.tcp_request(dst, b"hi", Duration::from_millis(700));
-                    }
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-            }
-        });
-        Traffic {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Traffic {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 #[test]
 #[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
 fn the_cli_reads_a_relay_like_an_observer_and_a_killed_node_comes_back() {
@@ -386,7 +347,9 @@ fn the_cli_reads_a_relay_like_an_observer_and_a_killed_node_comes_back() {
     let mut follow = Follow::start(&relay_server, c.dir.join("follow.stderr"));
     let first = follow.until("a node status", |r| r.get("node_status").is_some());
     assert!(status_is(&first, "NODE_CONNECTED", &[&n1, &n2, &n3]), "{first}");
-    let _traffic = Traffic::start(c.pods["a"].clone(), c.pods["b"].clone());
+    // a→b and b→a every 200 ms.
+    let (pa, pb) = (c.pods["a"].clone(), c.pods["b"].clone());
+    let _traffic = Traffic::start(vec![(pa.clone(), pb.clone()), (pb, pa)], Duration::from_millis(700));
     follow.until("a flow from n2", |r| r["flow"]["node_name"] == n2.as_str());
 
     // n2's observer dies; its datapath stays pinned. Its stream breaks off

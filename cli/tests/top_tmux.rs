@@ -6,10 +6,8 @@
 
 mod support;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -108,43 +106,6 @@ impl Drop for Tmux {
     }
 }
 
-/// a requests b and c every 200 ms until dropped.
-struct Traffic {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Traffic {
-    fn start(c: &testing::Cluster) -> Traffic {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (a, b, cc) = (c.pods["a"].clone(), c.pods["b"].clone(), c.pods["c"].clone());
-        let thread = std::thread::spawn({
-            let stop = stop.clone();
-            move || {
-                while !stop.load(Ordering::Relaxed) {
-                    for to in [&b, &cc] {
-                        let _ = a.tcp_request(SocketAddr::new(to.ipv4.into(), 80), b"hi", Duration::from_millis(300));
-                    }
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-            }
-        });
-        Traffic {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Traffic {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 fn relay(listen: &str, peer_service: &str) -> RelayHandle {
     RelayHandle::spawn(RelayConfig::parse_from([
         "lumen-relay",
@@ -176,7 +137,12 @@ fn top_in_a_terminal_shows_the_cluster_follows_the_keys_and_survives_the_relay()
         .to_string();
     let n1_api = c.api("n1").to_string();
     let mut relay_handle = Some(relay(&listen, &n1_api));
-    let traffic = Traffic::start(&c);
+    // a requests b and c every 200 ms.
+    let a = c.pods["a"].clone();
+    let traffic = support::Traffic::start(
+        vec![(a.clone(), c.pods["b"].clone()), (a, c.pods["c"].clone())],
+        Duration::from_millis(300),
+    );
     let top = Tmux::start(&format!(
         "env NO_COLOR=1 {} top --server {listen}",
         env!("CARGO_BIN_EXE_lumen")

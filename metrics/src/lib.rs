@@ -44,6 +44,7 @@
 pub mod config;
 pub mod context;
 mod error;
+pub mod exposition;
 #[cfg(test)]
 mod fixtures;
 mod handlers;

@@ -108,3 +108,42 @@ impl Live {
         format!("unix://{}", self.cfg.socket.display())
     }
 }
+
+/// TCP requests to port 80 on each (from, to) pair every 200 ms, each
+/// waiting at most `timeout`, until dropped.
+pub struct Traffic {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Traffic {
+    pub fn start(pairs: Vec<(lumen_testbed::Pod, lumen_testbed::Pod)>, timeout: std::time::Duration) -> Traffic {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    for (from, to) in &pairs {
+                        let dst = std::net::SocketAddr::new(to.ipv4.into(), 80);
+                        let _ = from.tcp_request(dst, b"hi", timeout);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+            }
+        });
+        Traffic {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -10,9 +10,11 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+pub(super) use lumen_metrics::exposition::family;
+use lumen_metrics::exposition::metric;
 use lumen_metrics::Registry;
 use lumen_rpc::telemetry::Sample;
-use prometheus::proto::{Counter, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{Metric, MetricFamily, MetricType};
 use tokio::sync::watch;
 
 use super::node::{self, Node};
@@ -71,30 +73,7 @@ pub fn render(registry: &Registry, hub: &Hub, node: Option<&Node>) -> String {
 }
 
 pub(super) fn counter(labels: Vec<(&str, String)>, value: u64) -> Metric {
-    let mut labels: Vec<LabelPair> = labels
-        .into_iter()
-        .map(|(k, v)| {
-            let mut pair = LabelPair::default();
-            pair.set_name(k.to_string());
-            pair.set_value(v);
-            pair
-        })
-        .collect();
-    labels.sort_by(|a, b| a.name().cmp(b.name()));
-    let mut c = Counter::default();
-    c.set_value(value as f64);
-    let mut m = Metric::from_label(labels);
-    m.set_counter(c);
-    m
-}
-
-pub(super) fn family(name: &str, help: &str, kind: MetricType, metrics: Vec<Metric>) -> MetricFamily {
-    let mut f = MetricFamily::default();
-    f.set_name(name.to_string());
-    f.set_help(help.to_string());
-    f.set_field_type(kind);
-    f.set_metric(metrics);
-    f
+    metric(labels, MetricType::COUNTER, value as f64)
 }
 
 /// Lumen's counters, a family per name.

@@ -92,16 +92,7 @@ pub fn parse_max_series(s: &str) -> Result<usize, String> {
     }
 }
 
-/// `HOST:PORT`, or Go's `:PORT` for every IPv4 address.
-pub fn parse_listen_address(value: &str) -> Result<SocketAddr, String> {
-    if let Some(port) = value.strip_prefix(':') {
-        let port: u16 = port.parse().map_err(|_| format!("{port:?} is not a port"))?;
-        return Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)));
-    }
-    value
-        .parse()
-        .map_err(|_| format!("{value:?} is not HOST:PORT or :PORT"))
-}
+pub use lumen_metrics::exposition::parse_listen_address;
 
 /// Reads and applies the dynamic file to `registry`.
 fn apply_file(registry: &Registry, path: &Path, text: &str) -> Result<(), MetricsError> {

@@ -100,11 +100,12 @@ fn verdict(v: u8) -> &'static str {
 }
 
 fn gauge(name: &str, help: &str, value: f64) -> MetricFamily {
-    let mut g = Gauge::default();
-    g.set_value(value);
-    let mut m = Metric::default();
-    m.set_gauge(g);
-    family(name, help, MetricType::GAUGE, vec![m])
+    family(
+        name,
+        help,
+        MetricType::GAUGE,
+        vec![lumen_metrics::exposition::metric(vec![], MetricType::GAUGE, value)],
+    )
 }
 
 impl Node {

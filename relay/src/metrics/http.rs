@@ -9,8 +9,9 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use lumen_metrics::exposition::{family, metric};
 use lumen_rpc::telemetry::Sample;
-use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{MetricFamily, MetricType};
 use tokio::sync::watch;
 
 use super::{connection_status, RelayMetrics};
@@ -74,39 +75,6 @@ pub fn render(peers: &Peers, metrics: &RelayMetrics, samples: Vec<Sample>) -> St
     }
     families.sort_by(|a, b| a.name().cmp(b.name()));
     encode(&families)
-}
-
-fn metric(labels: Vec<(&str, String)>, kind: MetricType, value: f64) -> Metric {
-    let mut labels: Vec<LabelPair> = labels
-        .into_iter()
-        .map(|(k, v)| {
-            let mut pair = LabelPair::default();
-            pair.set_name(k.to_string());
-            pair.set_value(v);
-            pair
-        })
-        .collect();
-    labels.sort_by(|a, b| a.name().cmp(b.name()));
-    let mut m = Metric::from_label(labels);
-    if kind == MetricType::GAUGE {
-        let mut g = Gauge::default();
-        g.set_value(value);
-        m.set_gauge(g);
-    } else {
-        let mut c = Counter::default();
-        c.set_value(value);
-        m.set_counter(c);
-    }
-    m
-}
-
-fn family(name: &str, help: &str, kind: MetricType, metrics: Vec<Metric>) -> MetricFamily {
-    let mut f = MetricFamily::default();
-    f.set_name(name.to_string());
-    f.set_help(help.to_string());
-    f.set_field_type(kind);
-    f.set_metric(metrics);
-    f
 }
 
 fn encode(families: &[MetricFamily]) -> String {

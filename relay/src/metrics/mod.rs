@@ -6,7 +6,6 @@
 //! Off unless asked for, so that relays side by side (tests, `lumen demo`)
 //! do not contend for the port.
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -24,17 +23,7 @@ pub use http::{render, serve};
 /// Hubble relay's metrics port, for a `:PORT`-less deployment to use.
 pub const DEFAULT_PORT: u16 = 9966;
 
-/// `HOST:PORT`, or Go's `:PORT` for every IPv4 address (as the observer's
-/// `--metrics-listen-address` and Hubble take it).
-pub fn parse_listen_address(value: &str) -> Result<SocketAddr, String> {
-    if let Some(port) = value.strip_prefix(':') {
-        let port: u16 = port.parse().map_err(|_| format!("{port:?} is not a port"))?;
-        return Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)));
-    }
-    value
-        .parse()
-        .map_err(|_| format!("{value:?} is not HOST:PORT or :PORT"))
-}
+pub use lumen_metrics::exposition::parse_listen_address;
 
 /// A value that goes up and down: shares of it are added and taken back by
 /// whoever holds them (a stream, a sort buffer).
