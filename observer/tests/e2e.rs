@@ -776,32 +776,7 @@ fn send_sctp(c: &Cluster, from: &str, dst: std::net::Ipv4Addr, sport: u16, dport
     pkt.extend_from_slice(&dport.to_be_bytes());
     pkt.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]); // verification tag, checksum
     pkt.extend_from_slice(&[1, 0, 0, 20, 0, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 1, 0, 0, 0, 1]); // INIT
-    lumen_testbed::in_netns(&c.pod(from).netns, || {
-        // SAFETY: a raw socket we own, a sockaddr_in we build, closed at once.
-        unsafe {
-            let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, 132);
-            assert!(fd >= 0, "raw SCTP socket: {}", std::io::Error::last_os_error());
-            let addr = libc::sockaddr_in {
-                sin_family: libc::AF_INET as u16,
-                sin_port: 0,
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(dst.octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            let n = libc::sendto(
-                fd,
-                pkt.as_ptr().cast(),
-                pkt.len(),
-                0,
-                (&addr as *const libc::sockaddr_in).cast(),
-                std::mem::size_of::<libc::sockaddr_in>() as u32,
-            );
-            libc::close(fd);
-            assert_eq!(n, pkt.len() as isize, "sendto: {}", std::io::Error::last_os_error());
-        }
-    })
-    .unwrap();
+    send_raw_ipv4(c.pod(from), 132, dst, &pkt);
 }
 
 #[test]

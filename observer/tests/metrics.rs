@@ -108,32 +108,7 @@ fn send_syn(from: &Pod, dst: Ipv4Addr, sport: u16, dport: u16) {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     tcp[16..18].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-    lumen_testbed::in_netns(&from.netns, || {
-        // SAFETY: a raw socket we own, a sockaddr_in we build, closed at once.
-        unsafe {
-            let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_TCP);
-            assert!(fd >= 0, "raw TCP socket: {}", std::io::Error::last_os_error());
-            let addr = libc::sockaddr_in {
-                sin_family: libc::AF_INET as u16,
-                sin_port: 0,
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(dst.octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            let n = libc::sendto(
-                fd,
-                tcp.as_ptr().cast(),
-                tcp.len(),
-                0,
-                (&addr as *const libc::sockaddr_in).cast(),
-                std::mem::size_of::<libc::sockaddr_in>() as u32,
-            );
-            libc::close(fd);
-            assert_eq!(n, tcp.len() as isize, "sendto: {}", std::io::Error::last_os_error());
-        }
-    })
-    .unwrap();
+    send_raw_ipv4(from, libc::IPPROTO_TCP, dst, &tcp);
 }
 
 /// `n` SYNs from `from` to the backend's port 8080, which ALLOW_HTTP denies.

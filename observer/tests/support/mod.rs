@@ -279,3 +279,35 @@ pub fn flow_is(e: &Value, dir: &str, src: IpAddr, dst: IpAddr, proto: u64, dport
 
 pub const SHORT: Duration = Duration::from_millis(700);
 pub const LONG: Duration = Duration::from_secs(3);
+
+/// Sends `payload` (a transport header and what follows) from inside pod
+/// `from` to `dst` over IPv4 with a raw socket of `protocol`: packets the
+/// testbed's traffic helpers do not make (a bare SYN, SCTP).
+pub fn send_raw_ipv4(from: &lumen_testbed::Pod, protocol: i32, dst: Ipv4Addr, payload: &[u8]) {
+    lumen_testbed::in_netns(&from.netns, || {
+        // SAFETY: a raw socket we own, a sockaddr_in we build, closed at once.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, protocol);
+            assert!(fd >= 0, "raw socket ({protocol}): {}", std::io::Error::last_os_error());
+            let addr = libc::sockaddr_in {
+                sin_family: libc::AF_INET as u16,
+                sin_port: 0,
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(dst.octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            let n = libc::sendto(
+                fd,
+                payload.as_ptr().cast(),
+                payload.len(),
+                0,
+                (&addr as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as u32,
+            );
+            libc::close(fd);
+            assert_eq!(n, payload.len() as isize, "sendto: {}", std::io::Error::last_os_error());
+        }
+    })
+    .unwrap();
+}
