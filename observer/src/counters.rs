@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
+use aya::maps::lpm_trie::LpmTrie;
 use aya::maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray};
 use lumen_probes::{abi, maps as names};
 
@@ -117,6 +118,107 @@ pub fn drop_counters(pin_dir: &Path) -> Result<Vec<DropCount>, DatapathError> {
         }
     }
     Ok(out)
+}
+
+/// How full the kernel ring buffer is: bytes written and not yet read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RingFill {
+    pub pending: u64,
+    pub capacity: u64,
+}
+
+/// The ring buffer's pending bytes, from its producer and consumer
+/// positions: the kernel maps them read-only at page 1 and page 0 of the
+/// map's file descriptor (record headers and padding count as written).
+pub fn ring_buffer_fill(pin_dir: &Path) -> Result<RingFill, DatapathError> {
+    let map = open(pin_dir, names::EVENTS)?;
+    let err = |source| DatapathError::Map {
+        name: names::EVENTS,
+        source,
+    };
+    let capacity = u64::from(map.info().map_err(err)?.max_entries());
+    let fd = std::os::fd::AsFd::as_fd(map.fd());
+    // The consumer's position first: the producer's only grows past it.
+    let consumer = read_position(fd, 0)?;
+    let producer = read_position(fd, 1)?;
+    Ok(RingFill {
+        pending: producer.saturating_sub(consumer),
+        capacity,
+    })
+}
+
+/// The 64-bit position at the start of page `page` of a ring buffer map.
+fn read_position(fd: std::os::fd::BorrowedFd<'_>, page: i64) -> Result<u64, DatapathError> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: sysconf has no preconditions.
+    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+    // SAFETY: a fresh read-only shared mapping of one page of the map, which
+    // the kernel allows for both position pages; unmapped before returning.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            page_size,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            page * page_size as i64,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(DatapathError::Mmap {
+            name: names::EVENTS,
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: the page is mapped and 8-byte aligned; the kernel updates the
+    // position concurrently, so it is read atomically.
+    let position =
+        unsafe { (*(ptr as *const std::sync::atomic::AtomicU64)).load(std::sync::atomic::Ordering::Acquire) };
+    // SAFETY: unmapping exactly the mapping made above.
+    unsafe { libc::munmap(ptr, page_size) };
+    Ok(position)
+}
+
+/// Entries of one of the datapath's maps against its capacity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MapFill {
+    pub map: &'static str,
+    pub entries: u64,
+    pub capacity: u64,
+}
+
+/// How full the conntrack, ipcache and policy maps are. Counting walks the
+/// keys (one system call each), so it costs time in proportion to entries.
+pub fn map_fill(pin_dir: &Path) -> Result<Vec<MapFill>, DatapathError> {
+    fn fill(
+        pin_dir: &Path,
+        name: &'static str,
+        count: impl FnOnce(MapData) -> Result<u64, aya::maps::MapError>,
+    ) -> Result<MapFill, DatapathError> {
+        let err = |source| DatapathError::Map { name, source };
+        let map = open(pin_dir, name)?;
+        let capacity = u64::from(map.info().map_err(err)?.max_entries());
+        let entries = count(map).map_err(err)?;
+        Ok(MapFill {
+            map: name,
+            entries,
+            capacity,
+        })
+    }
+    Ok(vec![
+        fill(pin_dir, names::CONNTRACK, |m| {
+            let map: BpfHashMap<MapData, abi::CtKey, abi::CtEntry> = BpfHashMap::try_from(Map::LruHashMap(m))?;
+            Ok(map.keys().filter(Result::is_ok).count() as u64)
+        })?,
+        fill(pin_dir, names::IPCACHE, |m| {
+            let map: LpmTrie<MapData, [u8; 20], abi::IpcacheValue> = LpmTrie::try_from(Map::LpmTrie(m))?;
+            Ok(map.keys().filter(Result::is_ok).count() as u64)
+        })?,
+        fill(pin_dir, names::POLICY, |m| {
+            let map: LpmTrie<MapData, [u8; 16], abi::PolicyValue> = LpmTrie::try_from(Map::LpmTrie(m))?;
+            Ok(map.keys().filter(Result::is_ok).count() as u64)
+        })?,
+    ])
 }
 
 /// How long idle conntrack entries live (Cilium's defaults).

@@ -48,6 +48,8 @@ pub enum DatapathError {
         name: &'static str,
         source: aya::maps::MapError,
     },
+    #[error("mapping map {name} into memory")]
+    Mmap { name: &'static str, source: std::io::Error },
     #[error(
         "interface {ifname} does not exist in this network namespace; create it or fix the endpoint's `interface`"
     )]

@@ -421,6 +421,28 @@ fn datapath_counters_policy_revision_and_apply_durations_have_exact_values() {
         has(r#"lumen_lost_events_total{stage="kernel_ring_buffer"} 0"#)(&again),
         "{again}"
     );
+    // Read to the end, and the maps' sizes as the datapath declares them.
+    assert!(has("lumen_ring_buffer_fill_bytes 0")(&again), "{again}");
+    assert_eq!(
+        series(&again, "lumen_map_capacity"),
+        [
+            r#"lumen_map_capacity{map="conntrack"} 262144"#,
+            r#"lumen_map_capacity{map="ipcache"} 65536"#,
+            r#"lumen_map_capacity{map="policy"} 262144"#,
+        ]
+    );
+    // Conntrack: each SYN opened a connection where it left the frontend
+    // (its egress is not policed); the backend dropped it before any entry.
+    // Ipcache: the three pods' IPv4 and IPv6 addresses and the node's own
+    // (host). Policy: the one port the backend allows.
+    assert_eq!(
+        series(&again, "lumen_map_entries"),
+        [
+            r#"lumen_map_entries{map="conntrack"} 5"#,
+            r#"lumen_map_entries{map="ipcache"} 7"#,
+            r#"lumen_map_entries{map="policy"} 1"#,
+        ]
+    );
 
     // Process metrics, from /proc of the observer.
     for name in [
@@ -452,4 +474,47 @@ fn datapath_counters_policy_revision_and_apply_durations_have_exact_values() {
     assert!(has("lumen_policy_revision 3")(&body), "{body}");
     // No packet was dropped meanwhile.
     assert!(has(dropped)(&body), "{body}");
+}
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn ring_buffer_fill_is_what_the_stopped_reader_has_not_read() {
+    let mut c = three_pods();
+    let args = listen();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    c.start_observer(ALLOW_HTTP, &args);
+    scrape_until(
+        &c,
+        "the ring buffer read to the end",
+        has("lumen_ring_buffer_fill_bytes 0"),
+    );
+
+    // The observer stopped (SIGSTOP): the datapath writes, nobody reads.
+    let pid = c.observer_pid() as i32;
+    // SAFETY: signalling the child process this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let pin_dir = c.pin_dir();
+    let emitted = || lumen_observer::counters::event_counters(&pin_dir).unwrap().emitted;
+    let fill = || lumen_observer::counters::ring_buffer_fill(&pin_dir).unwrap();
+    let (emitted_before, fill_before) = (emitted(), fill());
+    denied_syns(&c, "frontend", 45_000, 5);
+    let (emitted_after, fill_after) = (emitted(), fill());
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+
+    // Each SYN is an event where it leaves the frontend and one where the
+    // backend's policy drops it; each record is an 8-byte header and the
+    // event (no packet bytes captured), padded to 8.
+    assert!(
+        emitted_after - emitted_before >= 10,
+        "{emitted_before} → {emitted_after}"
+    );
+    let record = (8 + std::mem::size_of::<lumen_probes::abi::Event>()).next_multiple_of(8) as u64;
+    assert_eq!(
+        fill_after.pending - fill_before.pending,
+        (emitted_after - emitted_before) * record
+    );
+    assert_eq!(fill_after.capacity, 4 << 20);
+    // Resumed, it reads them all.
+    scrape_until(&c, "the backlog read", has("lumen_ring_buffer_fill_bytes 0"));
 }

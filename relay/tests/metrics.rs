@@ -19,6 +19,9 @@ use lumen_relay::{RelayConfig, RelayHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
+#[path = "../../observer/tests/support/prometheus.rs"]
+mod prometheus_support;
+
 struct Node {
     hub: Arc<Hub>,
     address: SocketAddr,
@@ -293,4 +296,62 @@ fn the_metrics_address_takes_host_port_or_port_only_and_is_off_by_default() {
     );
     let err = parse(&["--metrics-listen-address", "9966"]).unwrap_err().to_string();
     assert!(err.contains("\"9966\" is not HOST:PORT or :PORT"), "{err}");
+}
+
+/// The relay's panels of `dashboards/*.json` (those reading `hubble_relay_*`
+/// and `lumen_relay_*`; the observer's test runs the others) against a real
+/// Prometheus scraping this relay: each must parse and return data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Debian's prometheus package: run scripts/test.sh"]
+async fn every_relay_dashboard_query_returns_data_from_a_real_prometheus() {
+    use prometheus_support::{dashboard_queries, reads_relay, Prometheus};
+    let (a, b) = (start_node("a").await, start_node("b").await);
+    let down = free_port();
+    let t0 = wall_ns() - 10_000_000_000;
+    a.hub.push((0..5).map(|i| record(t0 + i * 1_000)));
+    b.hub.push((0..3).map(|i| record(t0 + 500 + i * 1_000)));
+    let (listen, metrics) = (free_port(), free_port());
+    let peers = [a.address, b.address, down].map(|p| p.to_string()).join(",");
+    let relay = RelayHandle::spawn(RelayConfig::parse_from([
+        "lumen-relay",
+        "--listen-address",
+        &listen.to_string(),
+        "--peer",
+        &peers,
+        "--metrics-listen-address",
+        &metrics.to_string(),
+    ]));
+    // A client following: the flows per node and the client gauge have data.
+    let mut client = connect(listen).await;
+    let mut follow = client
+        .get_flows(GetFlowsRequest {
+            number: 100,
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    next_flow_ns(&mut follow).await;
+    until_scraped(
+        metrics,
+        &["lumen_relay_flows_total{node=\"a\"} 5", "lumen_relay_clients 1"],
+    )
+    .await;
+
+    let queries = dashboard_queries(reads_relay);
+    assert_eq!(queries.len(), 5, "{queries:#?}");
+    let failures = tokio::task::spawn_blocking(move || {
+        let prometheus = Prometheus::start(&[("lumen-relay", metrics)], free_port(), None);
+        prometheus.failures(&queries, Instant::now() + Duration::from_secs(20))
+    })
+    .await
+    .unwrap();
+    assert!(
+        failures.is_empty(),
+        "relay dashboard queries failed:\n{}",
+        failures.join("\n")
+    );
+    drop(follow);
+    relay.stop().unwrap();
 }

@@ -127,6 +127,42 @@ impl Node {
             MetricType::COUNTER,
             vec![counter(vec![], hub.status().seen_flows)],
         ));
+        match counters::ring_buffer_fill(&self.pin_dir) {
+            Ok(fill) => out.push(gauge(
+                "lumen_ring_buffer_fill_bytes",
+                "Bytes in the kernel ring buffer written by the datapath and not yet read by the observer (record headers included)",
+                fill.pending as f64,
+            )),
+            Err(e) => tracing::debug!(error = %e, "ring buffer positions not readable"),
+        }
+        match counters::map_fill(&self.pin_dir) {
+            Ok(maps) => {
+                let by_map = |value: fn(&counters::MapFill) -> u64| {
+                    maps.iter()
+                        .map(|m| {
+                            lumen_metrics::exposition::metric(
+                                vec![("map", m.map.to_string())],
+                                MetricType::GAUGE,
+                                value(m) as f64,
+                            )
+                        })
+                        .collect()
+                };
+                out.push(family(
+                    "lumen_map_entries",
+                    "Entries in the datapath's conntrack, ipcache and policy maps",
+                    MetricType::GAUGE,
+                    by_map(|m| m.entries),
+                ));
+                out.push(family(
+                    "lumen_map_capacity",
+                    "Entries the datapath's conntrack, ipcache and policy maps hold at most",
+                    MetricType::GAUGE,
+                    by_map(|m| m.capacity),
+                ));
+            }
+            Err(e) => tracing::debug!(error = %e, "map fill not readable"),
+        }
         match counters::event_counters(&self.pin_dir) {
             Ok(c) => out.push(family(
                 "lumen_events_emitted_total",

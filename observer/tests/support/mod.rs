@@ -212,6 +212,11 @@ impl Cluster {
         self.observer = Some(process);
     }
 
+    /// The running observer's process id.
+    pub fn observer_pid(&self) -> u32 {
+        self.observer.as_ref().expect("an observer is running").pid()
+    }
+
     /// Kills the observer outright (SIGKILL), as a crash would.
     pub fn kill_observer(&mut self) {
         if let Some(mut p) = self.observer.take() {
