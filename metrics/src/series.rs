@@ -89,7 +89,8 @@ pub(crate) struct Family {
     help: &'static str,
     labels: Vec<&'static str>,
     /// By label values, encoded so that no two label sets share a key.
-    series: HashMap<Box<[u8]>, Series>,
+    /// Hashed with foldhash (randomly seeded): SipHash showed per flow.
+    series: HashMap<Box<[u8]>, Series, foldhash::fast::RandomState>,
     max_series: usize,
 }
 
@@ -103,7 +104,7 @@ impl Family {
             name,
             help,
             labels,
-            series: HashMap::new(),
+            series: HashMap::default(),
             max_series,
         }
     }

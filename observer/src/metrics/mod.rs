@@ -227,19 +227,26 @@ async fn count(mut sub: Subscription, registry: Arc<Registry>) {
     let mut notices = Vec::new();
     let mut flows: Vec<Arc<Flow>> = Vec::new();
     while sub.next(&mut notices).await {
-        // Without flow metrics (an empty config file) no flow is built.
-        let counting = !registry.is_empty();
-        for n in notices.drain(..) {
-            match n {
-                Notice::Flow(f) if counting => flows.push(sub.flow(&f)),
-                // Kernel losses are counted where they happen (the hub).
-                Notice::Flow(_) | Notice::KernelLost(_) => {}
-                Notice::Missed(count) => sub.hub().metrics_lost(count),
-            }
-        }
-        registry.process(flows.iter().map(|f| &**f));
-        flows.clear();
+        count_notices(&sub, &mut notices, &mut flows, &registry);
     }
+}
+
+/// Counts the flows among `notices` read from `sub` (building each once,
+/// shared with the hub's other consumers) and the flows missed; drains
+/// `notices`. `flows` is scratch space kept between calls.
+pub fn count_notices(sub: &Subscription, notices: &mut Vec<Notice>, flows: &mut Vec<Arc<Flow>>, registry: &Registry) {
+    // Without flow metrics (an empty config file) no flow is built.
+    let counting = !registry.is_empty();
+    for n in notices.drain(..) {
+        match n {
+            Notice::Flow(f) if counting => flows.push(sub.flow(&f)),
+            // Kernel losses are counted where they happen (the hub).
+            Notice::Flow(_) | Notice::KernelLost(_) => {}
+            Notice::Missed(count) => sub.hub().metrics_lost(count),
+        }
+    }
+    registry.process(flows.iter().map(|f| &**f));
+    flows.clear();
 }
 
 #[cfg(test)]

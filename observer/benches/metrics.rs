@@ -1,0 +1,310 @@
+//! What Hubble's flow metrics cost the observer: the flow pipeline (ring
+//! buffer records decoded and stored, then read by the hub's consumers) on
+//! one thread with every flow metric and pod contexts on, against the same
+//! pipeline with metrics off, in one run; and the time and size of a
+//! `/metrics` scrape holding 10,000 series. Results go to BENCHMARKS.md.
+//!
+//! Run: `cargo bench -p lumen-observer --bench metrics` (no root needed).
+
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lumen_metrics::{MetricsConfig, Registry, Settings};
+use lumen_observer::hub::{Hub, Notice, Subscription};
+use lumen_observer::parser::{EndpointMeta, Snapshot};
+use lumen_observer::{decode, metrics};
+use lumen_probes::abi;
+use lumen_proto::flow::Flow;
+
+#[path = "support/benchmarks_md.rs"]
+mod benchmarks_md;
+#[path = "support/machine.rs"]
+mod machine;
+#[path = "support/records.rs"]
+mod records;
+
+const FLOWS: usize = 1_000_000;
+/// Records decoded and pushed at a time, as the reader does; the consumers
+/// read each batch before the next, so the hub's cache of built flows
+/// (4,096) always holds what a second consumer asks for.
+const BATCH: usize = 1024;
+const RUNS: usize = 5;
+/// Every flow metric, each split by source and destination pod.
+const EVERY_FLOW_METRIC: &str = "\
+flow:sourceContext=pod;destinationContext=pod \
+drop:sourceContext=pod;destinationContext=pod \
+tcp:sourceContext=pod;destinationContext=pod \
+port-distribution:sourceContext=pod;destinationContext=pod \
+icmp:sourceContext=pod;destinationContext=pod \
+flows-to-world:any-drop;port;sourceContext=pod;destinationContext=pod \
+policy:sourceContext=pod;destinationContext=pod";
+
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime fills the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+fn registry(metrics: &str) -> Arc<Registry> {
+    let registry = Registry::new(Settings {
+        max_series: 20_000,
+        ..Settings::default()
+    });
+    registry.configure(&MetricsConfig::parse_flag(metrics)).unwrap();
+    Arc::new(registry)
+}
+
+/// Who reads the hub's stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pipeline {
+    /// Nobody: metrics off, no client (records are stored, no flow built).
+    Stored,
+    /// Metrics on: every flow built and counted.
+    Metrics,
+    /// A follower that builds every flow (as a relay's stream or an
+    /// exporter does), metrics off.
+    Follower,
+    /// That follower, and metrics sharing the flows it built.
+    FollowerAndMetrics,
+}
+
+/// Reads `n` flows from `sub`; `each` gets each batch of notices.
+async fn read(
+    sub: &mut Subscription,
+    n: usize,
+    notices: &mut Vec<Notice>,
+    mut each: impl FnMut(&Subscription, &mut Vec<Notice>),
+) {
+    let mut read = 0;
+    while read < n {
+        assert!(sub.next(notices).await);
+        read += notices.iter().filter(|n| matches!(n, Notice::Flow(_))).count();
+        each(sub, notices);
+        notices.clear();
+    }
+}
+
+/// The thread's CPU time to push `records` through `pipeline`, and the
+/// flows metrics counted (their `hubble_flows_processed_total`).
+fn run(records: &[Vec<u8>], pipeline: Pipeline) -> (Duration, u64) {
+    let hub = Hub::new("bench", 1 << 21);
+    hub.publish(records::snapshot());
+    let registry = registry(EVERY_FLOW_METRIC);
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let took = rt.block_on(async {
+        let mut follower = hub.follow();
+        let mut counter = hub.follow();
+        let (mut notices, mut flows) = (Vec::new(), Vec::<Arc<Flow>>::new());
+        let mut batch = Vec::with_capacity(BATCH);
+        let start = thread_cpu();
+        for chunk in records.chunks(BATCH) {
+            batch.extend(chunk.iter().map(|r| decode::header(r).unwrap()));
+            hub.push(batch.drain(..));
+            if matches!(pipeline, Pipeline::Follower | Pipeline::FollowerAndMetrics) {
+                read(&mut follower, chunk.len(), &mut notices, |sub, notices| {
+                    for n in notices.iter() {
+                        if let Notice::Flow(f) = n {
+                            std::hint::black_box(sub.flow(f));
+                        }
+                    }
+                })
+                .await;
+            }
+            if matches!(pipeline, Pipeline::Metrics | Pipeline::FollowerAndMetrics) {
+                read(&mut counter, chunk.len(), &mut notices, |sub, notices| {
+                    metrics::count_notices(sub, notices, &mut flows, &registry)
+                })
+                .await;
+            }
+        }
+        thread_cpu() - start
+    });
+    let counted = processed(&metrics::render(&registry, &hub, None));
+    (took, counted)
+}
+
+/// The sum of `hubble_flows_processed_total` in a scrape.
+fn processed(body: &str) -> u64 {
+    body.lines()
+        .filter(|l| l.starts_with("hubble_flows_processed_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// A hub whose flows gave `flow:sourceContext=pod;destinationContext=pod`
+/// 10,000 series: 100 client pods each talking to 100 server pods.
+fn ten_thousand_series() -> (Arc<Hub>, Arc<Registry>) {
+    let mut snapshot = Snapshot::default();
+    let pod = |net: u8, i: u8, name: String, identity: u32| {
+        let meta = Arc::new(EndpointMeta {
+            id: identity,
+            identity,
+            namespace: "default".into(),
+            pod_name: name.clone(),
+            labels: vec![
+                format!("k8s:app={name}"),
+                "k8s:io.kubernetes.pod.namespace=default".into(),
+            ],
+            ..Default::default()
+        });
+        (Ipv4Addr::new(10, net, 0, i), meta)
+    };
+    for i in 0..100u8 {
+        for (ip, meta) in [
+            pod(1, i, format!("client-{i}"), 1000 + u32::from(i)),
+            pod(2, i, format!("server-{i}"), 2000 + u32::from(i)),
+        ] {
+            snapshot.endpoints.insert(ip.into(), meta.clone());
+            snapshot.endpoints_by_id.insert(meta.identity, meta);
+        }
+    }
+    let hub = Hub::new("bench", 1 << 14);
+    hub.publish(snapshot);
+    let registry = registry("flow:sourceContext=pod;destinationContext=pod");
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    rt.block_on(async {
+        let mut sub = hub.follow();
+        let (mut notices, mut flows) = (Vec::new(), Vec::new());
+        for c in 0..100u8 {
+            let records: Vec<abi::Event> = (0..100u8)
+                .map(|s| {
+                    let mut ev = abi::Event {
+                        timestamp_ns: 1_764_000_000_000_000_000,
+                        family: 4,
+                        proto: 6,
+                        direction: abi::DIR_INGRESS,
+                        obs_point: abi::OBS_TO_ENDPOINT,
+                        verdict: abi::VERDICT_FORWARDED,
+                        sport: 40_000,
+                        dport: 80,
+                        tcp_flags: 0x02,
+                        ..Default::default()
+                    };
+                    ev.saddr[..4].copy_from_slice(&[10, 1, 0, c]);
+                    ev.daddr[..4].copy_from_slice(&[10, 2, 0, s]);
+                    ev
+                })
+                .collect();
+            hub.push(records);
+            read(&mut sub, 100, &mut notices, |sub, notices| {
+                metrics::count_notices(sub, notices, &mut flows, &registry)
+            })
+            .await;
+        }
+    });
+    assert_eq!(registry.series(), 10_000);
+    (hub, registry)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let records: Vec<Vec<u8>> = (0..FLOWS as u64).map(records::record).collect();
+    let pipelines = [
+        Pipeline::Stored,
+        Pipeline::Metrics,
+        Pipeline::Follower,
+        Pipeline::FollowerAndMetrics,
+    ];
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); pipelines.len()];
+    // Interleaved, so that a disturbance hits every pipeline alike.
+    for _ in 0..RUNS {
+        for (i, &p) in pipelines.iter().enumerate() {
+            let (took, counted) = run(&records, p);
+            let expected = if matches!(p, Pipeline::Metrics | Pipeline::FollowerAndMetrics) {
+                FLOWS as u64
+            } else {
+                0
+            };
+            assert_eq!(counted, expected, "{p:?}: every flow counted, once");
+            times[i].push(took);
+        }
+    }
+    let ns = |i: usize| median(times[i].clone()).as_nanos() as f64 / FLOWS as f64;
+    let (stored, metrics_on, follower, both) = (ns(0), ns(1), ns(2), ns(3));
+    let rate = |ns: f64| 1e9 / ns / 1e6;
+
+    let (hub, registry) = ten_thousand_series();
+    let mut scrapes = Vec::new();
+    let mut size = 0;
+    for _ in 0..21 {
+        let start = Instant::now();
+        let body = metrics::render(&registry, &hub, None);
+        scrapes.push(start.elapsed());
+        size = body.len();
+    }
+    let scrape = median(scrapes);
+
+    let mut section = String::new();
+    writeln!(
+        section,
+        "## Flow metrics: cost per flow, and a scrape of 10,000 series\n"
+    )
+    .unwrap();
+    writeln!(
+        section,
+        "Command: `cargo bench -p lumen-observer --bench metrics` ({}, kernel {}). {FLOWS} replayed datapath records (as in the pipeline benchmark: 3 pods, every 100th a policy drop) decoded and pushed into the hub {BATCH} at a time, each batch read by the consumers before the next, all on one thread; its CPU time (CLOCK_THREAD_CPUTIME_ID), median of {RUNS} runs of each pipeline, interleaved. Metrics on: every flow metric (`flow`, `drop`, `tcp`, `port-distribution`, `icmp`, `flows-to-world:any-drop;port`, `policy`), each with `sourceContext=pod;destinationContext=pod`; each run checks that metrics counted every flow exactly once.\n",
+        machine::cpu_model(),
+        machine::kernel()
+    )
+    .unwrap();
+    writeln!(
+        section,
+        "| pipeline | CPU per flow | flows/s on one core | ratio, metrics on / off |"
+    )
+    .unwrap();
+    writeln!(section, "|---|---:|---:|---:|").unwrap();
+    writeln!(
+        section,
+        "| records stored, no consumer (metrics off) | {stored:.0} ns | {:.2} M | |",
+        rate(stored)
+    )
+    .unwrap();
+    writeln!(
+        section,
+        "| records stored, metrics on (each flow built, then counted) | {metrics_on:.0} ns | {:.2} M | {:.3} (budget ≥ 0.9: **{}**) |",
+        rate(metrics_on),
+        stored / metrics_on,
+        if stored / metrics_on >= 0.9 { "met" } else { "missed" }
+    )
+    .unwrap();
+    writeln!(
+        section,
+        "| records stored, a follower building every flow (a relay's stream, an exporter), metrics off | {follower:.0} ns | {:.2} M | |",
+        rate(follower)
+    )
+    .unwrap();
+    writeln!(
+        section,
+        "| the same follower, metrics on (counting the flows it built) | {both:.0} ns | {:.2} M | {:.3} (budget ≥ 0.9: **{}**) |",
+        rate(both),
+        follower / both,
+        if follower / both >= 0.9 { "met" } else { "missed" }
+    )
+    .unwrap();
+    writeln!(
+        section,
+        "\nCounting alone, every metric with pod contexts: {:.0} ns per flow (the last two rows' difference); building a flow from its stored record: {:.0} ns.\n",
+        both - follower,
+        follower - stored
+    )
+    .unwrap();
+    writeln!(
+        section,
+        "Scrape: `flow:sourceContext=pod;destinationContext=pod` holding 10,000 series (100 client pods × 100 server pods), rendered as `/metrics` serves it (the flow metrics and the observer's own counters): {:.1} ms (median of 21), {:.0} KiB.",
+        scrape.as_secs_f64() * 1e3,
+        size as f64 / 1024.0
+    )
+    .unwrap();
+    print!("{section}");
+    benchmarks_md::update_benchmarks("metrics", &section);
+}
