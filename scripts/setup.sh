@@ -45,3 +45,8 @@ if [ "$(stat -f -c %T /sys/fs/bpf 2>/dev/null)" != "bpf_fs" ]; then
   mount -t bpf bpf /sys/fs/bpf
 fi
 mkdir -p /var/run/netns
+
+# The web UI's front end (Node.js, npm, Chromium for its browser test; npm ci
+# and the build lumen-ui embeds), and the OTLP test receiver's Python venv.
+"$(dirname "$0")/../ui/setup.sh"
+"$(dirname "$0")/../export/tests/otlp/setup.sh" >/dev/null

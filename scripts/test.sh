@@ -7,4 +7,6 @@ cd "$(dirname "$0")/.."
 "$(dirname "$0")/setup.sh"
 # Network namespaces left by test processes that were killed outright.
 cargo run -q -p lumen-testbed --bin lumen-testbed-sweep
-cargo test --workspace --locked -- --include-ignored "$@"
+# Every package's binaries are built by this very command: tests that run
+# another package's binary use them as they are.
+LUMEN_WORKSPACE_BUILT=1 cargo test --workspace --locked -- --include-ignored "$@"

@@ -1,10 +1,13 @@
-//! `lumen demo`: a real three-node cluster on this machine (network
-//! namespaces joined by a fabric, a pod on each node), an observer per node,
-//! the relay serving the whole cluster on 127.0.0.1:4245, traffic across
-//! nodes every second, and after a few seconds a policy that drops part of
-//! it. Flows are printed from the relay's stream as they happen.
+//! `lumen demo`: a small online shop on a real three-node cluster on this
+//! machine (network namespaces joined by a fabric): 15 pods of 12
+//! workloads in five namespaces and an outside peer, an observer per node,
+//! the relay serving the whole cluster on 127.0.0.1:4245 and, when the
+//! `lumen-ui` binary sits beside `lumen`, the web UI on 127.0.0.1:12000.
+//! Traffic flows every second; after a few seconds policies apply, with
+//! one mistake (the database does not take checkout's connections) and
+//! one deliberate deny. Drops are printed from the relay's stream.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use lumen_observer::{daemon, ObserverConfig, ObserverHandle};
-use lumen_proto::flow::{TraceReason, Verdict};
+use lumen_proto::flow::Verdict;
 use lumen_proto::observer::get_flows_response::ResponseTypes;
 use lumen_proto::observer::{observer_client::ObserverClient, GetFlowsRequest};
 use lumen_relay::{RelayConfig, RelayHandle};
@@ -34,7 +37,10 @@ pub struct DemoArgs {
     /// Where the relay serves the cluster's flows.
     #[arg(long, default_value = "127.0.0.1:4245")]
     pub relay_address: SocketAddr,
-    /// Print every flow, not only new connections and drops.
+    /// Where the web UI serves (when `lumen-ui` sits beside `lumen`).
+    #[arg(long, default_value = "127.0.0.1:12000")]
+    pub ui_address: SocketAddr,
+    /// Print every flow, not only drops.
     #[arg(long)]
     pub all_events: bool,
 }
@@ -43,41 +49,96 @@ const POLICY: &str = "\
 apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
 metadata:
-  name: backend-allow
-  namespace: default
+  name: db-in
+  namespace: data
 spec:
   endpointSelector:
-    matchLabels: {app: backend}
+    matchLabels: {app: db}
   ingress:
     - fromEndpoints:
-        - matchLabels: {app: frontend}
+        - matchLabels: {app: catalog, io.kubernetes.pod.namespace: shop}
       toPorts:
-        - ports: [{port: \"80\", protocol: TCP}]
-    - toPorts:
-        - ports: [{port: \"53\", protocol: UDP}]
+        - ports: [{port: \"5432\", protocol: TCP}]
 ---
 apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
 metadata:
-  name: backend-deny-dns-from-other
-  namespace: default
+  name: payments-in
+  namespace: pay
 spec:
   endpointSelector:
-    matchLabels: {app: backend}
+    matchLabels: {app: payments}
+  ingress:
+    - fromEndpoints:
+        - matchLabels: {app: checkout, io.kubernetes.pod.namespace: shop}
+      toPorts:
+        - ports: [{port: \"8443\", protocol: TCP}]
+    - fromEndpoints:
+        - matchLabels: {app: scraper, io.kubernetes.pod.namespace: monitoring}
+      toPorts:
+        - ports: [{port: \"9090\", protocol: TCP}]
   ingressDeny:
     - fromEndpoints:
-        - matchLabels: {app: other}
-      toPorts:
-        - ports: [{port: \"53\", protocol: UDP}]
+        - matchLabels: {app: frontend, io.kubernetes.pod.namespace: shop}
 ";
+
+/// What the policy says, for the banner.
+const POLICY_SUMMARY: &str = "data/db-in lets only shop/catalog reach the database (checkout needs it too: \
+its connections are dropped), pay/payments-in takes checkout and the scraper and denies the frontend";
 
 struct Outcomes {
     ok: AtomicU64,
     failed: AtomicU64,
 }
 
-/// (pod, node) of the demo: one pod per node, so traffic crosses nodes.
-const PODS: [(&str, &str, u8); 3] = [("frontend", "node1", 1), ("backend", "node2", 2), ("other", "node3", 3)];
+/// The shop's pods: (name, namespace, app, node, last octet of 10.1.0.x).
+const PODS: [(&str, &str, &str, &str, u8); 15] = [
+    ("frontend-1", "shop", "frontend", "node1", 1),
+    ("frontend-2", "shop", "frontend", "node2", 2),
+    ("catalog-1", "shop", "catalog", "node2", 3),
+    ("catalog-2", "shop", "catalog", "node3", 4),
+    ("cart", "shop", "cart", "node3", 5),
+    ("checkout", "shop", "checkout", "node1", 6),
+    ("recommend", "shop", "recommendations", "node2", 7),
+    ("search", "shop", "search", "node3", 8),
+    ("payments", "pay", "payments", "node3", 9),
+    ("fraud", "pay", "fraud", "node1", 10),
+    ("db", "data", "db", "node2", 11),
+    ("cache", "data", "cache", "node1", 12),
+    ("dns", "infra", "dns", "node3", 13),
+    ("scraper", "monitoring", "scraper", "node1", 14),
+    ("dns-2", "infra", "dns", "node2", 15),
+];
+
+const NODES: [&str; 3] = ["node1", "node2", "node3"];
+
+/// A payment provider outside the cluster (not an endpoint: `world`), on
+/// the payments pod's node.
+const PSP: (&str, &str, Ipv4Addr) = ("psp", "node3", Ipv4Addr::new(198, 51, 100, 10));
+
+/// Who calls whom every second: (client pod, server pod, port, TCP).
+const CALLS: [(&str, &str, u16, bool); 20] = [
+    ("frontend-1", "catalog-1", 8080, true),
+    ("frontend-2", "catalog-2", 8080, true),
+    ("frontend-1", "cart", 8080, true),
+    ("frontend-2", "recommend", 8080, true),
+    ("frontend-1", "search", 8080, true),
+    ("search", "catalog-1", 8080, true),
+    ("catalog-1", "db", 5432, true),
+    ("catalog-2", "db", 5432, true),
+    ("cart", "cache", 6379, true),
+    ("checkout", "cart", 8080, true),
+    ("checkout", "payments", 8443, true),
+    ("checkout", "db", 5432, true),
+    ("payments", "fraud", 9000, true),
+    ("payments", "psp", 443, true),
+    ("frontend-2", "payments", 8443, true),
+    ("scraper", "frontend-1", 9090, true),
+    ("scraper", "payments", 9090, true),
+    ("frontend-1", "dns", 53, false),
+    ("checkout", "dns-2", 53, false),
+    ("payments", "dns", 53, false),
+];
 
 /// The observer API port on each node's fabric address.
 const API_PORT: u16 = 4244;
@@ -107,7 +168,7 @@ pub fn run(args: &DemoArgs, socket: &Path) -> anyhow::Result<()> {
     }
     let state_dir = PathBuf::from("/var/run/lumen").join(&args.node_name);
     let node_name = |n: &str| format!("{}-{n}", args.node_name);
-    for (_, n, _) in PODS {
+    for n in NODES {
         // A previous demo killed outright leaves its pins; start clean.
         let pin_dir = Path::new("/sys/fs/bpf/lumen").join(node_name(n));
         daemon::uninstall(&pin_dir).with_context(|| format!("removing {}", pin_dir.display()))?;
@@ -121,7 +182,7 @@ pub fn run(args: &DemoArgs, socket: &Path) -> anyhow::Result<()> {
     };
 
     let mut tb = Testbed::new().context("building the demo topology")?;
-    for (_, n, _) in PODS {
+    for n in NODES {
         tb.add_node(n)?;
     }
     tb.add_fabric().context("joining the nodes")?;
@@ -129,25 +190,25 @@ pub fn run(args: &DemoArgs, socket: &Path) -> anyhow::Result<()> {
     let node = |n: &str| nodes.iter().find(|x| x.name == n).expect("demo node").clone();
     let api = |n: &str| SocketAddr::new(node(n).address.expect("joined").ipv4.into(), API_PORT);
     let mut pods = Vec::new();
-    for (name, n, i) in PODS {
-        let spec = PodSpec::new(name, "default", Ipv4Addr::new(10, 1, 0, i))
+    for (name, namespace, app, n, i) in PODS {
+        let spec = PodSpec::new(name, namespace, Ipv4Addr::new(10, 1, 0, i))
             .ipv6(Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, i.into()))
-            .label("app", name);
+            .label("app", app);
         pods.push(tb.add_pod(&node(n), spec)?);
     }
-    let [frontend, backend, other] = [pods[0].clone(), pods[1].clone(), pods[2].clone()];
+    let psp = tb.add_pod(&node(PSP.1), PodSpec::new(PSP.0, "default", PSP.2))?;
     let nodes_file = state_dir.join("nodes.yaml");
     let mut nodes_text = String::from("nodes:\n");
-    for (_, n, _) in PODS {
+    for n in NODES {
         nodes_text += &format!("  - name: {}\n    address: {}\n", node_name(n), api(n));
     }
     std::fs::write(&nodes_file, nodes_text)?;
     cluster.tb = Some(tb);
 
-    for (i, (_, n, _)) in PODS.iter().enumerate() {
+    for (i, n) in NODES.iter().enumerate() {
         let dir = state_dir.join(n);
         std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("endpoints.yaml"), endpoint_file(&pods, i))?;
+        std::fs::write(dir.join("endpoints.yaml"), endpoint_file(&pods, n))?;
         let mut cfg = ObserverConfig::for_node(&node_name(n));
         cfg.netns = Some(node(n).netns);
         cfg.endpoints = Some(dir.join("endpoints.yaml"));
@@ -184,27 +245,54 @@ pub fn run(args: &DemoArgs, socket: &Path) -> anyhow::Result<()> {
         initial_backoff: Duration::from_millis(200),
         max_backoff: Duration::from_secs(5),
         dial_timeout: Duration::from_secs(2),
+        export: Default::default(),
+        otlp: Default::default(),
         tls: Default::default(),
     });
 
-    let _http = backend.tcp_echo_server(80)?;
-    let _alt = backend.tcp_echo_server(8080)?;
-    let _dns = backend.udp_echo_server(53)?;
+    let pod = |name: &str| -> Pod {
+        match pods.iter().find(|p| p.name == name) {
+            Some(p) => p.clone(),
+            None => psp.clone(),
+        }
+    };
+    let mut servers = Vec::new();
+    for (server, port, tcp) in CALLS.iter().map(|&(_, server, port, tcp)| (server, port, tcp)) {
+        if servers.iter().any(|(s, p, t, _)| (*s, *p, *t) == (server, port, tcp)) {
+            continue;
+        }
+        let p = pod(server);
+        let guard = if tcp {
+            p.tcp_echo_server(port)?
+        } else {
+            p.udp_echo_server(port)?
+        };
+        servers.push((server, port, tcp, guard));
+    }
+    let ui = start_ui(args);
 
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "lumen".into());
-    println!("Lumen demo: cluster {} with three nodes and a relay", args.node_name);
-    for ((pod, n, _), p) in PODS.iter().zip(&pods) {
-        println!(
-            "  {:<16} {pod:<9} {} (and {})  observer API {}",
-            node_name(n),
-            p.ipv4,
-            p.ipv6.expect("IPv6"),
-            api(n)
-        );
+    println!(
+        "Lumen demo: cluster {}, an online shop on three nodes ({} pods of 12 workloads in 5 namespaces) and a relay",
+        args.node_name,
+        PODS.len()
+    );
+    for n in NODES {
+        let here: Vec<String> = PODS
+            .iter()
+            .filter(|p| p.3 == n)
+            .map(|(name, namespace, ..)| format!("{namespace}/{name}"))
+            .collect();
+        println!("  {:<16} observer API {}  {}", node_name(n), api(n), here.join(" "));
     }
+    println!("  outside peer     {} ({}): world to the cluster", PSP.2, PSP.0);
     println!("  relay            {}", args.relay_address);
+    match &ui {
+        Ok(ui) => println!("  web UI           http://{}/  (service map and flows)", ui.address),
+        Err(why) => println!("  web UI           not started: {why}"),
+    }
     println!("Look at it from another terminal:");
     println!("  {exe} observe -f --verdict DROPPED          # the whole cluster through the relay (hubble observe works too)");
     println!("  {exe} top                                    # a live dashboard: workloads, connections, drops");
@@ -212,12 +300,15 @@ pub fn run(args: &DemoArgs, socket: &Path) -> anyhow::Result<()> {
     println!("  {exe} status");
     println!("  {exe} policy list --control-socket {}", socket.display());
     println!(
-        "  {exe} policy trace --from default/other --to default/backend --port 80/tcp --control-socket {}",
+        "  {exe} policy trace --from shop/checkout --to data/db --port 5432/tcp --control-socket {}",
         cluster.observers[1].0
     );
-    println!("Traffic every second: frontend->backend:80, frontend->backend:8080, other->backend:80, DNS from frontend and other.");
     println!(
-        "Policy applied after {}: backend accepts TCP 80 from frontend and DNS from anyone but other.",
+        "Traffic every second: {} calls between the workloads, DNS, metrics scrapes and a call to the outside.",
+        CALLS.len()
+    );
+    println!(
+        "Policies applied after {}: {POLICY_SUMMARY}.",
         humantime::format_duration(args.policy_after)
     );
     println!("Ctrl-C stops the demo and removes everything it made.\n");
@@ -227,16 +318,21 @@ pub fn run(args: &DemoArgs, socket: &Path) -> anyhow::Result<()> {
         ok: AtomicU64::new(0),
         failed: AtomicU64::new(0),
     });
+    let calls: Vec<(Pod, SocketAddr, bool)> = CALLS
+        .iter()
+        .map(|&(client, server, port, tcp)| (pod(client), SocketAddr::new(pod(server).ipv4.into(), port), tcp))
+        .collect();
     let traffic = std::thread::spawn({
         let (stop, outcomes) = (stop.clone(), outcomes.clone());
-        let (frontend, backend, other) = (frontend.clone(), backend.clone(), other.clone());
-        move || traffic_loop(&frontend, &backend, &other, &stop, &outcomes)
+        move || traffic_loop(&calls, &stop, &outcomes)
     });
 
     let sockets: Vec<PathBuf> = cluster.observers.iter().map(|(s, ..)| PathBuf::from(s)).collect();
     let result = watch(args, &sockets, &stop);
     stop.store(true, Ordering::Relaxed);
     let _ = traffic.join();
+    drop(ui);
+    drop(servers);
     drop(relay);
     let mut received = 0;
     for (_, handle, pin_dir) in cluster.observers.drain(..) {
@@ -253,10 +349,11 @@ pub fn run(args: &DemoArgs, socket: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Node `local`'s endpoint file: every pod, its own with its interface.
-fn endpoint_file(pods: &[Pod], local: usize) -> String {
+/// Node `local`'s endpoint file: every pod, those on `local` with their
+/// interface.
+fn endpoint_file(pods: &[Pod], local: &str) -> String {
     let mut text = String::from("endpoints:\n");
-    for (i, p) in pods.iter().enumerate() {
+    for p in pods {
         text.push_str(&format!(
             "  - name: {}\n    namespace: {}\n    labels: {{app: {}}}\n    ips: [{}, \"{}\"]\n",
             p.name,
@@ -265,38 +362,73 @@ fn endpoint_file(pods: &[Pod], local: usize) -> String {
             p.ipv4,
             p.ipv6.expect("demo pods have IPv6")
         ));
-        if i == local {
+        if p.node == local {
             text.push_str(&format!("    interface: {}\n", p.host_ifname));
         }
     }
     text
 }
 
-fn traffic_loop(frontend: &Pod, backend: &Pod, other: &Pod, stop: &AtomicBool, outcomes: &Outcomes) {
-    let be = IpAddr::V4(backend.ipv4);
-    let be6 = IpAddr::V6(backend.ipv6.expect("demo pods have IPv6"));
+/// Each call once a second: a request and its answer (TCP), or a
+/// datagram and its echo (UDP).
+fn traffic_loop(calls: &[(Pod, SocketAddr, bool)], stop: &AtomicBool, outcomes: &Outcomes) {
     let quick = Duration::from_millis(300);
     while !stop.load(Ordering::Relaxed) {
-        let tries = [
-            frontend.tcp_request(SocketAddr::new(be, 80), b"GET /", quick).is_ok(),
-            frontend
-                .tcp_request(SocketAddr::new(be6, 8080), b"GET /admin", quick)
-                .is_ok(),
-            other.tcp_request(SocketAddr::new(be, 80), b"GET /", quick).is_ok(),
-            frontend.udp_request(SocketAddr::new(be, 53), b"dns?", quick).is_ok(),
-            other.udp_request(SocketAddr::new(be6, 53), b"dns?", quick).is_ok(),
-        ];
-        for ok in tries {
+        let started = Instant::now();
+        for (client, server, tcp) in calls {
+            let ok = match tcp {
+                true => client.tcp_request(*server, b"GET /", quick).is_ok(),
+                false => client.udp_request(*server, b"dns?", quick).is_ok(),
+            };
             let counter = if ok { &outcomes.ok } else { &outcomes.failed };
             counter.fetch_add(1, Ordering::Relaxed);
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
         }
-        for _ in 0..20 {
+        while started.elapsed() < Duration::from_secs(1) {
             if stop.load(Ordering::Relaxed) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// `lumen-ui` beside this binary, following the relay; stopped on drop.
+struct Ui {
+    address: SocketAddr,
+    child: std::process::Child,
+}
+
+impl Drop for Ui {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_ui(args: &DemoArgs) -> Result<Ui, String> {
+    let exe = std::env::current_exe()
+        .map_err(|e| e.to_string())?
+        .with_file_name("lumen-ui");
+    if !exe.exists() {
+        return Err(format!(
+            "{} is missing (`cargo build --release -p lumen-ui` after `ui/setup.sh`)",
+            exe.display()
+        ));
+    }
+    let child = std::process::Command::new(&exe)
+        .args(["--server", &args.relay_address.to_string()])
+        .args(["--listen", &args.ui_address.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", exe.display()))?;
+    Ok(Ui {
+        address: args.ui_address,
+        child,
+    })
 }
 
 /// Prints the relay's flows as they arrive, applies the policy on time (on
@@ -352,9 +484,7 @@ fn watch(args: &DemoArgs, sockets: &[PathBuf], stop: &AtomicBool) -> anyhow::Res
                         Err(e) => return Err(e.into()),
                     }
                 }
-                println!(
-                    "\n>>> policy applied: backend now accepts TCP 80 from frontend and DNS from anyone but other\n"
-                );
+                println!("\n>>> policies applied: {POLICY_SUMMARY}\n");
                 policy_applied = true;
             }
             if args.duration.is_some_and(|d| start.elapsed() >= d) {
@@ -366,13 +496,11 @@ fn watch(args: &DemoArgs, sockets: &[PathBuf], stop: &AtomicBool) -> anyhow::Res
     })
 }
 
-/// New connections, drops and node changes (everything with `--all-events`),
+/// Drops and node changes (everything with `--all-events`),
 /// in `lumen observe`'s compact format, with the node that saw it.
 fn print_response(r: &lumen_proto::observer::GetFlowsResponse, all: bool) {
     let interesting = match &r.response_types {
-        Some(ResponseTypes::Flow(f)) => {
-            all || f.verdict != Verdict::Forwarded as i32 || f.trace_reason == TraceReason::New as i32
-        }
+        Some(ResponseTypes::Flow(f)) => all || f.verdict != Verdict::Forwarded as i32,
         Some(ResponseTypes::NodeStatus(s)) => {
             let state = lumen_proto::relay::NodeState::try_from(s.state_change).map_or("UNKNOWN", |s| s.as_str_name());
             println!("[relay] {state}: {}", s.node_names.join(", "));

@@ -24,12 +24,14 @@ fn thousands(n: u64) -> String {
 
 /// The lines `hubble status` prints for a health answer and a ServerStatus.
 /// `lost`: events the kernel ring buffer could not take and flows clients
-/// missed, when the server reports them (Lumen does, in metadata).
+/// missed, when the server reports them (Lumen does, in metadata);
+/// `export_dropped`: records its flow export dropped, when it exports.
 pub fn status_lines(
     server: &str,
     health: &str,
     s: &lumen_proto::observer::ServerStatusResponse,
     lost: Option<(u64, u64)>,
+    export_dropped: Option<u64>,
 ) -> String {
     let mut out = format!("Healthcheck (via {server}): {health}\n");
     let percent = if s.max_flows == 0 {
@@ -62,6 +64,12 @@ pub fn status_lines(
             thousands(client)
         );
     }
+    if let Some(dropped) = export_dropped {
+        out += &format!(
+            "Export Drops: {} (lumen_exporter_dropped_total on /metrics has them by flow log and reason)\n",
+            thousands(dropped)
+        );
+    }
     out
 }
 
@@ -86,7 +94,8 @@ pub fn status(args: &ServerArgs) -> anyhow::Result<()> {
             .with_context(|| format!("ServerStatus on {server}"))?;
         let count = |key: &str| -> Option<u64> { response.metadata().get(key)?.to_str().ok()?.parse().ok() };
         let lost = count(lumen_proto::LOST_KERNEL_HEADER).zip(count(lumen_proto::LOST_CLIENT_HEADER));
-        anyhow::Ok(status_lines(server, &health, response.get_ref(), lost))
+        let export_dropped = count(lumen_proto::EXPORTER_DROPPED_HEADER);
+        anyhow::Ok(status_lines(server, &health, response.get_ref(), lost, export_dropped))
     })?;
     print!("{text}");
     Ok(())
@@ -109,10 +118,14 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            status_lines("unix:///run/o.sock", "Ok", &s, None),
+            status_lines("unix:///run/o.sock", "Ok", &s, None, None),
             "Healthcheck (via unix:///run/o.sock): Ok\nCurrent/Max Flows: 1,234/65,535 (1.88%)\nFlows/s: 12.34\nConnected Nodes: 1/1\n"
         );
-        assert!(status_lines("x", "Ok", &s, Some((12_345, 6)))
+        assert!(status_lines("x", "Ok", &s, Some((12_345, 6)), None)
             .ends_with("Connected Nodes: 1/1\nLost Events: 12,345 in the kernel ring buffer, 6 by slow clients\n"));
+        assert!(status_lines("x", "Ok", &s, Some((0, 0)), Some(1_500)).ends_with(
+            "Lost Events: 0 in the kernel ring buffer, 0 by slow clients\n\
+             Export Drops: 1,500 (lumen_exporter_dropped_total on /metrics has them by flow log and reason)\n"
+        ));
     }
 }

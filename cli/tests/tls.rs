@@ -43,6 +43,8 @@ fn status_over_tls_and_a_refused_certificate() {
         initial_backoff: Duration::from_secs(5),
         max_backoff: Duration::from_secs(5),
         dial_timeout: Duration::from_millis(200),
+        export: Default::default(),
+        otlp: Default::default(),
         tls: RelayTls {
             tls_cert_file: Some(write("relay.crt", cert.pem())),
             tls_key_file: Some(write("relay.key", key.serialize_pem())),

@@ -327,8 +327,18 @@ fn go_escaped(json: String) -> String {
 }
 
 /// The response in the protobuf JSON mapping, proto field names, one line
-/// (`hubble observe -o jsonpb`).
+/// (`hubble observe -o jsonpb`): written directly ([`crate::jsonpb`]) when
+/// it is a flow of the fields Lumen fills, else through reflection.
 pub fn jsonpb(response: &GetFlowsResponse) -> Result<String, FormatError> {
+    let mut out = Vec::new();
+    if crate::jsonpb::write_response(response, &mut out) {
+        return Ok(String::from_utf8(out).expect("the writer writes UTF-8"));
+    }
+    jsonpb_reflected(response)
+}
+
+/// [`jsonpb`] through reflection (prost encode, prost-reflect decode, serde).
+pub(crate) fn jsonpb_reflected(response: &GetFlowsResponse) -> Result<String, FormatError> {
     to_json(response, "observer.GetFlowsResponse")
 }
 

@@ -48,6 +48,7 @@ mod event;
 mod filter;
 pub mod format;
 mod ip;
+pub mod jsonpb;
 mod l4;
 mod l7;
 mod label;

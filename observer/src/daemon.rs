@@ -145,6 +145,10 @@ pub struct ObserverConfig {
     /// How long the metric series of a deleted pod stay.
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
     pub metrics_grace_period: Duration,
+    #[command(flatten)]
+    pub export: lumen_export::ExportArgs,
+    #[command(flatten)]
+    pub otlp: lumen_export::OtlpArgs,
     /// Which packets become events.
     #[arg(long, value_enum, default_value = "medium")]
     pub monitor_aggregation: Aggregation,
@@ -270,6 +274,8 @@ pub enum ObserverError {
     Tls(#[from] lumen_rpc::tls::TlsFileError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Export(#[from] lumen_export::OutputsError),
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ObserverError {
@@ -386,6 +392,12 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
         }
         None => None,
     };
+    // And the flow export.
+    let gather: lumen_export::otlp::Gather = {
+        let (hub, registry) = (hub.clone(), metrics.as_ref().map(|m| m.registry().clone()));
+        Arc::new(move || crate::metrics::families(registry.as_deref(), &hub, None))
+    };
+    let export = crate::export::start(&cfg.export, &cfg.otlp, &hub, Some(gather))?;
     let reader = Reader::new(ring, pin_dir.clone(), state_dir.join("lost-reported"), hub.clone())
         .map_err(io_err("cannot poll the ring buffer"))?;
     let reader = tokio::spawn(reader.run(shutdown.clone()));
@@ -466,6 +478,9 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
     hub.close();
     if let Some(m) = metrics {
         m.stop();
+    }
+    if let Some(export) = export {
+        export.stop().await;
     }
     if let Some(output) = output {
         output

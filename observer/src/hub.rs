@@ -336,6 +336,11 @@ impl Hub {
         MetricsFellBehind { count }.emit(&self.telemetry);
     }
 
+    /// The flow export missed `count` flows.
+    pub fn exporters_lost(&self, count: u64) {
+        crate::telemetry::ExportFellBehind { count }.emit(&self.telemetry);
+    }
+
     /// A copy of the newest `n` flows held, oldest first.
     #[cfg(test)]
     pub(crate) fn held(&self, n: usize) -> Vec<StoredFlow> {

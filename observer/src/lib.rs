@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod datapath;
 pub mod decode;
 pub mod endpoint;
+pub mod export;
 pub mod hub;
 pub mod metrics;
 pub mod output;

@@ -20,6 +20,10 @@ pub struct Telemetry {
     pub lost_output: Counter,
     /// Flows the store overwrote before the flow metrics counted them.
     pub lost_metrics: Counter,
+    /// Flows the store overwrote before the flow export read them.
+    pub lost_export: Counter,
+    /// The exporters, once export starts: their exported and dropped counts.
+    outputs: OutputsCell,
     /// Changes of the `--metrics-config` file, by result (`applied`, `rejected`).
     pub metrics_config_reloads: CounterVec,
     /// Control API requests answered with an error, by method.
@@ -31,12 +35,22 @@ pub struct Telemetry {
     log: Logs,
 }
 
+#[derive(Default)]
+struct OutputsCell(std::sync::OnceLock<std::sync::Arc<lumen_export::Outputs>>);
+
+impl std::fmt::Debug for OutputsCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() { "exporters" } else { "none" })
+    }
+}
+
 #[derive(Debug, Default)]
 struct Logs {
     kernel: LogLimit,
     store: LogLimit,
     output: LogLimit,
     metrics: LogLimit,
+    export: LogLimit,
     decode: LogLimit,
     control: LogLimit,
 }
@@ -80,6 +94,12 @@ impl Default for Telemetry {
                 LOST_EVENTS_HELP,
                 &[("stage", "flow_store"), ("consumer", "metrics")],
             ),
+            lost_export: Counter::new(
+                LOST_EVENTS,
+                LOST_EVENTS_HELP,
+                &[("stage", "flow_store"), ("consumer", "exporter")],
+            ),
+            outputs: Default::default(),
             metrics_config_reloads,
             control_failed: CounterVec::new(
                 "lumen_control_requests_failed_total",
@@ -101,11 +121,48 @@ impl Telemetry {
             self.lost_store.sample(),
             self.lost_output.sample(),
             self.lost_metrics.sample(),
+            self.lost_export.sample(),
         ];
         out.extend(self.decode_errors.samples());
         out.extend(self.metrics_config_reloads.samples());
         out.extend(self.control_failed.samples());
+        out.extend(self.exporter_samples());
         out
+    }
+
+    /// The exporters whose counts [`Telemetry::snapshot`] reports.
+    pub fn set_outputs(&self, outputs: std::sync::Arc<lumen_export::Outputs>) {
+        let _ = self.outputs.0.set(outputs);
+    }
+
+    /// Records the exporters dropped, all together (`lumen status`).
+    pub fn exporter_dropped(&self) -> Option<u64> {
+        Some(self.outputs.0.get()?.dropped())
+    }
+
+    fn exporter_samples(&self) -> Vec<Sample> {
+        self.outputs.0.get().map(|o| o.samples()).unwrap_or_default()
+    }
+}
+
+/// The flow export read slower than the store turned over: `count` flows
+/// were overwritten before it offered them to the flow logs.
+pub struct ExportFellBehind {
+    pub count: u64,
+}
+
+impl InternalEvent for ExportFellBehind {
+    type Counters = Telemetry;
+
+    fn emit(&self, to: &Telemetry) {
+        to.lost_export.add(self.count);
+        if let Some(occurrences) = to.log.export.check("") {
+            tracing::warn!(
+                count = self.count,
+                occurrences,
+                "flows lost to the flow export: the store overwrote them before it read them (a larger --max-flows helps)"
+            );
+        }
     }
 }
 
@@ -291,6 +348,7 @@ mod tests {
         FlowsOverwrittenBeforeRead { count: 7 }.emit(&t);
         OutputFellBehind { count: 2 }.emit(&t);
         MetricsFellBehind { count: 3 }.emit(&t);
+        ExportFellBehind { count: 6 }.emit(&t);
         let path = std::path::Path::new("metrics.yaml");
         MetricsConfigRejected { path, error: "bad" }.emit(&t);
         let refused = lumen_proto::tonic::Status::invalid_argument("p.yaml:3: bad");
@@ -311,6 +369,7 @@ mod tests {
                 s("lumen_lost_events_total{stage=flow_store,consumer=observer_api}", 7),
                 s("lumen_lost_events_total{stage=flow_store,consumer=json_output}", 2),
                 s("lumen_lost_events_total{stage=flow_store,consumer=metrics}", 3),
+                s("lumen_lost_events_total{stage=flow_store,consumer=exporter}", 6),
                 s("lumen_decode_errors_total{reason=capture_overrun}", 0),
                 s("lumen_decode_errors_total{reason=short}", 0),
                 s("lumen_decode_errors_total{reason=unknown_family}", 1),

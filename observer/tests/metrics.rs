@@ -8,12 +8,9 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use lumen_observer::endpoint::EndpointSpec;
-use lumen_testbed::Pod;
 use support::*;
 
 const FRONTEND: &[(&str, &str)] = &[("app", "frontend")];
@@ -34,26 +31,7 @@ fn listen() -> Vec<String> {
 
 /// The body of `GET /metrics`, fetched from inside the node's namespace.
 fn scrape(c: &Cluster) -> String {
-    lumen_testbed::in_netns(&c.node.netns, || {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", PORT)).expect("connect to /metrics");
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-        let mut response = String::new();
-        s.read_to_string(&mut response).unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-        assert!(head.starts_with("HTTP/1.0 200 OK"), "{head}");
-        body.to_string()
-    })
-    .unwrap()
-}
-
-/// The series of `family` (lines starting with its name and `{`).
-fn series(body: &str, family: &str) -> Vec<String> {
-    let prefix = format!("{family}{{");
-    body.lines()
-        .filter(|l| l.starts_with(&prefix))
-        .map(str::to_string)
-        .collect()
+    c.scrape(PORT)
 }
 
 /// The TCP series of `family`: IPv6 neighbour discovery between the pods
@@ -76,39 +54,6 @@ fn scrape_until(c: &Cluster, what: &str, done: impl Fn(&str) -> bool) -> String 
         assert!(Instant::now() < deadline, "{what}; /metrics:\n{body}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn has(line: &str) -> impl Fn(&str) -> bool + '_ {
-    move |body: &str| body.lines().any(|l| l == line)
-}
-
-/// The ones' complement sum Internet checksums are made of.
-fn sum16(bytes: &[u8], mut acc: u32) -> u32 {
-    for pair in bytes.chunks(2) {
-        acc += u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
-    }
-    acc
-}
-
-/// Sends one TCP SYN from pod `from` (port `sport`) to `dst:dport` with a
-/// raw socket: a new connection that nothing answers or retransmits.
-fn send_syn(from: &Pod, dst: Ipv4Addr, sport: u16, dport: u16) {
-    let src = from.ipv4;
-    let mut tcp = Vec::with_capacity(20);
-    tcp.extend_from_slice(&sport.to_be_bytes());
-    tcp.extend_from_slice(&dport.to_be_bytes());
-    tcp.extend_from_slice(&1u32.to_be_bytes()); // sequence number
-    tcp.extend_from_slice(&0u32.to_be_bytes()); // acknowledgment number
-    tcp.extend_from_slice(&[5 << 4, 0x02]); // header length 20, SYN
-    tcp.extend_from_slice(&64240u16.to_be_bytes()); // window
-    tcp.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
-    let pseudo = [&src.octets()[..], &dst.octets()[..], &[0, 6, 0, 20]].concat();
-    let mut sum = sum16(&tcp, sum16(&pseudo, 0));
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    tcp[16..18].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-    send_raw_ipv4(from, libc::IPPROTO_TCP, dst, &tcp);
 }
 
 /// `n` SYNs from `from` to the backend's port 8080, which ALLOW_HTTP denies.

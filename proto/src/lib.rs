@@ -84,6 +84,9 @@ pub const HEALTH_SERVICE_NAME: &str = "hubble.server.Observer";
 pub const LOST_KERNEL_HEADER: &str = "lumen-lost-kernel-events";
 /// ServerStatus metadata: flows clients missed by reading too slowly.
 pub const LOST_CLIENT_HEADER: &str = "lumen-lost-client-flows";
+/// ServerStatus metadata: records the flow export dropped (its queues full
+/// or writes failing), when the server exports.
+pub const EXPORTER_DROPPED_HEADER: &str = "lumen-exporter-dropped";
 
 /// The largest HTTP/2 frame Lumen's clients accept (HTTP/2's default is
 /// 16 KiB). A flow is a few hundred bytes and flows come by the thousand:

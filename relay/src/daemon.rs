@@ -51,6 +51,10 @@ pub struct RelayConfig {
     pub metrics_listen_address: Option<SocketAddr>,
     #[command(flatten)]
     pub tls: RelayTls,
+    #[command(flatten)]
+    pub export: lumen_export::ExportArgs,
+    #[command(flatten)]
+    pub otlp: lumen_export::OtlpArgs,
 }
 
 /// TLS towards the observers (the same flags as `lumen`'s, with a client
@@ -110,6 +114,8 @@ pub enum RelayError {
     Peer(String),
     #[error("TLS: {0}")]
     Tls(#[from] lumen_rpc::tls::TlsFileError),
+    #[error(transparent)]
+    Export(#[from] lumen_export::OutputsError),
 }
 
 fn check_address(address: &str) -> Result<(), RelayError> {
@@ -165,13 +171,24 @@ pub async fn run(cfg: RelayConfig, shutdown: watch::Receiver<bool>) -> Result<()
         window: cfg.sort_buffer_drain_timeout,
         call_timeout: cfg.dial_timeout,
     };
-    if let Some(listener) = metrics_listener {
-        tracing::info!(address = ?listener.local_addr().ok(), "relay serving /metrics");
-        tokio::spawn(crate::metrics::serve(listener, pool.clone(), shutdown.clone()));
-    }
     let health = lumen_rpc::serve::health().await;
     tracing::info!(address = %cfg.listen_address, "relay serving");
     let service = RelayService::new(pool.clone(), options, shutdown.clone());
+    let export = crate::export::start(
+        &cfg.export,
+        &cfg.otlp,
+        RelayService::new(pool.clone(), options, shutdown.clone()),
+        shutdown.clone(),
+    )?;
+    if let Some(listener) = metrics_listener {
+        tracing::info!(address = ?listener.local_addr().ok(), "relay serving /metrics");
+        tokio::spawn(crate::metrics::serve(
+            listener,
+            pool.clone(),
+            export.as_ref().map(|e| e.outputs().clone()),
+            shutdown.clone(),
+        ));
+    }
     let mut builder = match server_tls {
         Some(tls) => lumen_proto::tonic::transport::Server::builder().tls_config(tls)?,
         None => lumen_proto::tonic::transport::Server::builder(),
@@ -185,6 +202,9 @@ pub async fn run(cfg: RelayConfig, shutdown: watch::Receiver<bool>) -> Result<()
         );
     // Clients that keep their connection open get a moment, not forever.
     let result = lumen_rpc::serve::with_grace(serve, shutdown).await;
+    if let Some(export) = export {
+        export.stop().await;
+    }
     pool.stop();
     Ok(result?)
 }

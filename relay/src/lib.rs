@@ -6,6 +6,7 @@
 //! in-process.
 
 pub mod daemon;
+pub mod export;
 pub mod merge;
 pub mod metrics;
 pub mod pool;

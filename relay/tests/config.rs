@@ -191,6 +191,27 @@ tls-client-key-file:             # default (unset)
 tls-server-name:                 # default (unset)
 tls-cert-file:                   # default (unset)
 tls-key-file:                    # default (unset)
+export-file-path:                # default (unset)
+export-file-max-size-mb: 10      # default
+export-file-max-backups: 5       # default
+export-file-compress: false      # default
+export-allowlist:                # default (unset)
+export-denylist:                 # default (unset)
+export-fieldmask: []             # default
+export-aggregate-fields: []      # default
+export-aggregate-interval: 30s   # default
+flowlogs-config:                 # default (unset)
+otlp-endpoint:                   # default (unset)
+otlp-protocol:                   # default (unset)
+otlp-headers: []                 # default
+otlp-compression:                # default (unset)
+otlp-ca-file:                    # default (unset)
+otlp-timeout:                    # default (unset)
+otlp-logs: true                  # default
+otlp-metrics-interval:           # default (unset)
+otlp-queue-size: 4096            # default
+otlp-retry-max-elapsed: 60s      # default
+cluster-name:                    # default (unset)
 "
     );
     assert_eq!(loaded.effective.file, Some(PathBuf::from(FILE)));

@@ -355,3 +355,65 @@ async fn every_relay_dashboard_query_returns_data_from_a_real_prometheus() {
     drop(follow);
     relay.stop().unwrap();
 }
+
+/// `--export-file-path` on the relay: the cluster's flows, merged in time
+/// order from every node, one Hubble-style line each, with each flow's node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_exports_the_clusters_flows_in_time_order() {
+    let (a, b) = (start_node("a").await, start_node("b").await);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cluster.log");
+    let (listen, metrics) = (free_port(), free_port());
+    let peers = [a.address, b.address].map(|p| p.to_string()).join(",");
+    let relay = RelayHandle::spawn(RelayConfig::parse_from([
+        "lumen-relay",
+        "--listen-address",
+        &listen.to_string(),
+        "--peer",
+        &peers,
+        "--metrics-listen-address",
+        &metrics.to_string(),
+        "--export-file-path",
+        file.to_str().unwrap(),
+    ]));
+    // The export's own follow stream is open and hears from both nodes.
+    connect(listen).await;
+    until_scraped(
+        metrics,
+        &[
+            "lumen_relay_clients 1",
+            "hubble_relay_pool_peer_connection_status{status=\"READY\"} 2",
+        ],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t = wall_ns();
+    a.hub.push([record(t + 1_000), record(t + 3_000)]);
+    b.hub.push([record(t + 2_000)]);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        if lines.len() >= 3 || Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let nodes: Vec<&str> = lines.iter().map(|l| l["node_name"].as_str().unwrap()).collect();
+    assert_eq!(nodes, ["a", "b", "a"], "{lines:#?}");
+    for l in &lines {
+        assert_eq!(l["flow"]["node_name"], l["node_name"]);
+        assert_eq!(l["flow"]["time"], l["time"]);
+        assert_eq!(l["flow"]["l4"]["TCP"]["destination_port"], 8080);
+    }
+    until_scraped(
+        metrics,
+        &[
+            "lumen_exporter_exported_total{exporter=\"static\"} 3",
+            "lumen_exporter_dropped_total{exporter=\"static\",reason=\"queue_full\"} 0",
+        ],
+    )
+    .await;
+    relay.stop().unwrap();
+}

@@ -119,6 +119,8 @@ fn relay(peer: SocketAddr, tls: RelayTls) -> RelayHandle {
         initial_backoff: Duration::from_millis(50),
         max_backoff: Duration::from_millis(200),
         dial_timeout: Duration::from_millis(500),
+        export: Default::default(),
+        otlp: Default::default(),
         metrics_listen_address: None,
         tls,
     })

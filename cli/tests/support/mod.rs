@@ -31,8 +31,10 @@ pub fn temp(name: &str) -> PathBuf {
 /// The `lumen-observer` binary of this build. It belongs to another package,
 /// so Cargo gives no `CARGO_BIN_EXE_` for it: it lies next to the test
 /// executable's `deps/` directory. Cargo is asked to bring it up to date
-/// first (a no-op after `cargo test --workspace`; a build after
-/// `cargo test -p lumen-cli`, or after the observer changed).
+/// first (a build after `cargo test -p lumen-cli`, or after the observer
+/// changed), except under `scripts/test.sh`: its `cargo test --workspace`
+/// has just built it, with the whole workspace's features, which a
+/// `cargo build -p lumen-observer` would rebuild differently.
 pub fn observer_binary() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY
@@ -43,6 +45,9 @@ pub fn observer_binary() -> PathBuf {
                 .and_then(Path::parent)
                 .expect("target/<profile>/deps/<test>");
             let binary = profile.join("lumen-observer");
+            if std::env::var_os("LUMEN_WORKSPACE_BUILT").is_some() && binary.exists() {
+                return binary;
+            }
             let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
             cargo
                 .args(["build", "-p", "lumen-observer", "--bin", "lumen-observer"])

@@ -60,8 +60,14 @@ async fn scrape(State(s): State<Scrape>) -> impl IntoResponse {
 /// Everything `/metrics` shows, families sorted by name; `node` adds the
 /// datapath's and the policy's metrics.
 pub fn render(registry: &Registry, hub: &Hub, node: Option<&Node>) -> String {
+    lumen_metrics::encode(&families(Some(registry), hub, node))
+}
+
+/// The families of [`render`] (without `registry`, Lumen's own only),
+/// sorted by name: what OTLP metric export sends too.
+pub fn families(registry: Option<&Registry>, hub: &Hub, node: Option<&Node>) -> Vec<MetricFamily> {
     let telemetry = hub.telemetry();
-    let mut families = registry.gather();
+    let mut families = registry.map(Registry::gather).unwrap_or_default();
     families.extend(own(telemetry.snapshot()));
     families.push(hubble_lost_events(telemetry));
     families.extend(node::process_families());
@@ -69,7 +75,7 @@ pub fn render(registry: &Registry, hub: &Hub, node: Option<&Node>) -> String {
         families.extend(node.families(hub));
     }
     families.sort_by(|a, b| a.name().cmp(b.name()));
-    lumen_metrics::encode(&families)
+    families
 }
 
 pub(super) fn counter(labels: Vec<(&str, String)>, value: u64) -> Metric {

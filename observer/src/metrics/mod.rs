@@ -28,7 +28,7 @@ mod node;
 mod process;
 mod watcher;
 
-pub use http::render;
+pub use http::{families, render};
 pub use node::{Node, PolicyMetrics};
 
 /// Hubble's metrics port, where `/metrics` is served unless told otherwise.

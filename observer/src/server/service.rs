@@ -173,6 +173,9 @@ impl Observer for ObserverService {
         let meta = response.metadata_mut();
         meta.insert(LOST_KERNEL_HEADER, s.kernel_lost.into());
         meta.insert(LOST_CLIENT_HEADER, s.client_lost.into());
+        if let Some(dropped) = self.hub.telemetry().exporter_dropped() {
+            meta.insert(lumen_proto::EXPORTER_DROPPED_HEADER, dropped.into());
+        }
         Ok(response)
     }
 }

@@ -217,6 +217,22 @@ impl Cluster {
         self.observer.as_ref().expect("an observer is running").pid()
     }
 
+    /// The body of `GET /metrics` on `port`, fetched inside the node's namespace.
+    pub fn scrape(&self, port: u16) -> String {
+        use std::io::{Read, Write};
+        lumen_testbed::in_netns(&self.node.netns, || {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to /metrics");
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+            let mut response = String::new();
+            s.read_to_string(&mut response).unwrap();
+            let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+            assert!(head.starts_with("HTTP/1.0 200 OK"), "{head}");
+            body.to_string()
+        })
+        .unwrap()
+    }
+
     /// Kills the observer outright (SIGKILL), as a crash would.
     pub fn kill_observer(&mut self) {
         if let Some(mut p) = self.observer.take() {
@@ -284,6 +300,48 @@ pub fn flow_is(e: &Value, dir: &str, src: IpAddr, dst: IpAddr, proto: u64, dport
 
 pub const SHORT: Duration = Duration::from_millis(700);
 pub const LONG: Duration = Duration::from_secs(3);
+
+/// The series of `family` (lines starting with its name and `{`).
+pub fn series(body: &str, family: &str) -> Vec<String> {
+    let prefix = format!("{family}{{");
+    body.lines()
+        .filter(|l| l.starts_with(&prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+pub fn has(line: &str) -> impl Fn(&str) -> bool + '_ {
+    move |body: &str| body.lines().any(|l| l == line)
+}
+
+/// The ones' complement sum Internet checksums are made of.
+fn sum16(bytes: &[u8], mut acc: u32) -> u32 {
+    for pair in bytes.chunks(2) {
+        acc += u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
+    }
+    acc
+}
+
+/// Sends one TCP SYN from pod `from` (port `sport`) to `dst:dport` with a
+/// raw socket: a new connection that nothing answers or retransmits.
+pub fn send_syn(from: &Pod, dst: Ipv4Addr, sport: u16, dport: u16) {
+    let src = from.ipv4;
+    let mut tcp = Vec::with_capacity(20);
+    tcp.extend_from_slice(&sport.to_be_bytes());
+    tcp.extend_from_slice(&dport.to_be_bytes());
+    tcp.extend_from_slice(&1u32.to_be_bytes()); // sequence number
+    tcp.extend_from_slice(&0u32.to_be_bytes()); // acknowledgment number
+    tcp.extend_from_slice(&[5 << 4, 0x02]); // header length 20, SYN
+    tcp.extend_from_slice(&64240u16.to_be_bytes()); // window
+    tcp.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
+    let pseudo = [&src.octets()[..], &dst.octets()[..], &[0, 6, 0, 20]].concat();
+    let mut sum = sum16(&tcp, sum16(&pseudo, 0));
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    tcp[16..18].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    send_raw_ipv4(from, libc::IPPROTO_TCP, dst, &tcp);
+}
 
 /// Sends `payload` (a transport header and what follows) from inside pod
 /// `from` to `dst` over IPv4 with a raw socket of `protocol`: packets the

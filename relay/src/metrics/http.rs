@@ -21,8 +21,14 @@ use crate::pool::{Peers, Pool};
 const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Serves `/metrics` on `listener` until `shutdown` turns true.
-pub async fn serve(listener: tokio::net::TcpListener, pool: Arc<Pool>, mut shutdown: watch::Receiver<bool>) {
-    let app = Router::new().route("/metrics", get(scrape)).with_state(pool);
+/// `outputs`: the flow export, whose counters are served too.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    pool: Arc<Pool>,
+    outputs: Option<Arc<lumen_export::Outputs>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let app = Router::new().route("/metrics", get(scrape)).with_state((pool, outputs));
     let stop = async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     };
@@ -31,8 +37,10 @@ pub async fn serve(listener: tokio::net::TcpListener, pool: Arc<Pool>, mut shutd
     }
 }
 
-async fn scrape(State(pool): State<Arc<Pool>>) -> impl IntoResponse {
-    let text = render(&pool.peers(), pool.metrics(), pool.telemetry().snapshot());
+async fn scrape(State((pool, outputs)): State<(Arc<Pool>, Option<Arc<lumen_export::Outputs>>)>) -> impl IntoResponse {
+    let mut samples = pool.telemetry().snapshot();
+    samples.extend(outputs.iter().flat_map(|o| o.samples()));
+    let text = render(&pool.peers(), pool.metrics(), samples);
     ([(CONTENT_TYPE, TEXT)], text)
 }
 

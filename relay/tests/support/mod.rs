@@ -93,6 +93,8 @@ impl Cluster {
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(500),
             dial_timeout: Duration::from_secs(1),
+            export: Default::default(),
+            otlp: Default::default(),
             metrics_listen_address: None,
             tls: Default::default(),
         })

@@ -1,16 +1,19 @@
-//! What Hubble's flow metrics cost the observer: the flow pipeline (ring
-//! buffer records decoded and stored, then read by the hub's consumers) on
-//! one thread with every flow metric and pod contexts on, against the same
-//! pipeline with metrics off, in one run; and the time and size of a
-//! `/metrics` scrape holding 10,000 series. Results go to BENCHMARKS.md.
+//! What the hub's consumers cost the observer: the flow pipeline (ring
+//! buffer records decoded and stored, then read by the consumers) with
+//! every flow metric and pod contexts on, and with a flow log file
+//! exporting every flow, against the same pipeline with them off, in one
+//! run; the time and size of a `/metrics` scrape holding 10,000 series.
+//! Results go to BENCHMARKS.md.
 //!
-//! Run: `cargo bench -p lumen-observer --bench metrics` (no root needed).
+//! Run: `cargo bench -p lumen-observer --bench consumers` (no root needed).
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use lumen_export::{DropReason, Exporters, FlowLogConfig};
 use lumen_metrics::{MetricsConfig, Registry, Settings};
 use lumen_observer::hub::{Hub, Notice, Subscription};
 use lumen_observer::parser::{EndpointMeta, Snapshot};
@@ -41,6 +44,14 @@ icmp:sourceContext=pod;destinationContext=pod \
 flows-to-world:any-drop;port;sourceContext=pod;destinationContext=pod \
 policy:sourceContext=pod;destinationContext=pod";
 
+/// CPU time of every thread of this process (the flow log's writer too).
+fn process_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime fills the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 fn thread_cpu() -> Duration {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime fills the timespec we own.
@@ -69,6 +80,9 @@ enum Pipeline {
     Follower,
     /// That follower, and metrics sharing the flows it built.
     FollowerAndMetrics,
+    /// The flow export's follower (building every flow) offering each to a
+    /// flow log file, whose own thread writes the lines.
+    Export,
 }
 
 /// Reads `n` flows from `sub`; `each` gets each batch of notices.
@@ -87,31 +101,53 @@ async fn read(
     }
 }
 
-/// The thread's CPU time to push `records` through `pipeline`, and the
-/// flows metrics counted (their `hubble_flows_processed_total`).
-fn run(records: &[Vec<u8>], pipeline: Pipeline) -> (Duration, u64) {
+/// The CPU time to push `records` through `pipeline` (the thread's; for
+/// [`Pipeline::Export`] the process's, writer included, until every line
+/// is written), and what was counted: the flows the metrics counted (their
+/// `hubble_flows_processed_total`) or the lines the flow log wrote.
+fn run(records: &[Vec<u8>], pipeline: Pipeline, scratch: &Path) -> (Duration, u64) {
     let hub = Hub::new("bench", 1 << 21);
     hub.publish(records::snapshot());
     let registry = registry(EVERY_FLOW_METRIC);
+    let exporters = Exporters::new("bench").with_queue_capacity(records.len() + 1);
+    let log = scratch.join("flows.log");
+    if pipeline == Pipeline::Export {
+        let mut config = FlowLogConfig::new("bench", &log);
+        config.file_max_bytes = u64::MAX;
+        exporters.start_static(config).unwrap();
+    }
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    let took = rt.block_on(async {
+    let (thread, process) = rt.block_on(async {
         let mut follower = hub.follow();
         let mut counter = hub.follow();
         let (mut notices, mut flows) = (Vec::new(), Vec::<Arc<Flow>>::new());
         let mut batch = Vec::with_capacity(BATCH);
-        let start = thread_cpu();
+        let (thread, process) = (thread_cpu(), process_cpu());
         for chunk in records.chunks(BATCH) {
             batch.extend(chunk.iter().map(|r| decode::header(r).unwrap()));
             hub.push(batch.drain(..));
-            if matches!(pipeline, Pipeline::Follower | Pipeline::FollowerAndMetrics) {
-                read(&mut follower, chunk.len(), &mut notices, |sub, notices| {
-                    for n in notices.iter() {
-                        if let Notice::Flow(f) = n {
-                            std::hint::black_box(sub.flow(f));
+            match pipeline {
+                Pipeline::Follower | Pipeline::FollowerAndMetrics => {
+                    read(&mut follower, chunk.len(), &mut notices, |sub, notices| {
+                        for n in notices.iter() {
+                            if let Notice::Flow(f) = n {
+                                std::hint::black_box(sub.flow(f));
+                            }
                         }
-                    }
-                })
-                .await;
+                    })
+                    .await
+                }
+                Pipeline::Export => {
+                    read(&mut follower, chunk.len(), &mut notices, |sub, notices| {
+                        for n in notices.iter() {
+                            if let Notice::Flow(f) = n {
+                                exporters.offer_flow(&sub.flow(f));
+                            }
+                        }
+                    })
+                    .await
+                }
+                Pipeline::Stored | Pipeline::Metrics => {}
             }
             if matches!(pipeline, Pipeline::Metrics | Pipeline::FollowerAndMetrics) {
                 read(&mut counter, chunk.len(), &mut notices, |sub, notices| {
@@ -120,10 +156,23 @@ fn run(records: &[Vec<u8>], pipeline: Pipeline) -> (Duration, u64) {
                 .await;
             }
         }
-        thread_cpu() - start
+        (thread_cpu() - thread, process)
     });
+    if pipeline == Pipeline::Export {
+        let stats = exporters.stats();
+        exporters.shutdown();
+        let took = process_cpu() - process;
+        let exporter = &stats.exporters[0];
+        assert_eq!(
+            exporter.dropped(DropReason::QueueFull) + exporter.dropped(DropReason::WriteError),
+            0
+        );
+        let lines = std::io::BufRead::lines(std::io::BufReader::new(std::fs::File::open(&log).unwrap())).count();
+        std::fs::remove_file(&log).unwrap();
+        return (took, lines as u64);
+    }
     let counted = processed(&metrics::render(&registry, &hub, None));
-    (took, counted)
+    (thread, counted)
 }
 
 /// The sum of `hubble_flows_processed_total` in a scrape.
@@ -214,23 +263,29 @@ fn main() {
         Pipeline::Metrics,
         Pipeline::Follower,
         Pipeline::FollowerAndMetrics,
+        Pipeline::Export,
     ];
+    // The flow log in memory (tmpfs), so that the disk is not measured.
+    let scratch = tempfile::Builder::new()
+        .prefix("lumen-bench-export-")
+        .tempdir_in("/dev/shm")
+        .unwrap();
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); pipelines.len()];
     // Interleaved, so that a disturbance hits every pipeline alike.
     for _ in 0..RUNS {
         for (i, &p) in pipelines.iter().enumerate() {
-            let (took, counted) = run(&records, p);
-            let expected = if matches!(p, Pipeline::Metrics | Pipeline::FollowerAndMetrics) {
+            let (took, counted) = run(&records, p, scratch.path());
+            let expected = if matches!(p, Pipeline::Metrics | Pipeline::FollowerAndMetrics | Pipeline::Export) {
                 FLOWS as u64
             } else {
                 0
             };
-            assert_eq!(counted, expected, "{p:?}: every flow counted, once");
+            assert_eq!(counted, expected, "{p:?}: every flow counted or written, once");
             times[i].push(took);
         }
     }
     let ns = |i: usize| median(times[i].clone()).as_nanos() as f64 / FLOWS as f64;
-    let (stored, metrics_on, follower, both) = (ns(0), ns(1), ns(2), ns(3));
+    let (stored, metrics_on, follower, both, export) = (ns(0), ns(1), ns(2), ns(3), ns(4));
     let rate = |ns: f64| 1e9 / ns / 1e6;
 
     let (hub, registry) = ten_thousand_series();
@@ -252,7 +307,7 @@ fn main() {
     .unwrap();
     writeln!(
         section,
-        "Command: `cargo bench -p lumen-observer --bench metrics` ({}, kernel {}). {FLOWS} replayed datapath records (as in the pipeline benchmark: 3 pods, every 100th a policy drop) decoded and pushed into the hub {BATCH} at a time, each batch read by the consumers before the next, all on one thread; its CPU time (CLOCK_THREAD_CPUTIME_ID), median of {RUNS} runs of each pipeline, interleaved. Metrics on: every flow metric (`flow`, `drop`, `tcp`, `port-distribution`, `icmp`, `flows-to-world:any-drop;port`, `policy`), each with `sourceContext=pod;destinationContext=pod`; each run checks that metrics counted every flow exactly once.\n",
+        "Command: `cargo bench -p lumen-observer --bench consumers` ({}, kernel {}). {FLOWS} replayed datapath records (as in the pipeline benchmark: 3 pods, every 100th a policy drop) decoded and pushed into the hub {BATCH} at a time, each batch read by the consumers before the next, all on one thread; its CPU time (CLOCK_THREAD_CPUTIME_ID), median of {RUNS} runs of each pipeline, interleaved. Metrics on: every flow metric (`flow`, `drop`, `tcp`, `port-distribution`, `icmp`, `flows-to-world:any-drop;port`, `policy`), each with `sourceContext=pod;destinationContext=pod`; each run checks that metrics counted every flow exactly once.\n",
         machine::cpu_model(),
         machine::kernel()
     )
@@ -293,6 +348,22 @@ fn main() {
     .unwrap();
     writeln!(
         section,
+        "| records stored, the export's follower offering every flow to a flow log file (no mask or filter; its own thread writes the lines, to tmpfs; CPU of both threads until every line is written) | {export:.0} ns | {:.2} M | {:.3} against a follower with export off (budget ≥ 0.9: **{}**) |",
+        rate(export),
+        follower / export,
+        if follower / export >= 0.9 { "met" } else { "missed" }
+    )
+    .unwrap();
+    writeln!(
+        section,
+        "\nFile export alone (the last row less the follower's building): {:.0} ns per flow, {:.0} k flows/s on one core (budget ≥ 500 k/s: **{}**); lines are written in Hubble's JSON through the generic protobuf JSON mapping (prost encode, prost-reflect decode, serde).",
+        export - follower,
+        1e6 / (export - follower),
+        if 1e6 / (export - follower) >= 500.0 { "met" } else { "missed" }
+    )
+    .unwrap();
+    writeln!(
+        section,
         "\nCounting alone, every metric with pod contexts: {:.0} ns per flow (the last two rows' difference); building a flow from its stored record: {:.0} ns.\n",
         both - follower,
         follower - stored
@@ -306,5 +377,5 @@ fn main() {
     )
     .unwrap();
     print!("{section}");
-    benchmarks_md::update_benchmarks("metrics", &section);
+    benchmarks_md::update_benchmarks("consumers", &section);
 }

@@ -1,0 +1,124 @@
+use std::sync::mpsc::Receiver;
+
+use lumen_proto::flow::Verdict;
+
+use super::*;
+
+/// A sink that tells when a write starts and then waits to be let go.
+struct Blocked {
+    started: SyncSender<usize>,
+    release: Receiver<()>,
+}
+
+impl Sink for Blocked {
+    fn write(&mut self, records: &[Record], _now: SystemTime) -> Outcome {
+        self.started.send(records.len()).unwrap();
+        self.release.recv().unwrap();
+        Outcome {
+            written: records.len() as u64,
+            ..Default::default()
+        }
+    }
+}
+
+fn flow(verdict: Verdict) -> Record {
+    Record::Flow(Arc::new(Flow {
+        verdict: verdict as i32,
+        ..Default::default()
+    }))
+}
+
+fn spawn(capacity: usize, admission: Admission) -> (Exporter, Receiver<usize>, SyncSender<()>) {
+    let (started, writes) = mpsc::sync_channel(16);
+    let (release, released) = mpsc::sync_channel(16);
+    let sink = Blocked {
+        started,
+        release: released,
+    };
+    let exporter = Exporter::spawn(
+        "test",
+        capacity,
+        admission,
+        Box::new(sink),
+        Arc::default(),
+        system_clock(),
+    )
+    .unwrap();
+    (exporter, writes, release)
+}
+
+#[test]
+fn beyond_the_queue_records_are_dropped_and_counted() {
+    let (exporter, writes, release) = spawn(4, Admission::default());
+    assert!(exporter.offer(flow(Verdict::Forwarded)));
+    // The thread holds the first record in a write that does not return…
+    assert_eq!(writes.recv().unwrap(), 1);
+    // …so 4 more fill the queue and the next 3 find it full.
+    let taken: Vec<bool> = (0..7).map(|_| exporter.offer(flow(Verdict::Forwarded))).collect();
+    assert_eq!(taken, [true, true, true, true, false, false, false]);
+    let stats = exporter.counters().snapshot("test");
+    assert_eq!(stats.dropped(DropReason::QueueFull), 3);
+    assert_eq!(stats.exported, 0);
+
+    release.send(()).unwrap();
+    assert_eq!(writes.recv().unwrap(), 4);
+    release.send(()).unwrap();
+    let counters = exporter.counters().clone();
+    exporter.stop();
+    assert_eq!(
+        counters.snapshot("test"),
+        ExporterStats {
+            name: "test".into(),
+            exported: 5,
+            dropped_queue_full: 3,
+            ..Default::default()
+        }
+    );
+}
+
+#[test]
+fn filtered_and_ended_records_are_not_drops() {
+    let filters = lumen_flow::compile(
+        &[],
+        &[lumen_proto::flow::FlowFilter {
+            verdict: vec![Verdict::Dropped as i32],
+            ..Default::default()
+        }],
+    )
+    .unwrap();
+    let (exporter, writes, release) = spawn(1, Admission { filters, end: None });
+    for _ in 0..5 {
+        assert!(exporter.offer(flow(Verdict::Dropped)));
+    }
+    assert!(exporter.offer(flow(Verdict::Forwarded)));
+    assert_eq!(writes.recv().unwrap(), 1);
+    release.send(()).unwrap();
+    let counters = exporter.counters().clone();
+    exporter.stop();
+    assert_eq!(counters.snapshot("test").exported, 1);
+    assert_eq!(counters.snapshot("test").dropped_queue_full, 0);
+
+    let ended = Admission {
+        filters: FlowFilterSet::default(),
+        end: Some(SystemTime::now() - Duration::from_secs(1)),
+    };
+    let (exporter, _writes, _release) = spawn(1, ended);
+    for _ in 0..3 {
+        assert!(exporter.offer(flow(Verdict::Forwarded)));
+    }
+    let counters = exporter.counters().clone();
+    exporter.stop();
+    assert_eq!(
+        counters.snapshot("test"),
+        ExporterStats {
+            name: "test".into(),
+            ..Default::default()
+        }
+    );
+}
+
+#[test]
+fn drop_reasons_are_the_metric_labels() {
+    let labels: Vec<&str> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
+    assert_eq!(labels, ["queue_full", "write_error"]);
+}
