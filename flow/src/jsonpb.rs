@@ -100,7 +100,7 @@ impl<'o> Object<'o> {
         let value = value.into();
         if value != 0 {
             self.key(key);
-            self.out.extend_from_slice(value.to_string().as_bytes());
+            decimal(value, self.out);
         }
     }
 
@@ -109,7 +109,7 @@ impl<'o> Object<'o> {
         if value != 0 {
             self.key(key);
             self.out.push(b'"');
-            self.out.extend_from_slice(value.to_string().as_bytes());
+            decimal(value, self.out);
             self.out.push(b'"');
         }
     }
@@ -127,7 +127,7 @@ impl<'o> Object<'o> {
             self.key(key);
             match name {
                 Some(name) => string(name, self.out),
-                None => self.out.extend_from_slice(value.to_string().as_bytes()),
+                None => decimal(value, self.out),
             }
         }
     }
@@ -375,52 +375,107 @@ fn layer4(l4: &lumen_proto::flow::Layer4, out: &mut Vec<u8>) {
     o.close();
 }
 
-/// RFC 3339 in UTC with 0, 3, 6 or 9 fraction digits, as the JSON mapping writes it.
+/// `n` in decimal, without allocating.
+fn decimal(n: impl std::fmt::Display, out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    let _ = write!(out, "{n}");
+}
+
+/// RFC 3339 in UTC with 0, 3, 6 or 9 fraction digits, as the JSON mapping
+/// writes it; the date from the days since 1970 (Howard Hinnant's
+/// civil-from-days), so that no formatter runs per flow.
 fn timestamp(t: &Timestamp, out: &mut Vec<u8>) {
-    let Some(at) = chrono::DateTime::from_timestamp(t.seconds, t.nanos.clamp(0, 999_999_999) as u32) else {
+    let nanos = t.nanos.clamp(0, 999_999_999) as u32;
+    let days = t.seconds.div_euclid(86_400);
+    let secs = t.seconds.rem_euclid(86_400) as u32;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    if !(0..=9999).contains(&year) {
         out.extend_from_slice(b"null");
         return;
-    };
-    let nanos = at.timestamp_subsec_nanos();
-    let text = if nanos == 0 {
-        at.format("\"%Y-%m-%dT%H:%M:%SZ\"").to_string()
-    } else if nanos % 1_000_000 == 0 {
-        at.format("\"%Y-%m-%dT%H:%M:%S%.3fZ\"").to_string()
-    } else if nanos % 1_000 == 0 {
-        at.format("\"%Y-%m-%dT%H:%M:%S%.6fZ\"").to_string()
+    }
+    let two = |n: u32, out: &mut Vec<u8>| out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
+    out.push(b'"');
+    two((year / 100) as u32, out);
+    two((year % 100) as u32, out);
+    out.push(b'-');
+    two(month as u32, out);
+    out.push(b'-');
+    two(day as u32, out);
+    out.push(b'T');
+    two(secs / 3600, out);
+    out.push(b':');
+    two(secs / 60 % 60, out);
+    out.push(b':');
+    two(secs % 60, out);
+    let (digits, value) = if nanos == 0 {
+        (0, 0)
+    } else if nanos.is_multiple_of(1_000_000) {
+        (3, nanos / 1_000_000)
+    } else if nanos.is_multiple_of(1_000) {
+        (6, nanos / 1_000)
     } else {
-        at.format("\"%Y-%m-%dT%H:%M:%S%.9fZ\"").to_string()
+        (9, nanos)
     };
-    out.extend_from_slice(text.as_bytes());
+    if digits > 0 {
+        out.push(b'.');
+        let mut buf = [b'0'; 9];
+        let mut v = value;
+        for d in buf[..digits].iter_mut().rev() {
+            *d = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        out.extend_from_slice(&buf[..digits]);
+    }
+    out.extend_from_slice(b"Z\"");
 }
 
 /// A JSON string as serde_json writes it, with Go's escapes for `<`, `>`,
-/// `&`, U+2028 and U+2029 (see [`crate::format::jsonpb`]).
+/// `&`, U+2028 and U+2029 (see [`crate::format::jsonpb`]). Scans bytes:
+/// every byte that needs an escape is ASCII but U+2028 and U+2029's lead.
 fn string(s: &str, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, c) in s.char_indices() {
-        let escape: Option<&[u8]> = match c {
-            '"' => Some(b"\\\""),
-            '\\' => Some(b"\\\\"),
-            '\n' => Some(b"\\n"),
-            '\r' => Some(b"\\r"),
-            '\t' => Some(b"\\t"),
-            '\u{8}' => Some(b"\\b"),
-            '\u{c}' => Some(b"\\f"),
-            _ => None,
-        };
-        let numeric = matches!(c, '\0'..='\u{1f}' | '<' | '>' | '&' | '\u{2028}' | '\u{2029}');
-        if escape.is_none() && !numeric {
+    let (mut start, mut i) = (0, 0);
+    while i < bytes.len() {
+        let b = bytes[i];
+        let separator = b == 0xe2 && bytes.get(i + 1) == Some(&0x80) && matches!(bytes.get(i + 2), Some(0xa8 | 0xa9));
+        if !(b < 0x20 || matches!(b, b'"' | b'\\' | b'<' | b'>' | b'&') || separator) {
+            i += 1;
             continue;
         }
         out.extend_from_slice(&bytes[start..i]);
-        match escape {
-            Some(e) => out.extend_from_slice(e),
-            None => out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes()),
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            0xe2 => {
+                out.extend_from_slice(if bytes[i + 2] == 0xa8 { b"\\u2028" } else { b"\\u2029" });
+                i += 2;
+            }
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 15)],
+            ]),
         }
-        start = i + c.len_utf8();
+        i += 1;
+        start = i;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
@@ -659,6 +714,8 @@ mod tests {
             (1_764_000_000, 100_000_000),
             (1_764_000_000, 120_000),
             (1_764_000_000, 1),
+            (951_782_400, 5_000_000),
+            (-1, 0),
             (253_402_300_799, 999_999_999),
         ] {
             let (fast, slow) = both(Flow {

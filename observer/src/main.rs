@@ -1,5 +1,11 @@
 use lumen_observer::daemon::{self, ObserverConfig};
 
+/// Flows are built on one thread and dropped on others (GetFlows, metrics,
+/// the exporters' writers), where glibc's allocator contends on its arena
+/// locks; mimalloc frees across threads cheaply.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     if let Err(e) = run() {
         eprintln!("error: {e:#}");
