@@ -6,6 +6,7 @@
 
 #[path = "otlp/flows.rs"]
 mod flows;
+#[allow(dead_code)] // shared with the OTLP benchmark and the observer's test
 #[path = "otlp/harness.rs"]
 mod harness;
 

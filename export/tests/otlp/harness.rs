@@ -32,11 +32,23 @@ pub struct Receiver {
     _dir: tempfile::TempDir,
     pub grpc_port: u16,
     pub http_port: u16,
+    /// `--count-only`: lines count records instead of holding requests.
+    count_only: bool,
 }
 
 impl Receiver {
     /// Starts a receiver on free ports.
     pub fn start(refuse: bool) -> Receiver {
+        Receiver::start_with(refuse, false)
+    }
+
+    /// A receiver that writes how many records each request held (for
+    /// benchmarks: it does not convert requests to JSON).
+    pub fn start_counting() -> Receiver {
+        Receiver::start_with(false, true)
+    }
+
+    fn start_with(refuse: bool, count_only: bool) -> Receiver {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("received.jsonl");
         let mut receiver = Receiver {
@@ -45,6 +57,7 @@ impl Receiver {
             _dir: dir,
             grpc_port: 0,
             http_port: 0,
+            count_only,
         };
         receiver.restart(refuse);
         receiver
@@ -66,6 +79,9 @@ impl Receiver {
             .stderr(Stdio::inherit());
         if refuse {
             command.arg("--refuse");
+        }
+        if self.count_only {
+            command.arg("--count-only");
         }
         let mut child = command.spawn().expect("cannot start the OTLP test receiver");
         let stdout = child.stdout.take().unwrap();

@@ -10,7 +10,9 @@ one JSON line:
      "headers": {name: value}, "request": <the request, protobuf JSON>}
 
 With --refuse it answers every export UNAVAILABLE (HTTP 503) and records
-nothing. Prints "READY grpc=<port> http=<port>" once listening; stops on
+nothing. With --count-only a line holds the number of log records or
+metric data points instead of the request ({"signal", "transport",
+"records"}), for benchmarks. Prints "READY grpc=<port> http=<port>" once listening; stops on
 SIGTERM or SIGINT. Run by export/tests/otlp.rs with the venv that
 export/tests/otlp/setup.sh makes.
 """
@@ -30,12 +32,25 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 
 
+def records(signal_name, request):
+    if signal_name == "logs":
+        return sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
+    return sum(len(sm.metrics) for rm in request.resource_metrics for sm in rm.scope_metrics)
+
+
 class Recorder:
-    def __init__(self, path):
+    def __init__(self, path, count_only):
         self.lock = threading.Lock()
         self.out = open(path, "a", encoding="utf-8")
+        self.count_only = count_only
 
     def record(self, signal_name, transport, headers, request):
+        if self.count_only:
+            line = json.dumps({"signal": signal_name, "transport": transport, "records": records(signal_name, request)})
+            with self.lock:
+                self.out.write(line + "\n")
+                self.out.flush()
+            return
         line = json.dumps(
             {
                 "signal": signal_name,
@@ -126,9 +141,10 @@ def main():
     parser.add_argument("--grpc-port", type=int, default=0)
     parser.add_argument("--http-port", type=int, default=0)
     parser.add_argument("--refuse", action="store_true", help="answer every export UNAVAILABLE / 503")
+    parser.add_argument("--count-only", action="store_true", help="write how many records each request held, not the request")
     args = parser.parse_args()
 
-    recorder = Recorder(args.out)
+    recorder = Recorder(args.out, args.count_only)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(recorder, args.refuse), server)
     metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(recorder, args.refuse), server)
