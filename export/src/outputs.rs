@@ -34,6 +34,42 @@ pub struct Outputs {
 }
 
 impl Outputs {
+    /// Checks what `files` and `otlp` configure without starting anything:
+    /// the static flow log's filters and mask, the dynamic file (read,
+    /// parsed, validated, compiled) and the OTLP settings. A daemon calls it
+    /// before it changes anything, so that bad input changes nothing.
+    pub fn check(
+        files: &ExportArgs,
+        otlp: &OtlpArgs,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), OutputsError> {
+        otlp.resolve(env)?;
+        let fixed = files.static_config();
+        if let Some(config) = &fixed {
+            config.compile().map_err(OutputsError::Static)?;
+        }
+        if let Some(path) = &files.flowlogs_config {
+            let text = std::fs::read_to_string(path).map_err(|source| {
+                OutputsError::Dynamic(ReloadError::Read {
+                    path: path.clone(),
+                    source,
+                })
+            })?;
+            let config = |source| {
+                OutputsError::Dynamic(ReloadError::Config {
+                    path: path.clone(),
+                    source: Box::new(source),
+                })
+            };
+            let parsed = crate::FlowLogsConfig::parse_yaml(&text).map_err(config)?;
+            parsed.validate(fixed.as_ref()).map_err(config)?;
+            for log in &parsed.flow_logs {
+                log.compile().map_err(config)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Starts what `files` and `otlp` configure (the environment's
     /// `OTEL_EXPORTER_OTLP_*` too, read with `env`); `None` if nothing is.
     /// `gather` gives the metrics OTLP sends.

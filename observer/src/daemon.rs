@@ -316,6 +316,8 @@ pub async fn run(cfg: ObserverConfig, mut shutdown: watch::Receiver<bool>) -> Re
     )
     .map_err(ObserverError::Policy)?;
     let metrics = crate::metrics::Prepared::new(&MetricsOptions::of(&cfg))?;
+    // Export's configuration too, before anything changes.
+    lumen_export::Outputs::check(&cfg.export, &cfg.otlp, &|name| std::env::var(name).ok())?;
     let peers = Peers::new(match &cfg.nodes_file {
         Some(path) => peer::load_file(path).map_err(ObserverError::Nodes)?,
         None => peer::local(&cfg.node_name, cfg.listen_address),

@@ -247,3 +247,29 @@ fn flow_logs_hold_exact_lines_and_follow_their_file_as_it_changes() {
         "ServerStatus (lumen status) reports the export's drops"
     );
 }
+
+#[test]
+#[ignore = "needs root and a BPF-capable kernel: run scripts/test.sh"]
+fn an_invalid_flow_logs_file_stops_the_observer_before_it_changes_anything() {
+    let c = cluster(&[("frontend", FRONTEND), ("backend", BACKEND)]);
+    let config = c.dir.join("flowlogs.yaml");
+    std::fs::write(
+        &config,
+        "flowLogs:\n  - name: drops\n    filePath: /tmp/a.log\n  - name: drops\n    filePath: /tmp/b.log\n",
+    )
+    .unwrap();
+    let out = c
+        .observer_command(ALLOW_HTTP, &["--flowlogs-config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "--flowlogs-config {}: duplicated flowlog name drops",
+            config.display()
+        )),
+        "{err}"
+    );
+    assert!(!c.pin_dir().exists(), "the datapath was not loaded");
+}

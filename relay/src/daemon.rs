@@ -133,6 +133,7 @@ pub async fn run(cfg: RelayConfig, shutdown: watch::Receiver<bool>) -> Result<()
     for p in cfg.peers.iter().chain(&cfg.peer_service) {
         check_address(p)?;
     }
+    lumen_export::Outputs::check(&cfg.export, &cfg.otlp, &|name| std::env::var(name).ok())?;
     let client_tls = cfg.tls.client.client_tls();
     if let Some(tls) = &client_tls {
         tls.check()?;
