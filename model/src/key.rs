@@ -354,9 +354,13 @@ impl KeyMemo {
     }
 
     /// [`node_key`], shared. Cluster nodes (which depend on where the
-    /// endpoint was seen) and world peers named by DNS are not remembered.
+    /// endpoint was seen), world peers named by DNS and endpoints without
+    /// both an identity and an address (which would not tell two apart)
+    /// are not remembered.
     pub(crate) fn key(&mut self, unit: Unit, side: &Side<'_>, host: Option<&str>, sec: u64) -> Shared {
-        let Some(ep) = side.endpoint.filter(|_| unit != Unit::Node && side.names.is_empty()) else {
+        let remembered =
+            |ep: &&Endpoint| unit != Unit::Node && side.names.is_empty() && ep.identity != 0 && !side.ip.is_empty();
+        let Some(ep) = side.endpoint.filter(remembered) else {
             return self.share(node_key(unit, side, host));
         };
         if unit != self.unit || sec >= self.since_sec + MEMO_SECS || self.entries.len() >= MEMO_ENTRIES {

@@ -167,16 +167,27 @@ impl Model {
     /// none). A flow that names neither end (no endpoint, no IP) counts in
     /// the totals and for its cluster node only.
     pub fn ingest(&mut self, flow: &Flow) {
-        self.ingest_at(flow, None);
+        let _ = self.ingest_at(flow, None);
     }
 
     /// Takes in one item of a GetFlows stream: a flow, a relay's node status
     /// event, or lost events. Items without a time of their own take the
     /// response's, else the newest time seen.
     pub fn ingest_response(&mut self, response: &GetFlowsResponse) {
+        self.ingest_response_then(response, |_, _| {});
+    }
+
+    /// [`Model::ingest_response`], then `ends` with the source and the
+    /// destination a flow counted for under the unit (a reply turned
+    /// around, as [`Model::connection_of`] gives them), when it names one.
+    pub fn ingest_response_then(&mut self, response: &GetFlowsResponse, ends: impl FnOnce(&NodeKey, &NodeKey)) {
         let at = response.time.as_ref().map(timestamp_ns);
         match &response.response_types {
-            Some(ResponseTypes::Flow(flow)) => self.ingest_at(flow, at),
+            Some(ResponseTypes::Flow(flow)) => {
+                if let Some((source, destination)) = self.ingest_at(flow, at) {
+                    ends(&source, &destination);
+                }
+            }
             Some(ResponseTypes::NodeStatus(event)) => self.status_at(event, self.time(at)),
             Some(ResponseTypes::LostEvents(event)) => self.lost_at(event, &response.node_name, self.time(at)),
             None => {}
@@ -213,7 +224,8 @@ impl Model {
         self.nodes.lost(node, event.num_events_lost);
     }
 
-    fn ingest_at(&mut self, flow: &Flow, fallback: Option<u64>) {
+    /// Counts `flow`; the ends it counted for, if it names one.
+    fn ingest_at(&mut self, flow: &Flow, fallback: Option<u64>) -> Option<(Shared, Shared)> {
         let t = flow
             .time
             .as_ref()
@@ -241,9 +253,7 @@ impl Model {
 
         let conn = orient(flow);
         self.nodes.learn(&conn, &flow.node_name);
-        let Some((source, destination)) = self.shared_ends(&conn, &flow.node_name, t / NANOS) else {
-            return;
-        };
+        let (source, destination) = self.shared_ends(&conn, &flow.node_name, t / NANOS)?;
 
         let config = &self.config;
         if source == destination {
@@ -260,6 +270,7 @@ impl Model {
             w.add_pod(&destination, &conn.destination);
         }
         self.drops.record(&seen, &destination);
+        let ends = (source.clone(), destination.clone());
         let key = ConnKey {
             source,
             destination,
@@ -267,6 +278,7 @@ impl Model {
             protocol: conn.protocol,
         };
         self.connections.touch(&key, || Connection::new(config)).record(&seen);
+        Some(ends)
     }
 
     /// The connection `flow` counts for under the current unit: source,

@@ -134,26 +134,27 @@ pub struct View {
 
 impl View {
     fn take(&mut self, response: &GetFlowsResponse) {
-        if let Some(ResponseTypes::Flow(flow)) = &response.response_types {
-            if !self.filters.matches(flow) {
-                return;
-            }
-            if let Some((source, destination, _, _)) = self.model.connection_of(flow) {
-                let full = self.details.len() >= NODES_WITH_LABELS;
-                let (src_ep, dst_ep) = match flow.is_reply {
-                    Some(true) => (flow.destination.as_ref(), flow.source.as_ref()),
-                    _ => (flow.source.as_ref(), flow.destination.as_ref()),
-                };
-                for (key, ep) in [(source, src_ep), (destination, dst_ep)] {
-                    match self.details.get_mut(&key) {
-                        Some(d) => d.note(ep),
-                        None if !full => self.details.entry(key).or_default().note(ep),
-                        None => {}
-                    }
+        let flow = match &response.response_types {
+            Some(ResponseTypes::Flow(flow)) if !self.filters.matches(flow) => return,
+            Some(ResponseTypes::Flow(flow)) => Some(flow),
+            _ => None,
+        };
+        let details = &mut self.details;
+        self.model.ingest_response_then(response, |source, destination| {
+            let Some(flow) = flow else { return };
+            let full = details.len() >= NODES_WITH_LABELS;
+            let (src_ep, dst_ep) = match flow.is_reply {
+                Some(true) => (flow.destination.as_ref(), flow.source.as_ref()),
+                _ => (flow.source.as_ref(), flow.destination.as_ref()),
+            };
+            for (key, ep) in [(source, src_ep), (destination, dst_ep)] {
+                match details.get_mut(key) {
+                    Some(d) => d.note(ep),
+                    None if !full => details.entry(key.clone()).or_default().note(ep),
+                    None => {}
                 }
             }
-        }
-        self.model.ingest_response(response);
+        });
     }
 
     /// Whether the table of a view with `select` shows `flow`.

@@ -319,3 +319,25 @@ fn connection_of_names_the_connection_a_flow_counts_for() {
         ["node-a → node-b:5432", "node-a → 10.0.2.7:5432"]
     );
 }
+
+#[test]
+fn endpoints_without_identity_or_address_are_not_taken_for_one_another() {
+    // Two workloads neither of which has an identity or an address: the
+    // key memo, which tells endpoints apart by those, must not mix them up.
+    let mut model = Model::new(Default::default());
+    let ep = |app: &str| Some(pod("evil", &format!("{app}-1"), 0));
+    feed(&mut model, [tcp(ep("x"), "", 40000, ep("y"), "", 80).at(1)]);
+    let s = snap(&model, 2);
+    assert_eq!(names(&s.connections), ["evil/x → evil/y:80"]);
+    let mut ends = Vec::new();
+    model.ingest_response_then(
+        &lumen_proto::observer::GetFlowsResponse {
+            response_types: Some(lumen_proto::observer::get_flows_response::ResponseTypes::Flow(
+                tcp(ep("x"), "", 40001, ep("y"), "", 80).at(2).into_flow(),
+            )),
+            ..Default::default()
+        },
+        |source, destination| ends.push((source.to_string(), destination.to_string())),
+    );
+    assert_eq!(ends, [("evil/x".to_string(), "evil/y".to_string())]);
+}
