@@ -501,6 +501,9 @@ fn collector_down_then_up_drops_counted_exactly_and_nothing_blocks() {
     // Export resumed: the next flow goes through too.
     otlp.offer_flow(&numbered(11));
     receiver.wait_for_logs(WITHIN, |r| r.len() == 6);
+    // The receiver writes a request down before it answers: the exporter
+    // counts it once the answer is back.
+    wait_until(WITHIN, "6 exported", || otlp.stats().logs.unwrap().exported == 6);
     let stats = otlp.stats();
     let logs = stats.logs.clone().unwrap();
     assert_eq!(
