@@ -117,6 +117,35 @@ async fn until_scraped(address: SocketAddr, want: &[&str]) -> String {
     }
 }
 
+/// A relay of `peers`, serving on a free port and `/metrics` on another,
+/// with `extra` flags: the relay and the two addresses.
+fn relay(peers: &[SocketAddr], extra: &[&str]) -> (RelayHandle, SocketAddr, SocketAddr) {
+    let (listen, metrics) = (free_port(), free_port());
+    let (listen_arg, metrics_arg) = (listen.to_string(), metrics.to_string());
+    let peers = peers.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",");
+    let mut args = vec![
+        "lumen-relay",
+        "--listen-address",
+        &listen_arg,
+        "--peer",
+        &peers,
+        "--metrics-listen-address",
+        &metrics_arg,
+    ];
+    args.extend_from_slice(extra);
+    (RelayHandle::spawn(RelayConfig::parse_from(args)), listen, metrics)
+}
+
+/// Nodes a (5 flows stored) and b (3, interleaved in time), and the
+/// address of a third that is down.
+async fn two_nodes_and_one_down() -> (Node, Node, SocketAddr) {
+    let (a, b) = (start_node("a").await, start_node("b").await);
+    let t0 = wall_ns() - 10_000_000_000;
+    a.hub.push((0..5).map(|i| record(t0 + i * 1_000)));
+    b.hub.push((0..3).map(|i| record(t0 + 500 + i * 1_000)));
+    (a, b, free_port())
+}
+
 async fn connect(address: SocketAddr) -> ObserverClient<Channel> {
     for _ in 0..200 {
         if let Ok(c) = ObserverClient::connect(format!("http://{address}")).await {
@@ -146,30 +175,20 @@ async fn next_flow_ns(stream: &mut Streaming<GetFlowsResponse>) -> i128 {
 /// never runs out, so that flows leave only when the buffer is full.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relay_serves_exact_node_states_flow_counts_and_stream_gauges() {
-    let (a, b) = (start_node("a").await, start_node("b").await);
-    let down = free_port();
-    let t0 = wall_ns() - 10_000_000_000;
-    a.hub.push((0..5).map(|i| record(t0 + i * 1_000)));
-    b.hub.push((0..3).map(|i| record(t0 + 500 + i * 1_000)));
-    let (listen, metrics) = (free_port(), free_port());
-    let peers = [a.address, b.address, down].map(|p| p.to_string()).join(",");
-    let relay = RelayHandle::spawn(RelayConfig::parse_from([
-        "lumen-relay",
-        "--listen-address",
-        &listen.to_string(),
-        "--peer",
-        &peers,
-        "--metrics-listen-address",
-        &metrics.to_string(),
-        "--sort-buffer-len-max",
-        "1",
-        "--sort-buffer-drain-timeout",
-        "1h",
-        "--initial-backoff",
-        "100ms",
-        "--max-backoff",
-        "200ms",
-    ]));
+    let (a, b, down) = two_nodes_and_one_down().await;
+    let (relay, listen, metrics) = relay(
+        &[a.address, b.address, down],
+        &[
+            "--sort-buffer-len-max",
+            "1",
+            "--sort-buffer-drain-timeout",
+            "1h",
+            "--initial-backoff",
+            "100ms",
+            "--max-backoff",
+            "200ms",
+        ],
+    );
     let mut client = connect(listen).await;
 
     // Two nodes connected, one refusing connections between attempts.
@@ -305,22 +324,8 @@ fn the_metrics_address_takes_host_port_or_port_only_and_is_off_by_default() {
 #[ignore = "needs Debian's prometheus package: run scripts/test.sh"]
 async fn every_relay_dashboard_query_returns_data_from_a_real_prometheus() {
     use prometheus_support::{dashboard_queries, reads_relay, Prometheus};
-    let (a, b) = (start_node("a").await, start_node("b").await);
-    let down = free_port();
-    let t0 = wall_ns() - 10_000_000_000;
-    a.hub.push((0..5).map(|i| record(t0 + i * 1_000)));
-    b.hub.push((0..3).map(|i| record(t0 + 500 + i * 1_000)));
-    let (listen, metrics) = (free_port(), free_port());
-    let peers = [a.address, b.address, down].map(|p| p.to_string()).join(",");
-    let relay = RelayHandle::spawn(RelayConfig::parse_from([
-        "lumen-relay",
-        "--listen-address",
-        &listen.to_string(),
-        "--peer",
-        &peers,
-        "--metrics-listen-address",
-        &metrics.to_string(),
-    ]));
+    let (a, b, down) = two_nodes_and_one_down().await;
+    let (relay, listen, metrics) = relay(&[a.address, b.address, down], &[]);
     // A client following: the flows per node and the client gauge have data.
     let mut client = connect(listen).await;
     let mut follow = client
@@ -363,19 +368,7 @@ async fn the_relay_exports_the_clusters_flows_in_time_order() {
     let (a, b) = (start_node("a").await, start_node("b").await);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("cluster.log");
-    let (listen, metrics) = (free_port(), free_port());
-    let peers = [a.address, b.address].map(|p| p.to_string()).join(",");
-    let relay = RelayHandle::spawn(RelayConfig::parse_from([
-        "lumen-relay",
-        "--listen-address",
-        &listen.to_string(),
-        "--peer",
-        &peers,
-        "--metrics-listen-address",
-        &metrics.to_string(),
-        "--export-file-path",
-        file.to_str().unwrap(),
-    ]));
+    let (relay, listen, metrics) = relay(&[a.address, b.address], &["--export-file-path", file.to_str().unwrap()]);
     // The export's own follow stream is open and hears from both nodes.
     connect(listen).await;
     until_scraped(

@@ -28,6 +28,7 @@ pub mod control;
 mod follow;
 pub mod raw;
 pub mod serve;
+pub mod status;
 mod target;
 pub mod telemetry;
 pub mod tls;

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use lumen_proto::observer::observer_client::ObserverClient;
-use lumen_proto::observer::{GetFlowsRequest, GetNodesRequest, ServerStatusRequest};
+use lumen_proto::observer::GetFlowsRequest;
 use lumen_proto::prost_types::Timestamp;
-use lumen_rpc::{Backoff, Connector, Follow, TlsArgs};
+use lumen_rpc::status::ServerView;
+use lumen_rpc::{Backoff, Follow, TlsArgs};
 use tokio::task::JoinHandle;
 
 use crate::hub::{ServerInfo, Shared};
@@ -29,19 +29,6 @@ impl Drop for Link {
     }
 }
 
-fn connector(server: &str, tls: &TlsArgs) -> Connector {
-    let (given, tls) = (server.to_string(), tls.clone());
-    Box::new(move || {
-        let (given, tls) = (given.clone(), tls.clone());
-        Box::pin(async move {
-            lumen_rpc::connect_default(&given, &tls)
-                .await
-                .map(|(channel, _)| channel)
-                .map_err(|e| e.to_string())
-        })
-    })
-}
-
 /// Follows every flow of the server from `history` ago on (with Lumen's
 /// extension: why a flow was dropped) and polls its status, into `hub`.
 pub fn start(server: &str, tls: &TlsArgs, history: Duration, hub: Arc<Shared>) -> Link {
@@ -51,7 +38,7 @@ pub fn start(server: &str, tls: &TlsArgs, history: Duration, hub: Arc<Shared>) -
         ..Default::default()
     };
     let mut follow = Follow::new(
-        connector(server, tls),
+        lumen_rpc::status::connector(server, tls),
         request,
         true,
         Backoff::new(Duration::from_millis(250), Duration::from_secs(5)),
@@ -65,12 +52,13 @@ pub fn start(server: &str, tls: &TlsArgs, history: Duration, hub: Arc<Shared>) -
             }
         }
     });
-    let mut connect = connector(server, tls);
+    let mut connect = lumen_rpc::status::connector(server, tls);
     let status = tokio::spawn(async move {
         loop {
             let info = match connect().await {
-                Ok(channel) => info(ObserverClient::new(channel))
+                Ok(channel) => lumen_rpc::status::server_view(channel)
                     .await
+                    .map(info)
                     .map_err(|e| e.message().to_string()),
                 Err(e) => Err(e),
             };
@@ -81,22 +69,17 @@ pub fn start(server: &str, tls: &TlsArgs, history: Duration, hub: Arc<Shared>) -
     Link { tasks: [flows, status] }
 }
 
-async fn info(
-    mut client: ObserverClient<lumen_proto::tonic::transport::Channel>,
-) -> Result<ServerInfo, lumen_proto::tonic::Status> {
-    let status = client.server_status(ServerStatusRequest {}).await?.into_inner();
-    let nodes = client.get_nodes(GetNodesRequest {}).await?.into_inner().nodes;
-    // A relay names its nodes' addresses; an observer answers for itself.
-    let relay = nodes.iter().any(|n| !n.address.is_empty());
-    Ok(ServerInfo {
-        kind: if relay { "relay" } else { "observer" },
-        version: status.version,
-        connected_nodes: status.num_connected_nodes.unwrap_or(1),
-        unavailable_nodes: status.unavailable_nodes,
-        nodes: nodes
+/// The UI's view of the server.
+fn info(view: ServerView) -> ServerInfo {
+    ServerInfo {
+        kind: if view.is_relay() { "relay" } else { "observer" },
+        version: view.status.version,
+        connected_nodes: view.status.num_connected_nodes.unwrap_or(1),
+        unavailable_nodes: view.status.unavailable_nodes,
+        nodes: view
+            .nodes
             .into_iter()
-            .map(|n| (n.state().as_str_name().to_string(), n.name))
-            .map(|(state, name)| (name, state))
+            .map(|n| (n.name.clone(), n.state().as_str_name().to_string()))
             .collect(),
-    })
+    }
 }

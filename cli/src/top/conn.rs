@@ -6,9 +6,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use lumen_proto::observer::observer_client::ObserverClient;
-use lumen_proto::observer::{GetFlowsRequest, GetNodesRequest, Node, ServerStatusRequest};
-use lumen_rpc::{Backoff, Connector, Follow, FollowEvent};
+use lumen_proto::observer::{GetFlowsRequest, Node};
+use lumen_rpc::status::ServerView;
+use lumen_rpc::{Backoff, Follow, FollowEvent};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -54,23 +54,10 @@ impl Drop for Link {
     }
 }
 
-fn connector(server: &ServerArgs) -> Connector {
-    let (given, tls) = (server.server.clone(), server.tls.clone());
-    Box::new(move || {
-        let (given, tls) = (given.clone(), tls.clone());
-        Box::pin(async move {
-            lumen_rpc::connect_default(&given, &tls)
-                .await
-                .map(|(channel, _)| channel)
-                .map_err(|e| e.to_string())
-        })
-    })
-}
-
 /// Follows `request` on the server and polls its status, sending both to `tx`.
 pub fn start(server: &ServerArgs, request: GetFlowsRequest, tx: mpsc::Sender<Update>) -> Link {
     let mut follow = Follow::new(
-        connector(server),
+        lumen_rpc::status::connector(&server.server, &server.tls),
         request,
         true,
         Backoff::new(Duration::from_millis(250), Duration::from_secs(5)),
@@ -86,12 +73,12 @@ pub fn start(server: &ServerArgs, request: GetFlowsRequest, tx: mpsc::Sender<Upd
             }
         }
     });
-    let mut connect = connector(server);
+    let mut connect = lumen_rpc::status::connector(&server.server, &server.tls);
     let status = tokio::spawn(async move {
         loop {
             let update = match connect().await {
-                Ok(channel) => match info(ObserverClient::new(channel)).await {
-                    Ok(info) => Update::Status(info),
+                Ok(channel) => match lumen_rpc::status::server_view(channel).await {
+                    Ok(view) => Update::Status(info(view)),
                     Err(e) => Update::StatusFailed(e.message().to_string()),
                 },
                 Err(e) => Update::StatusFailed(e),
@@ -105,23 +92,15 @@ pub fn start(server: &ServerArgs, request: GetFlowsRequest, tx: mpsc::Sender<Upd
     Link { tasks: [flows, status] }
 }
 
-async fn info(
-    mut client: ObserverClient<lumen_proto::tonic::transport::Channel>,
-) -> Result<ServerInfo, lumen_proto::tonic::Status> {
-    let status = client.server_status(ServerStatusRequest {}).await?.into_inner();
-    let nodes = client.get_nodes(GetNodesRequest {}).await?.into_inner().nodes;
-    // A relay names its nodes' addresses; an observer answers for itself.
-    let kind = match nodes.iter().any(|n| !n.address.is_empty()) {
-        true => Kind::Relay,
-        false => Kind::Observer,
-    };
-    Ok(ServerInfo {
-        kind,
-        connected: status.num_connected_nodes.unwrap_or(1),
-        unavailable: status.unavailable_nodes,
-        nodes,
-        version: status.version,
-    })
+/// The header's and the Nodes tab's view of the server.
+fn info(view: ServerView) -> ServerInfo {
+    ServerInfo {
+        kind: if view.is_relay() { Kind::Relay } else { Kind::Observer },
+        connected: view.status.num_connected_nodes.unwrap_or(1),
+        unavailable: view.status.unavailable_nodes,
+        nodes: view.nodes,
+        version: view.status.version,
+    }
 }
 
 /// The request the dashboard follows: everything from `history` ago on,

@@ -20,77 +20,56 @@ use super::OtlpError;
 pub(crate) fn log_exporter(target: &Target, runtime: &Handle) -> Result<LogExporter, OtlpError> {
     let _entered = runtime.enter();
     let built = match target.protocol {
-        Protocol::Grpc => {
-            let mut b = LogExporter::builder()
-                .with_tonic()
-                .with_endpoint(&target.endpoint)
-                .with_timeout(target.timeout)
-                .with_retry_policy(RetryPolicy::disabled())
-                .with_interceptor(Headers::new(target)?);
-            if let Some(tls) = tonic_tls(target)? {
-                b = b.with_tls_config(tls);
-            }
-            if target.compression == Compression::Gzip {
-                b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
-            }
-            b.build()
-        }
-        Protocol::HttpProtobuf => {
-            let mut b = LogExporter::builder()
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .with_endpoint(&target.endpoint)
-                .with_timeout(target.timeout)
-                .with_retry_policy(RetryPolicy::disabled())
-                .with_http_client(Client::new(target, runtime)?);
-            if target.compression == Compression::Gzip {
-                b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
-            }
-            b.build()
-        }
+        Protocol::Grpc => tonic_config(LogExporter::builder().with_tonic(), target)?.build(),
+        Protocol::HttpProtobuf => http_config(LogExporter::builder().with_http(), target, runtime)?.build(),
     };
-    built.map_err(|e| OtlpError::Build {
-        endpoint: target.endpoint.clone(),
-        reason: e.to_string(),
-    })
+    built.map_err(|e| build_error(target, e))
 }
 
 pub(crate) fn metric_exporter(target: &Target, runtime: &Handle) -> Result<MetricExporter, OtlpError> {
     let _entered = runtime.enter();
     let built = match target.protocol {
-        Protocol::Grpc => {
-            let mut b = MetricExporter::builder()
-                .with_tonic()
-                .with_endpoint(&target.endpoint)
-                .with_timeout(target.timeout)
-                .with_retry_policy(RetryPolicy::disabled())
-                .with_interceptor(Headers::new(target)?);
-            if let Some(tls) = tonic_tls(target)? {
-                b = b.with_tls_config(tls);
-            }
-            if target.compression == Compression::Gzip {
-                b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
-            }
-            b.build()
-        }
-        Protocol::HttpProtobuf => {
-            let mut b = MetricExporter::builder()
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .with_endpoint(&target.endpoint)
-                .with_timeout(target.timeout)
-                .with_retry_policy(RetryPolicy::disabled())
-                .with_http_client(Client::new(target, runtime)?);
-            if target.compression == Compression::Gzip {
-                b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
-            }
-            b.build()
-        }
+        Protocol::Grpc => tonic_config(MetricExporter::builder().with_tonic(), target)?.build(),
+        Protocol::HttpProtobuf => http_config(MetricExporter::builder().with_http(), target, runtime)?.build(),
     };
-    built.map_err(|e| OtlpError::Build {
+    built.map_err(|e| build_error(target, e))
+}
+
+fn build_error(target: &Target, e: impl std::fmt::Display) -> OtlpError {
+    OtlpError::Build {
         endpoint: target.endpoint.clone(),
         reason: e.to_string(),
-    })
+    }
+}
+
+/// A gRPC exporter builder (logs or metrics) set up for `target`.
+fn tonic_config<B: WithExportConfig + WithTonicConfig>(b: B, target: &Target) -> Result<B, OtlpError> {
+    let mut b = b
+        .with_endpoint(&target.endpoint)
+        .with_timeout(target.timeout)
+        .with_retry_policy(RetryPolicy::disabled())
+        .with_interceptor(Headers::new(target)?);
+    if let Some(tls) = tonic_tls(target)? {
+        b = b.with_tls_config(tls);
+    }
+    if target.compression == Compression::Gzip {
+        b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
+    }
+    Ok(b)
+}
+
+/// An HTTP/protobuf exporter builder (logs or metrics) set up for `target`.
+fn http_config<B: WithExportConfig + WithHttpConfig>(b: B, target: &Target, runtime: &Handle) -> Result<B, OtlpError> {
+    let mut b = b
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .with_endpoint(&target.endpoint)
+        .with_timeout(target.timeout)
+        .with_retry_policy(RetryPolicy::disabled())
+        .with_http_client(Client::new(target, runtime)?);
+    if target.compression == Compression::Gzip {
+        b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
+    }
+    Ok(b)
 }
 
 fn read_ca(target: &Target) -> Result<Option<Vec<u8>>, OtlpError> {
