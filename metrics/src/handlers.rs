@@ -11,8 +11,8 @@ use crate::labels::{
     destination_port, drop_reason, event_type_names, flow_protocol, icmp, policy_verdict, tcp_flags, verdict,
     world_port,
 };
-use crate::series::{Family, Key, Refused};
-use crate::{ConfigError, OptionError};
+use crate::series::{Family, Key, Refused, SeriesId};
+use crate::{ConfigError, OptionError, Reads};
 
 /// A metric Hubble knows, by the name it is configured with.
 struct Plugin {
@@ -253,6 +253,18 @@ impl Handler {
         self.config.name == other.name && self.config.context_options == other.context_options
     }
 
+    /// What this metric's filters read beyond what its labels read.
+    pub(crate) fn reads(&self) -> Reads {
+        let filters = self.config.include_filters.iter().chain(&self.config.exclude_filters);
+        let mut reads = Reads::default();
+        for f in filters {
+            reads.source_port |= !f.source_port.is_empty();
+            let cel = f.experimental.as_ref().is_some_and(|e| !e.cel_expression.is_empty());
+            reads.per_flow |= cel || !f.uuid.is_empty();
+        }
+        reads
+    }
+
     /// Takes `config` (which [`Handler::same_series`] accepted) and its compiled filters.
     pub(crate) fn refilter(&mut self, config: MetricConfig, filters: FlowFilterSet) {
         self.filters = filters;
@@ -261,6 +273,25 @@ impl Handler {
 
     /// Counts `flow` if this metric counts it; `Err` if a new series was refused.
     pub(crate) fn process(&mut self, flow: &Flow) -> Result<(), Refused> {
+        self.visit(flow, &mut |family, key| family.inc(key))
+    }
+
+    /// The series `flow` counts in (none if this metric does not count it),
+    /// for counting flows alike without looking at each: `Ok` holds the
+    /// series (added at zero if new), `Err` that a new one was refused.
+    pub(crate) fn plan(&mut self, flow: &Flow, series: &mut Vec<SeriesId>) -> Result<(), Refused> {
+        self.visit(flow, &mut |family, key| {
+            series.push(family.resolve(key)?);
+            Ok(())
+        })
+    }
+
+    /// Hands `each` the family and every label set `flow` counts in.
+    fn visit(
+        &mut self,
+        flow: &Flow,
+        each: &mut dyn FnMut(&mut Family, &Key) -> Result<(), Refused>,
+    ) -> Result<(), Refused> {
         if self.family.is_none() || !self.filters.matches(flow) {
             return Ok(());
         }
@@ -311,7 +342,7 @@ impl Handler {
                     key.clear();
                     key.push(flag);
                     key.extend(tail);
-                    result = result.and(family.inc(key));
+                    result = result.and(each(family, key));
                 }
                 return result;
             }
@@ -352,7 +383,7 @@ impl Handler {
         if *context_at > 0 {
             context.label_values(flow, key);
         }
-        family.inc(key)
+        each(family, key)
     }
 
     /// Removes the series of the pod `namespace/pod`; how many.

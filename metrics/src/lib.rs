@@ -54,4 +54,4 @@ mod series;
 
 pub use config::{ContextOption, MetricConfig, MetricsConfig};
 pub use error::{ConfigError, OptionError};
-pub use registry::{encode, Registry, Settings, DEFAULT_GRACE_PERIOD, DEFAULT_MAX_SERIES};
+pub use registry::{encode, Alike, Reads, Registry, Settings, DEFAULT_GRACE_PERIOD, DEFAULT_MAX_SERIES};

@@ -1,7 +1,9 @@
 //! The flow metrics of one observer: configured (and reconfigured) as a
 //! whole, fed flows, told of deleted pods, and rendered for a scrape.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::Hash;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -9,6 +11,7 @@ use lumen_proto::flow::Flow;
 use prometheus::proto::{Counter, LabelPair, Metric, MetricFamily, MetricType};
 
 use crate::handlers::{self, Handler};
+use crate::series::SeriesId;
 use crate::{ConfigError, MetricsConfig};
 
 /// Series one metric keeps at most by default.
@@ -57,6 +60,62 @@ struct Inner {
     warned: Vec<&'static str>,
     /// Pods deleted, oldest first: their series go when due.
     deleted: VecDeque<Deleted>,
+    /// Changes whenever series ids or the metrics change (configuration,
+    /// series removed): plans made before are void.
+    generation: u64,
+}
+
+/// Plans kept at most by an [`Alike`] memo; beyond it, it starts again.
+const MAX_PLANS: usize = 65_536;
+
+/// Where a flow of one shape counts: for each metric (by position) the
+/// series, and the metrics that refused a new series for it.
+#[derive(Debug, Default)]
+struct Plan {
+    series: Vec<(usize, SeriesId)>,
+    refused: Vec<usize>,
+}
+
+/// What the configured metrics and their filters read of a flow beyond
+/// what every metric may read, for a consumer that counts flows alike
+/// ([`Registry::process_alike`]). No metric label reads a flow's time,
+/// uuid or source port.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reads {
+    /// A filter tests the source port.
+    pub source_port: bool,
+    /// A filter may test any field (a CEL expression) or one unique to a
+    /// flow (its uuid): flows cannot be counted alike.
+    pub per_flow: bool,
+}
+
+/// A consumer's memo of where flows of each shape `K` count, kept between
+/// calls to [`Registry::process_alike`] (and cleared by it when the
+/// metrics or their series change).
+#[derive(Debug)]
+pub struct Alike<K> {
+    generation: u64,
+    plans: HashMap<K, Plan, foldhash::fast::RandomState>,
+}
+
+impl<K> Default for Alike<K> {
+    fn default() -> Alike<K> {
+        Alike {
+            generation: u64::MAX,
+            plans: HashMap::default(),
+        }
+    }
+}
+
+impl<K> Alike<K> {
+    /// Shapes whose plan is kept.
+    pub fn len(&self) -> usize {
+        self.plans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.plans.is_empty()
+    }
 }
 
 /// Hubble's flow metrics with Lumen's limits. Every method takes `&self`:
@@ -130,6 +189,7 @@ impl Registry {
             inner.refused.entry(name).or_insert(0);
         }
         inner.warned.retain(|n| families.contains(n));
+        inner.generation += 1;
         Ok(())
     }
 
@@ -142,6 +202,18 @@ impl Registry {
     /// ones): flows need not be built for it.
     pub fn is_empty(&self) -> bool {
         !self.inner().handlers.iter().any(|h| h.family.is_some())
+    }
+
+    /// What the metrics configured read of a flow (see [`Reads`]).
+    pub fn reads(&self) -> Reads {
+        let inner = self.inner();
+        let mut reads = Reads::default();
+        for h in inner.handlers.iter().filter(|h| h.family.is_some()) {
+            let r = h.reads();
+            reads.source_port |= r.source_port;
+            reads.per_flow |= r.per_flow;
+        }
+        reads
     }
 
     /// Counts `flows` in every metric that counts them.
@@ -159,18 +231,80 @@ impl Registry {
         for flow in flows {
             for h in handlers.iter_mut() {
                 if h.process(flow).is_err() {
-                    let name = h.family.as_ref().map_or("", |f| f.name);
-                    *refused.entry(name).or_insert(0) += 1;
-                    if !warned.contains(&name) {
-                        warned.push(name);
-                        tracing::warn!(
-                            metric = name,
-                            max_series = self.settings.max_series,
-                            "flow metric at its maximum of series: new label sets are not added, but counted in {REFUSED}"
-                        );
-                    }
+                    self.refuse(refused, warned, h, 1);
                 }
             }
+        }
+    }
+
+    /// Counts `n` flows of shape `K` for each `(shape, n)` of `groups`, as
+    /// [`Registry::process`] would count them, looking at one flow per
+    /// shape: `build` makes it the first time a shape comes (or after the
+    /// metrics or their series changed), and `memo` keeps where it counts.
+    /// Right only if every two flows of one shape differ in nothing that
+    /// [`Registry::reads`] says is read.
+    pub fn process_alike<K: Hash + Eq>(
+        &self,
+        memo: &mut Alike<K>,
+        groups: impl IntoIterator<Item = (K, u64)>,
+        mut build: impl FnMut(&K) -> Flow,
+    ) {
+        let mut inner = self.inner();
+        let Inner {
+            handlers,
+            refused,
+            warned,
+            generation,
+            ..
+        } = &mut *inner;
+        if memo.generation != *generation {
+            memo.plans.clear();
+            memo.generation = *generation;
+        }
+        for (shape, n) in groups {
+            if memo.plans.len() >= MAX_PLANS {
+                memo.plans.clear();
+            }
+            let plan = match memo.plans.entry(shape) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    let flow = build(e.key());
+                    let mut plan = Plan::default();
+                    let mut series = Vec::new();
+                    for (i, h) in handlers.iter_mut().enumerate() {
+                        series.clear();
+                        if h.plan(&flow, &mut series).is_err() {
+                            plan.refused.push(i);
+                        }
+                        plan.series.extend(series.iter().map(|s| (i, *s)));
+                    }
+                    e.insert(plan)
+                }
+            };
+            for (i, s) in &plan.series {
+                handlers[*i]
+                    .family
+                    .as_mut()
+                    .expect("a plan names metrics with series")
+                    .add(*s, n);
+            }
+            for i in &plan.refused {
+                self.refuse(refused, warned, &handlers[*i], n);
+            }
+        }
+    }
+
+    /// Counts `n` label sets `h` refused, warning the first time.
+    fn refuse(&self, refused: &mut BTreeMap<&'static str, u64>, warned: &mut Vec<&'static str>, h: &Handler, n: u64) {
+        let name = h.family.as_ref().map_or("", |f| f.name);
+        *refused.entry(name).or_insert(0) += n;
+        if !warned.contains(&name) {
+            warned.push(name);
+            tracing::warn!(
+                metric = name,
+                max_series = self.settings.max_series,
+                "flow metric at its maximum of series: new label sets are not added, but counted in {REFUSED}"
+            );
         }
     }
 
@@ -194,6 +328,9 @@ impl Registry {
             for h in inner.handlers.iter_mut() {
                 removed += h.remove_pod(&d.namespace, &d.pod);
             }
+        }
+        if removed > 0 {
+            inner.generation += 1;
         }
         removed
     }

@@ -211,3 +211,129 @@ fn configuration_errors_name_the_metric_and_the_option() {
         "metric \"drop\": includeFilters[0]: invalid CIDR \"10.0.0.0/33\" in source_ip: prefix length out of range"
     );
 }
+
+/// Flows counted alike by a shape (here: an index into `flows`) count as
+/// the same flows counted one by one.
+#[test]
+fn flows_counted_alike_count_as_flows_counted_one_by_one() {
+    let metrics = "drop:sourceContext=pod;destinationContext=ip flow tcp:destinationContext=pod \
+                   port-distribution policy flows-to-world:any-drop;port";
+    let settings = Settings {
+        max_series: 3,
+        ..Settings::default()
+    };
+    let (one_by_one, alike) = (Registry::new(settings), Registry::new(settings));
+    for r in [&one_by_one, &alike] {
+        r.configure(&MetricsConfig::parse_flag(metrics)).unwrap();
+    }
+    let to = |ip: &str, port: u32| {
+        let mut f = denied(port);
+        f.ip.as_mut().unwrap().destination = ip.into();
+        f
+    };
+    let flows = [
+        denied(80),
+        tcp(flow(), 443, "SYN"),
+        to("10.0.0.7", 81),
+        to("10.0.0.8", 82),
+        to("10.0.0.9", 83),
+    ];
+    // Shapes in batches, each with how many flows of it; the cap of 3
+    // series refuses the last destination in `drop`.
+    let batches: [&[(usize, u64)]; 3] = [&[(0, 5), (1, 2)], &[(2, 1), (0, 1), (3, 4)], &[(4, 3), (1, 1)]];
+    let mut memo = Alike::default();
+    let mut built = Vec::new();
+    for batch in batches {
+        for &(i, n) in batch {
+            one_by_one.process(std::iter::repeat_n(&flows[i], n as usize));
+        }
+        alike.process_alike(&mut memo, batch.iter().copied(), |i| {
+            built.push(*i);
+            flows[*i].clone()
+        });
+    }
+    assert_eq!(alike.render(), one_by_one.render());
+    assert!(alike
+        .render()
+        .contains("lumen_metrics_series_refused_total{metric=\"hubble_drop_total\"} 3\n"));
+    // One flow built per shape, however many flows and batches had it.
+    assert_eq!(built, [0, 1, 2, 3, 4]);
+    assert_eq!(memo.len(), 5);
+}
+
+/// What the memo knows is forgotten when series go or the metrics change:
+/// a flow after either is counted where a flow counted one by one would be.
+#[test]
+fn a_memo_is_void_once_series_go_or_the_metrics_change() {
+    let r = Registry::new(Settings {
+        max_series: 1,
+        ..Settings::default()
+    });
+    r.configure(&MetricsConfig::parse_flag("drop:destinationContext=pod"))
+        .unwrap();
+    let mut memo = Alike::default();
+    let flows = [denied(80), {
+        let mut f = denied(80);
+        f.destination = Some(pod("default", "api", "api"));
+        f
+    }];
+    let mut builds = 0;
+    let mut count = |memo: &mut Alike<usize>, groups: &[(usize, u64)]| {
+        r.process_alike(memo, groups.iter().copied(), |i| {
+            builds += 1;
+            flows[*i].clone()
+        })
+    };
+    count(&mut memo, &[(0, 2), (1, 1)]);
+    // db's series took the one place: api's was refused.
+    assert_eq!(
+        lines(&r),
+        [r#"hubble_drop_total{destination="default/db",protocol="TCP",reason="POLICY_DENIED"} 2"#]
+    );
+    let t0 = Instant::now();
+    r.endpoint_deleted("default", "db", t0);
+    assert_eq!(r.expire(t0 + DEFAULT_GRACE_PERIOD), 1);
+    // With db's series gone, api's has room: the memo's refusal is forgotten.
+    count(&mut memo, &[(1, 3)]);
+    assert_eq!(
+        lines(&r),
+        [r#"hubble_drop_total{destination="default/api",protocol="TCP",reason="POLICY_DENIED"} 3"#]
+    );
+    r.configure(&MetricsConfig::parse_flag("drop:destinationContext=namespace"))
+        .unwrap();
+    count(&mut memo, &[(1, 1)]);
+    assert_eq!(
+        lines(&r),
+        [r#"hubble_drop_total{destination="default",protocol="TCP",reason="POLICY_DENIED"} 1"#]
+    );
+    assert_eq!(builds, 4);
+    assert!(r
+        .render()
+        .contains("lumen_metrics_series_refused_total{metric=\"hubble_drop_total\"} 1\n"));
+}
+
+#[test]
+fn what_the_filters_read_decides_whether_flows_can_be_counted_alike() {
+    let r = registry("drop flow");
+    assert_eq!(r.reads(), Reads::default());
+    let config = MetricsConfig::parse_yaml(
+        r#"
+metrics:
+- name: drop
+  includeFilters:
+  - source_port: ["40000"]
+- name: flow
+  excludeFilters:
+  - experimental: {cel_expression: ["_flow.verdict == Verdict.DROPPED"]}
+"#,
+    )
+    .unwrap();
+    r.configure(&config).unwrap();
+    assert_eq!(
+        r.reads(),
+        Reads {
+            source_port: true,
+            per_flow: true
+        }
+    );
+}

@@ -88,11 +88,18 @@ pub(crate) struct Family {
     pub(crate) name: &'static str,
     help: &'static str,
     labels: Vec<&'static str>,
-    /// By label values, encoded so that no two label sets share a key.
-    /// Hashed with foldhash (randomly seeded): SipHash showed per flow.
-    series: HashMap<Box<[u8]>, Series, foldhash::fast::RandomState>,
+    /// Index into `series` by label values, encoded so that no two label
+    /// sets share a key. Hashed with foldhash (randomly seeded): SipHash
+    /// showed per flow.
+    index: HashMap<Box<[u8]>, SeriesId, foldhash::fast::RandomState>,
+    /// Ids stay valid until series are removed.
+    series: Vec<Series>,
     max_series: usize,
 }
+
+/// A series of a family, valid until the family's series are removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SeriesId(u32);
 
 /// A new label set the cap did not let in.
 #[derive(Debug, PartialEq, Eq)]
@@ -104,31 +111,52 @@ impl Family {
             name,
             help,
             labels,
-            series: HashMap::default(),
+            index: HashMap::default(),
+            series: Vec::new(),
             max_series,
         }
     }
 
     /// Adds one to the series of `key` (a value per label, in order).
     pub(crate) fn inc(&mut self, key: &Key) -> Result<(), Refused> {
-        if let Some(s) = self.series.get_mut(key.0.as_slice()) {
-            s.count += 1;
-            return Ok(());
+        let id = self.resolve(key)?;
+        self.add(id, 1);
+        Ok(())
+    }
+
+    /// The series of `key`, added (at zero) if it is new and the cap allows.
+    pub(crate) fn resolve(&mut self, key: &Key) -> Result<SeriesId, Refused> {
+        if let Some(id) = self.index.get(key.0.as_slice()) {
+            return Ok(*id);
         }
         if self.series.len() >= self.max_series {
             return Err(Refused);
         }
         let values: Box<[String]> = key.values().into();
         debug_assert_eq!(values.len(), self.labels.len(), "{}", self.name);
-        let series = Series { values, count: 1 };
-        self.series.insert(key.0.as_slice().into(), series);
-        Ok(())
+        let id = SeriesId(self.series.len() as u32);
+        self.series.push(Series { values, count: 0 });
+        self.index.insert(key.0.as_slice().into(), id);
+        Ok(id)
+    }
+
+    /// Adds `n` to a series [`Family::resolve`] gave since the last removal.
+    pub(crate) fn add(&mut self, id: SeriesId, n: u64) {
+        self.series[id.0 as usize].count += n;
     }
 
     /// Removes the series `doomed` says so of (by label values); how many.
+    /// The ids of the series kept change.
     pub(crate) fn remove_where(&mut self, doomed: impl Fn(&[String]) -> bool) -> usize {
         let before = self.series.len();
-        self.series.retain(|_, s| !doomed(&s.values));
+        let mut old: Vec<Option<Series>> = std::mem::take(&mut self.series).into_iter().map(Some).collect();
+        self.index
+            .retain(|_, id| old[id.0 as usize].as_ref().is_some_and(|s| !doomed(&s.values)));
+        for id in self.index.values_mut() {
+            let s = old[id.0 as usize].take().expect("each series indexed once");
+            *id = SeriesId(self.series.len() as u32);
+            self.series.push(s);
+        }
         before - self.series.len()
     }
 
@@ -143,7 +171,7 @@ impl Family {
         order.sort_by_key(|i| self.labels[*i]);
         let metrics = self
             .series
-            .values()
+            .iter()
             .map(|s| {
                 let labels = order
                     .iter()

@@ -131,13 +131,25 @@ impl FlowStore {
     /// Up to `max` flows from `cursor` on. A cursor the writer has lapped
     /// resumes at the oldest flow held, with `lost` saying how many it missed.
     pub fn read(&self, cursor: u64, max: usize) -> Batch {
+        let mut flows = Vec::new();
+        let (lost, next) = self.visit(cursor, max, |f| flows.push(*f));
+        Batch { lost, flows, next }
+    }
+
+    /// [`FlowStore::read`] handing each flow to `each` in place, without a
+    /// copy: how many were missed, and where to continue.
+    pub fn visit(&self, cursor: u64, max: usize, each: impl FnMut(&StoredFlow)) -> (u64, u64) {
         let start = cursor.max(self.oldest());
         let end = self.next_seq.min(start.saturating_add(max as u64));
-        Batch {
-            lost: start - cursor.min(start),
-            flows: (start..end).filter_map(|s| self.get(s).copied()).collect(),
-            next: end.max(start),
+        if end > start {
+            let n = (end - start) as usize;
+            let first = (start % self.capacity as u64) as usize;
+            // Held flows are in slots from `first` on, wrapping once at the end.
+            let to_end = (self.ring.len() - first).min(n);
+            let (a, b) = (&self.ring[first..first + to_end], &self.ring[..n - to_end]);
+            a.iter().chain(b).for_each(each);
         }
+        (start - cursor.min(start), end.max(start))
     }
 
     /// The newest `n` flows held, oldest first (for `--last N`).

@@ -14,7 +14,7 @@ use super::Hub;
 use crate::parser::{self, Snapshot};
 use crate::store::StoredFlow;
 
-/// Flows copied out of the store per lock.
+/// Flows read out of the store per lock.
 const READ_BATCH: usize = 1024;
 /// Flows copied out of the store per lock while rewinding.
 const REWIND_CHUNK: u64 = 8192;
@@ -149,14 +149,10 @@ impl Subscription {
     /// was added. Cancel-safe: nothing is lost if the future is dropped.
     pub async fn next(&mut self, out: &mut Vec<Notice>) -> bool {
         loop {
-            if self.done {
+            if !self.open() {
                 return false;
             }
-            if self.end == u64::MAX && self.hub.is_closed() {
-                self.end_here();
-            }
-            let max = READ_BATCH.min(usize::try_from(self.end - self.cursor).unwrap_or(READ_BATCH));
-            let batch = self.hub.store().read(self.cursor, max);
+            let batch = self.hub.store().read(self.cursor, self.max_read());
             self.cursor = batch.next;
             if batch.lost > 0 {
                 out.push(Notice::Missed(batch.lost));
@@ -167,21 +163,72 @@ impl Subscription {
                 out.push(Notice::Flow(f));
             }
             self.kernel_losses(out, self.cursor.min(self.end));
-            let following = self.end == u64::MAX;
-            if self.cursor >= self.end || (!following && idle && batch.lost == 0) {
-                self.done = true;
-            }
+            self.after_read(idle, batch.lost);
             if !out.is_empty() {
                 return true;
             }
-            if self.done {
+            if !self.wait().await {
                 return false;
             }
-            tokio::select! {
-                r = self.newest.changed() => if r.is_err() { self.done = true },
-                r = self.kernel.changed() => if r.is_err() { self.done = true },
+        }
+    }
+
+    /// The next flows handed to `each` in place, in stream order, without a
+    /// copy (the store stays locked meanwhile: `each` must be quick), for a
+    /// reader that needs no kernel losses (the hub counts those); waits
+    /// while there is nothing new. How many flows this reader missed before
+    /// them; `None` once the subscription is over. Cancel-safe.
+    pub async fn next_in_place(&mut self, mut each: impl FnMut(&StoredFlow)) -> Option<u64> {
+        loop {
+            if !self.open() {
+                return None;
+            }
+            let start = self.cursor;
+            let (lost, next) = self.hub.store().visit(start, self.max_read(), &mut each);
+            self.cursor = next;
+            let read = next - start - lost;
+            self.after_read(read == 0, lost);
+            if read > 0 || lost > 0 {
+                return Some(lost);
+            }
+            if !self.wait().await {
+                return None;
             }
         }
+    }
+
+    /// Whether there may be more to read (a follow that the hub closed ends
+    /// with what is stored).
+    fn open(&mut self) -> bool {
+        if !self.done && self.end == u64::MAX && self.hub.is_closed() {
+            self.end_here();
+        }
+        !self.done
+    }
+
+    fn max_read(&self) -> usize {
+        READ_BATCH.min(usize::try_from(self.end - self.cursor).unwrap_or(READ_BATCH))
+    }
+
+    /// Ends the subscription once it has read to its end, or a replay found
+    /// nothing more.
+    fn after_read(&mut self, idle: bool, lost: u64) {
+        let following = self.end == u64::MAX;
+        if self.cursor >= self.end || (!following && idle && lost == 0) {
+            self.done = true;
+        }
+    }
+
+    /// Waits for something new; false if the subscription is over.
+    async fn wait(&mut self) -> bool {
+        if self.done {
+            return false;
+        }
+        tokio::select! {
+            r = self.newest.changed() => if r.is_err() { self.done = true },
+            r = self.kernel.changed() => if r.is_err() { self.done = true },
+        }
+        true
     }
 
     /// Kernel losses not yet told that precede flow `upto_seq`.

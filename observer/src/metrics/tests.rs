@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use lumen_probes::abi;
+use lumen_proto::flow::Flow;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
@@ -241,4 +242,74 @@ async fn pods_that_go_are_told_to_the_registry_at_once() {
     assert_eq!(registry.expire(t0 + Duration::from_secs(61)), 1);
     assert_eq!(registry.series(), 1);
     task.abort();
+}
+
+/// Records that differ in their source port, time or length are counted
+/// alike unless a filter reads the source port; with a CEL filter, which
+/// may read anything, each flow is built and counted alone. Either way the
+/// counts are those of the flows one by one.
+#[tokio::test(flavor = "current_thread")]
+async fn records_are_counted_alike_only_as_far_as_the_filters_allow() {
+    let hub = Hub::new("n1", 64);
+    let registry = Registry::default();
+    let config = |yaml: &str| MetricsConfig::parse_yaml(yaml).unwrap();
+    registry
+        .configure(&config(
+            "metrics:\n- name: drop\n  includeFilters:\n  - source_port: [\"1000\"]\n- name: flow\n",
+        ))
+        .unwrap();
+    let from = |sport: u16, time: u64, dport: u16| abi::Event {
+        sport,
+        timestamp_ns: time,
+        pkt_len: 40 + time as u32,
+        ..denied(dport)
+    };
+    let mut sub = hub.follow();
+    let mut counter = FlowCounter::default();
+    hub.push([
+        from(1000, 1, 80),
+        from(2000, 2, 80),
+        from(1000, 3, 80),
+        from(2000, 4, 81),
+        from(1000, 5, 81),
+    ]);
+    assert_eq!(counter.next(&mut sub, &registry).await, Some(5));
+    let lines = |r: &Registry| -> Vec<String> {
+        r.render()
+            .lines()
+            .filter(|l| l.starts_with("hubble_"))
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(
+        lines(&registry),
+        [
+            r#"hubble_drop_total{protocol="TCP",reason="POLICY_DENIED"} 3"#,
+            r#"hubble_flows_processed_total{protocol="TCP",subtype="",type="Drop",verdict="DROPPED"} 5"#,
+        ]
+    );
+    // Counted alike: the source port made two shapes per destination port.
+    assert_eq!(counter.shapes(), 4);
+
+    registry
+        .configure(&config(
+            "metrics:\n- name: drop\n  includeFilters:\n  - experimental: {cel_expression: [\"_flow.l4.TCP.source_port == 2000u\"]}\n",
+        ))
+        .unwrap();
+    hub.push([from(1000, 6, 80), from(2000, 7, 80), from(2000, 8, 82)]);
+    assert_eq!(counter.next(&mut sub, &registry).await, Some(3));
+    assert_eq!(
+        lines(&registry),
+        [r#"hubble_drop_total{protocol="TCP",reason="POLICY_DENIED"} 5"#]
+    );
+
+    registry.configure(&MetricsConfig::parse_flag("drop")).unwrap();
+    hub.push((0..10).map(|i| from(3000 + i, u64::from(i), 80)));
+    assert_eq!(counter.next(&mut sub, &registry).await, Some(10));
+    assert_eq!(
+        lines(&registry),
+        [r#"hubble_drop_total{protocol="TCP",reason="POLICY_DENIED"} 15"#]
+    );
+    // Ten records of one shape; the memo was started anew by the change.
+    assert_eq!(counter.shapes(), 1);
 }
