@@ -80,11 +80,10 @@ impl<'o> Object<'o> {
     }
 
     fn key(&mut self, key: &str) {
-        if !self.first {
-            self.out.push(b',');
-        }
+        self.out.reserve(key.len() + 4);
+        self.out
+            .extend_from_slice(if self.first { b"\"" } else { b",\"" });
         self.first = false;
-        self.out.push(b'"');
         self.out.extend_from_slice(key.as_bytes());
         self.out.extend_from_slice(b"\":");
     }
@@ -109,7 +108,7 @@ impl<'o> Object<'o> {
         if value != 0 {
             self.key(key);
             self.out.push(b'"');
-            decimal(value, self.out);
+            unsigned(value, self.out);
             self.out.push(b'"');
         }
     }
@@ -376,9 +375,27 @@ fn layer4(l4: &lumen_proto::flow::Layer4, out: &mut Vec<u8>) {
 }
 
 /// `n` in decimal, without allocating.
-fn decimal(n: impl std::fmt::Display, out: &mut Vec<u8>) {
-    use std::io::Write as _;
-    let _ = write!(out, "{n}");
+fn decimal(n: impl Into<i64>, out: &mut Vec<u8>) {
+    let n: i64 = n.into();
+    if n < 0 {
+        out.push(b'-');
+    }
+    unsigned(n.unsigned_abs(), out);
+}
+
+/// `n` in decimal, without the formatter (it showed per flow).
+fn unsigned(mut n: u64, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// RFC 3339 in UTC with 0, 3, 6 or 9 fraction digits, as the JSON mapping
@@ -442,13 +459,35 @@ fn timestamp(t: &Timestamp, out: &mut Vec<u8>) {
 /// every byte that needs an escape is ASCII but U+2028 and U+2029's lead.
 fn string(s: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    /// Bytes that may need an escape: controls, `"`, `\\`, `<`, `>`, `&`,
+    /// and 0xe2, the lead byte of U+2028 and U+2029.
+    const SPECIAL: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut b = 0;
+        while b < 0x20 {
+            t[b] = true;
+            b += 1;
+        }
+        t[b'"' as usize] = true;
+        t[b'\\' as usize] = true;
+        t[b'<' as usize] = true;
+        t[b'>' as usize] = true;
+        t[b'&' as usize] = true;
+        t[0xe2] = true;
+        t
+    };
+    out.reserve(s.len() + 2);
     out.push(b'"');
     let bytes = s.as_bytes();
     let (mut start, mut i) = (0, 0);
     while i < bytes.len() {
         let b = bytes[i];
+        if !SPECIAL[usize::from(b)] {
+            i += 1;
+            continue;
+        }
         let separator = b == 0xe2 && bytes.get(i + 1) == Some(&0x80) && matches!(bytes.get(i + 2), Some(0xa8 | 0xa9));
-        if !(b < 0x20 || matches!(b, b'"' | b'\\' | b'<' | b'>' | b'&') || separator) {
+        if b == 0xe2 && !separator {
             i += 1;
             continue;
         }
@@ -728,7 +767,7 @@ mod tests {
 
     #[test]
     fn strings_are_escaped_as_the_reflection_path_escapes_them() {
-        let nasty = "<script>\"quote\" back\\slash & tab\t nl\n cr\r bell\u{7} \u{1f} é 日本 \u{2028}\u{2029} 🦀";
+        let nasty = "<script>\"quote\" back\\slash & tab\t nl\n cr\r bell\u{7} \u{1f} é 日本 \u{2028}\u{2029} 🦀 € …";
         let (fast, slow) = both(Flow {
             node_name: nasty.into(),
             source: Some(Endpoint {
