@@ -81,8 +81,7 @@ impl<'o> Object<'o> {
 
     fn key(&mut self, key: &str) {
         self.out.reserve(key.len() + 4);
-        self.out
-            .extend_from_slice(if self.first { b"\"" } else { b",\"" });
+        self.out.extend_from_slice(if self.first { b"\"" } else { b",\"" });
         self.first = false;
         self.out.extend_from_slice(key.as_bytes());
         self.out.extend_from_slice(b"\":");

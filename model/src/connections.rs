@@ -18,6 +18,9 @@ use crate::model::{Config, Seen};
 use crate::table::{by_f64, drop_pct, recent_or_total, Row, Selection, Table};
 use crate::window::{millis, Clock, Series};
 
+/// Snapshot-time maps: rebuilt ten times a second, so hashed fast.
+type Fast = foldhash::fast::RandomState;
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct ConnKey {
     /// Shared with the key memo: making a lookup key copies no names, and
@@ -329,7 +332,7 @@ struct EdgeSum {
 
 /// The edges of the connections; `ports` caps each edge's port list.
 pub(crate) fn edges(table: &Lru<ConnKey, Connection>, clock: &Clock, ports: usize) -> Table<EdgeRow> {
-    let mut sums: HashMap<(&NodeKey, &NodeKey), EdgeSum> = HashMap::new();
+    let mut sums: HashMap<(&NodeKey, &NodeKey), EdgeSum, Fast> = HashMap::default();
     let audit_since = clock.short_start();
     for (key, c) in table.iter() {
         let e = sums.entry((&*key.source, &*key.destination)).or_default();
@@ -392,8 +395,11 @@ fn health([flows, dropped]: [u64; 2], audited: bool) -> Health {
 /// Each node's busiest peer (either direction, all ports together): by
 /// flows in the short window, then by lifetime flows, then by key, so the
 /// answer does not depend on the order of the table.
-pub(crate) fn top_peers<'a>(table: &'a Lru<ConnKey, Connection>, clock: &Clock) -> HashMap<&'a NodeKey, &'a NodeKey> {
-    let mut pairs: HashMap<(&NodeKey, &NodeKey), (u64, u64)> = HashMap::new();
+pub(crate) fn top_peers<'a>(
+    table: &'a Lru<ConnKey, Connection>,
+    clock: &Clock,
+) -> HashMap<&'a NodeKey, &'a NodeKey, Fast> {
+    let mut pairs: HashMap<(&NodeKey, &NodeKey), (u64, u64), Fast> = HashMap::default();
     for (key, c) in table.iter() {
         let recent = c.series.sum(clock.windows.short, clock.now)[FLOWS];
         let mut add = |a, b| {
@@ -405,7 +411,7 @@ pub(crate) fn top_peers<'a>(table: &'a Lru<ConnKey, Connection>, clock: &Clock) 
             add(&key.destination, &key.source);
         }
     }
-    let mut best: HashMap<&NodeKey, (&NodeKey, (u64, u64))> = HashMap::new();
+    let mut best: HashMap<&NodeKey, (&NodeKey, (u64, u64)), Fast> = HashMap::default();
     for ((node, peer), weight) in pairs {
         let better = |(p, w): &(&NodeKey, (u64, u64))| weight.cmp(w).then_with(|| p.cmp(&peer)) == Ordering::Greater;
         match best.get(node) {

@@ -51,6 +51,7 @@
 //! ```
 
 mod connections;
+mod decode;
 mod drops;
 mod key;
 mod lru;
@@ -64,6 +65,7 @@ mod workloads;
 mod tests;
 
 pub use connections::{ConnectionColumn, ConnectionRow, Counted, EdgeColumn, EdgeRow, Health, Port};
+pub use decode::{decode_response, FlowReader};
 pub use drops::{DropColumn, DropKey, DropRow, DropTables, Reason};
 pub use key::{NodeKey, NodeKind, PolicyRef, Protocol, Unit};
 pub use model::{Config, Model, Snapshot, Totals};

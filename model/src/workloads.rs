@@ -167,7 +167,7 @@ impl Row for WorkloadRow {
 pub(crate) fn rows(
     table: &Lru<Shared, Workload>,
     clock: &Clock,
-    peers: &HashMap<&NodeKey, &NodeKey>,
+    peers: &HashMap<&NodeKey, &NodeKey, foldhash::fast::RandomState>,
 ) -> Table<WorkloadRow> {
     let rows = table
         .iter()

@@ -6,24 +6,54 @@
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::time::Duration;
 
 use lumen_proto::observer::get_flows_response::ResponseTypes;
-use lumen_proto::observer::observer_client::ObserverClient;
 use lumen_proto::observer::{GetFlowsRequest, GetFlowsResponse};
-use lumen_proto::prost::Message;
+use lumen_proto::prost::bytes::{Buf, Bytes};
+use lumen_proto::prost::{DecodeError, Message};
 use lumen_proto::prost_types::Timestamp;
+use lumen_proto::tonic::codec::{Codec, DecodeBuf, Decoder};
 use lumen_proto::tonic::transport::Channel;
-use lumen_proto::tonic::Streaming;
+use lumen_proto::tonic::{self, Status, Streaming};
+use tonic_prost::ProstEncoder;
+
+/// What a [`Follow`] makes of each response it receives: the whole
+/// `GetFlowsResponse`, or a consumer's own reading of the bytes (only the
+/// fields it uses decoded, the bytes kept for later).
+pub trait FollowItem: Send + Sync + Sized + 'static {
+    /// What a stream's decoding keeps from one response to the next (a
+    /// new one for each connection).
+    type Reader: Default + Send + 'static;
+
+    fn decode(reader: &mut Self::Reader, bytes: Bytes) -> Result<Self, DecodeError>;
+
+    /// The response as far as it was decoded: of a flow, at least its time,
+    /// node name and uuid (by which a resumed stream's repeats are known).
+    fn response(&self) -> &GetFlowsResponse;
+}
+
+impl FollowItem for GetFlowsResponse {
+    type Reader = ();
+
+    fn decode(_: &mut (), bytes: Bytes) -> Result<GetFlowsResponse, DecodeError> {
+        <GetFlowsResponse as Message>::decode(bytes)
+    }
+
+    fn response(&self) -> &GetFlowsResponse {
+        self
+    }
+}
 
 /// What a [`Follow`] hands on.
 #[derive(Debug, Clone, PartialEq)]
-pub enum FollowEvent {
+pub enum FollowEvent<T = GetFlowsResponse> {
     /// The server's stream is open (again).
     Connected,
     /// A response from the server: a flow, lost events, a node's status.
-    Response(Box<GetFlowsResponse>),
+    Response(Box<T>),
     /// The connection could not be made or broke; the next try is in
     /// `retry_in`.
     Disconnected { reason: String, retry_in: Duration },
@@ -75,32 +105,68 @@ type Connecting = Pin<Box<dyn Future<Output = Result<Channel, String>> + Send>>;
 /// Opens a channel to the server, each time the stream (re)connects.
 pub type Connector = Box<dyn FnMut() -> Connecting + Send>;
 
-enum State {
+enum State<T> {
     Idle,
-    Open(Box<Streaming<GetFlowsResponse>>),
+    Open(Box<Streaming<T>>),
     Waiting(Duration),
+}
+
+/// Decodes each response of the stream as a `T` from its bytes.
+struct ItemCodec<T>(PhantomData<fn() -> T>);
+
+impl<T: FollowItem> Codec for ItemCodec<T> {
+    type Encode = GetFlowsRequest;
+    type Decode = T;
+    type Encoder = ProstEncoder<GetFlowsRequest>;
+    type Decoder = ItemDecoder<T>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ProstEncoder::default()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ItemDecoder(T::Reader::default())
+    }
+}
+
+struct ItemDecoder<T: FollowItem>(T::Reader);
+
+impl<T: FollowItem> Decoder for ItemDecoder<T> {
+    type Item = T;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<T>, Status> {
+        // One contiguous buffer (taken from the frames received, not
+        // copied): decoding from it is faster than from the frames.
+        let bytes = src.copy_to_bytes(src.remaining());
+        T::decode(&mut self.0, bytes)
+            .map(Some)
+            .map_err(|e| Status::internal(format!("malformed GetFlowsResponse: {e}")))
+    }
 }
 
 /// A `GetFlows` follow stream that reconnects. Built from a connector (a
 /// function opening a channel) and the request; [`Follow::next`] yields
-/// [`FollowEvent`]s and never ends on its own.
-pub struct Follow {
+/// [`FollowEvent`]s and never ends on its own. Each response is handed on
+/// as a `T` ([`FollowItem`]).
+pub struct Follow<T = GetFlowsResponse> {
     connect: Connector,
     request: GetFlowsRequest,
     /// Asks for Lumen's flow extension (see `lumen_proto::EXTENSIONS_HEADER`).
     extensions: bool,
     backoff: Backoff,
-    state: State,
+    state: State<T>,
     /// The time of the last flow passed on, and the flows passed on at
     /// exactly that time (a resumed stream starts there and repeats them).
     last_time: Option<Timestamp>,
-    at_last_time: HashSet<Vec<u8>>,
+    /// Many flows can share a time (a batch stamped at once): a set.
+    at_last_time: HashSet<Vec<u8>, foldhash::fast::RandomState>,
 }
 
-impl Follow {
+impl<T: FollowItem> Follow<T> {
     /// `request` must follow; its filters, mask and `since` apply to the
     /// first connection, later ones resume after the last flow.
-    pub fn new(connect: Connector, mut request: GetFlowsRequest, extensions: bool, backoff: Backoff) -> Follow {
+    pub fn new(connect: Connector, mut request: GetFlowsRequest, extensions: bool, backoff: Backoff) -> Follow<T> {
         request.follow = true;
         Follow {
             connect,
@@ -109,7 +175,7 @@ impl Follow {
             backoff,
             state: State::Idle,
             last_time: None,
-            at_last_time: HashSet::new(),
+            at_last_time: HashSet::default(),
         }
     }
 
@@ -150,33 +216,45 @@ impl Follow {
         }
     }
 
-    async fn open(&mut self) -> Result<Streaming<GetFlowsResponse>, String> {
+    async fn open(&mut self) -> Result<Streaming<T>, String> {
         let channel = (self.connect)().await?;
-        let mut client = ObserverClient::new(channel).max_decoding_message_size(16 << 20);
+        let mut client = tonic::client::Grpc::new(channel).max_decoding_message_size(16 << 20);
         let request = self.resume_request();
         let request = if self.extensions {
             lumen_proto::with_extensions(request)
         } else {
-            lumen_proto::tonic::Request::new(request)
+            tonic::Request::new(request)
         };
+        let status = |s: Status| format!("{}: {}", s.code(), s.message());
         client
-            .get_flows(request)
+            .ready()
+            .await
+            .map_err(|e| format!("{}: {e}", tonic::Code::Unavailable))?;
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(crate::raw::GET_FLOWS);
+        client
+            .server_streaming(request, path, ItemCodec::<T>(PhantomData))
             .await
             .map(|r| r.into_inner())
-            .map_err(|s| format!("{}: {}", s.code(), s.message()))
+            .map_err(status)
     }
 
-    fn broke(&mut self, reason: String) -> FollowEvent {
+    fn broke(&mut self, reason: String) -> FollowEvent<T> {
         let retry_in = self.backoff.next_wait();
         self.state = State::Waiting(retry_in);
         FollowEvent::Disconnected { reason, retry_in }
     }
 
-    /// The next event.
-    pub async fn next(&mut self) -> FollowEvent {
+    /// The next event. Cancel-safe while the stream is open: a response is
+    /// never lost by dropping the future.
+    pub async fn next(&mut self) -> FollowEvent<T> {
         loop {
-            match std::mem::replace(&mut self.state, State::Idle) {
-                State::Waiting(wait) => tokio::time::sleep(wait).await,
+            let stream = match &mut self.state {
+                State::Open(stream) => stream,
+                State::Waiting(wait) => {
+                    tokio::time::sleep(*wait).await;
+                    self.state = State::Idle;
+                    continue;
+                }
                 State::Idle => match self.open().await {
                     Ok(stream) => {
                         self.backoff.reset();
@@ -185,18 +263,31 @@ impl Follow {
                     }
                     Err(reason) => return self.broke(reason),
                 },
-                State::Open(mut stream) => match stream.message().await {
-                    Ok(Some(response)) => {
-                        let repeated = self.seen(&response);
-                        self.state = State::Open(stream);
-                        if !repeated {
-                            return FollowEvent::Response(Box::new(response));
-                        }
+            };
+            // Tonic's `message` keeps its progress in the stream.
+            match stream.message().await {
+                Ok(Some(response)) => {
+                    if !self.seen(response.response()) {
+                        return FollowEvent::Response(Box::new(response));
                     }
-                    Ok(None) => return self.broke("the server ended the stream".into()),
-                    Err(s) => return self.broke(format!("{}: {}", s.code(), s.message())),
-                },
+                }
+                Ok(None) => return self.broke("the server ended the stream".into()),
+                Err(s) => return self.broke(format!("{}: {}", s.code(), s.message())),
             }
+        }
+    }
+
+    /// The next event if one has arrived, without waiting: for a consumer
+    /// that takes what has arrived in one go. `None` while the stream is not
+    /// open (connecting and waiting to retry are left to [`Follow::next`]).
+    pub fn ready(&mut self) -> Option<FollowEvent<T>> {
+        if !matches!(self.state, State::Open(_)) {
+            return None;
+        }
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::pin::pin!(self.next()).poll(&mut cx) {
+            std::task::Poll::Ready(event) => Some(event),
+            std::task::Poll::Pending => None,
         }
     }
 }

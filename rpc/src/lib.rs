@@ -34,7 +34,7 @@ pub mod telemetry;
 pub mod tls;
 
 pub use connect::{connect, connect_default, connect_unix, http2, ConnectError, TlsArgs};
-pub use follow::{Backoff, Connector, Follow, FollowEvent};
+pub use follow::{Backoff, Connector, Follow, FollowEvent, FollowItem};
 pub use target::{Target, TargetError};
 
 /// Where `lumen` looks without `--server`: the relay first...

@@ -174,7 +174,7 @@ pub trait RawFlows: Send + Sync + 'static {
 
 pub type RawFlowsStream = Pin<Box<dyn Stream<Item = Result<RawFlowsResponse, Status>> + Send + 'static>>;
 
-const GET_FLOWS: &str = "/observer.Observer/GetFlows";
+pub(crate) const GET_FLOWS: &str = "/observer.Observer/GetFlows";
 
 /// `observer.Observer` served from a service whose `GetFlows` answers are
 /// already encoded ([`RawFlows`]); every other call goes to its typed

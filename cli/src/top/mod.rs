@@ -121,7 +121,7 @@ async fn once(args: &TopArgs, mut app: App) -> anyhow::Result<()> {
         .context("GetFlows")?
         .into_inner();
     while let Some(r) = stream.message().await.context("reading flows")? {
-        app.response(Box::new(r), now);
+        app.response(Box::new(conn::Received::of(&r)), now);
     }
     let snapshot = app.snapshot(now);
     let flows = app.flows();

@@ -4,16 +4,16 @@
 //! keys move between tabs, rows, sort columns and drill-down levels.
 //! Rendering reads a [`Screen`] taken from it at most ten times a second.
 
+use std::cell::OnceCell;
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
 
 use lumen_model::{Config, Model, Snapshot, Window, Windows};
 use lumen_proto::flow::Flow;
 use lumen_proto::observer::get_flows_response::ResponseTypes;
-use lumen_proto::observer::GetFlowsResponse;
 use lumen_rpc::FollowEvent;
 
-use super::conn::{ServerInfo, Update};
+use super::conn::{Received, ServerInfo, Update};
 use super::tabs::{Level, Tab};
 use crate::filters::FilterFlags;
 
@@ -22,6 +22,30 @@ pub const TAIL: usize = 2000;
 
 /// The rate windows `+` and `-` step through.
 pub const WINDOWS: [u32; 6] = [10, 30, 60, 120, 300, 600];
+
+/// A flow of the tail: as received, and, once the Flows tab has shown it,
+/// whole.
+#[derive(Debug)]
+pub struct Tailed {
+    /// Boxed as it arrived: moved once.
+    received: Box<Received>,
+    whole: OnceCell<Flow>,
+}
+
+impl Tailed {
+    fn flow(&self) -> Option<&Flow> {
+        match &self.received.response.response_types {
+            Some(ResponseTypes::Flow(f)) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// The whole flow (the decoded part if the bytes do not decode whole).
+    fn whole(&self, read: &Flow) -> &Flow {
+        self.whole
+            .get_or_init(|| self.received.whole_flow().unwrap_or_else(|| read.clone()))
+    }
+}
 
 /// The link to the server as the header shows it.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,8 +81,7 @@ pub struct App {
     pub info_error: Option<String>,
     pub link: Link,
     pub model: Model,
-    /// Boxed as they arrive: a flow is a kilobyte, moved once.
-    pub tail: VecDeque<Box<GetFlowsResponse>>,
+    pub tail: VecDeque<Tailed>,
     /// Flows received since the start (or the last filter change).
     pub received: u64,
     pub tab: Tab,
@@ -128,6 +151,11 @@ impl App {
                 self.link = Link::Disconnected { reason, retry_in }
             }
             Update::Follow(FollowEvent::Response(r)) => self.response(r, now),
+            Update::Follows(events) => {
+                for event in events {
+                    self.update(Update::Follow(event), now);
+                }
+            }
             Update::Status(info) => {
                 self.info = Some(info);
                 self.info_error = None;
@@ -137,21 +165,24 @@ impl App {
     }
 
     /// Folds in one response: a flow, a loss, a node's status.
-    pub fn response(&mut self, r: Box<GetFlowsResponse>, now: SystemTime) {
-        match &r.response_types {
+    pub fn response(&mut self, r: Box<Received>, now: SystemTime) {
+        match &r.response.response_types {
             Some(ResponseTypes::Flow(_)) => {
                 self.received += 1;
                 if let Some((_, arrived)) = &mut self.paused {
                     *arrived += 1;
                 }
-                self.model.ingest_response(&r);
+                self.model.ingest_response(&r.response);
                 if self.tail.len() == TAIL {
                     self.tail.pop_front();
                 }
-                self.tail.push_back(r);
+                self.tail.push_back(Tailed {
+                    received: r,
+                    whole: OnceCell::new(),
+                });
             }
             Some(ResponseTypes::NodeStatus(status)) => self.model.node_status(status, now),
-            Some(ResponseTypes::LostEvents(lost)) => self.model.lost_events(lost, &r.node_name, now),
+            Some(ResponseTypes::LostEvents(lost)) => self.model.lost_events(lost, &r.response.node_name, now),
             None => {}
         }
     }
@@ -169,16 +200,18 @@ impl App {
         self.path.last().cloned().unwrap_or(Level::Top(self.tab))
     }
 
-    /// Flows of the tail the current level shows (newest last).
+    /// Flows of the tail the current level shows (newest last), whole;
+    /// none at a level that lists no flows (so none is decoded whole).
     pub fn flows(&self) -> Vec<&Flow> {
         let level = self.level();
+        if !level.lists_flows() {
+            return Vec::new();
+        }
         self.tail
             .iter()
-            .filter_map(|r| match &r.response_types {
-                Some(ResponseTypes::Flow(f)) => Some(f),
-                _ => None,
-            })
-            .filter(|f| level.keeps_flow(f, &self.model))
+            .filter_map(|t| Some((t, t.flow()?)))
+            .filter(|(_, f)| level.keeps_flow(f, &self.model))
+            .map(|(t, f)| t.whole(f))
             .collect()
     }
 

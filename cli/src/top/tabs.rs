@@ -93,6 +93,11 @@ impl Level {
         }
     }
 
+    /// Whether this level lists flows (the Flows tab, a connection's flows).
+    pub fn lists_flows(&self) -> bool {
+        matches!(self, Level::Top(Tab::Flows) | Level::Connection(_))
+    }
+
     /// Whether the flows of this level include `f`.
     pub fn keeps_flow(&self, f: &Flow, model: &Model) -> bool {
         match self {

@@ -11,7 +11,7 @@ use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 
-use super::conn::{Kind, ServerInfo, Update};
+use super::conn::{Kind, Received, ServerInfo, Update};
 use super::state::{App, Link};
 use super::tabs::{self, Level, Tab};
 use crate::filters::FilterFlags;
@@ -37,7 +37,9 @@ fn pod(name: &str, app: &str, identity: u32) -> Endpoint {
 }
 
 /// A TCP flow at second `secs` (and `ms` past it) from `src` to `dst`:`port`.
-fn flow(src: &Endpoint, dst: &Endpoint, port: u32, dropped: bool, secs: u64, ms: u32) -> Box<GetFlowsResponse> {
+/// A flow as the dashboard receives it (read from its bytes, as the
+/// stream's are).
+fn flow(src: &Endpoint, dst: &Endpoint, port: u32, dropped: bool, secs: u64, ms: u32) -> Box<Received> {
     let mut f = Flow {
         time: Some(Timestamp {
             seconds: (T0 + secs) as i64,
@@ -81,11 +83,11 @@ fn flow(src: &Endpoint, dst: &Endpoint, port: u32, dropped: bool, secs: u64, ms:
             ..Default::default()
         }];
     }
-    Box::new(GetFlowsResponse {
+    Box::new(Received::of(&GetFlowsResponse {
         node_name: "node-a".into(),
         time: f.time,
         response_types: Some(ResponseTypes::Flow(f)),
-    })
+    }))
 }
 
 /// A relay with two of three nodes up; the shop's web calls its api (all

@@ -341,3 +341,78 @@ fn endpoints_without_identity_or_address_are_not_taken_for_one_another() {
     );
     assert_eq!(ends, [("evil/x".to_string(), "evil/y".to_string())]);
 }
+
+/// Flows decoded as far as the model reads them count exactly as whole
+/// flows do; what the model does not read is not decoded.
+#[test]
+#[allow(deprecated)] // the summary: a field the model does not read
+fn flows_decoded_for_the_model_count_as_whole_flows() {
+    use lumen_proto::flow::{NetworkInterface, Service, TraceObservationPoint};
+    use lumen_proto::observer::{get_flows_response::ResponseTypes, GetFlowsResponse};
+    use lumen_proto::prost::Message;
+
+    let deny = policy("CiliumNetworkPolicy", "shop", "deny-db");
+    let allow = policy("CiliumNetworkPolicy", "shop", "web-egress");
+    let to = |port| tcp(web(1), "10.0.1.5", 40000, db(), "10.0.2.7", port);
+    let flows = [
+        to(5432).node("n1", TrafficDirection::Egress),
+        to(5432).reply().at(1).node("n2", TrafficDirection::Ingress),
+        to(3306)
+            .dropped(DropReason::PolicyDenied)
+            .denied_by(vec![deny.clone()], vec![]),
+        to(3306)
+            .dropped(DropReason::PolicyDenied)
+            .selected_by(vec![allow.clone()])
+            .udp(),
+        to(53).names(&[], &["db.example.com"]).audit(),
+        // A forwarded flow's extension blames nobody: not decoded.
+        to(5432).selected_by(vec![allow.clone()]),
+    ];
+    let (mut whole, mut read) = (Model::new(Default::default()), Model::new(Default::default()));
+    // Remembers web's and db's endpoints from the first flow on.
+    let mut reader = crate::FlowReader::default();
+    for f in flows {
+        let mut flow = f.into_flow();
+        // Fields the model does not read.
+        flow.summary = "TCP Flags: SYN".into();
+        flow.uuid = "3c8d0e2a-0000-4000-8000-000000000001".into();
+        flow.interface = Some(NetworkInterface {
+            index: 7,
+            name: "lxc1".into(),
+        });
+        flow.trace_observation_point = TraceObservationPoint::ToEndpoint as i32;
+        flow.egress_allowed_by = vec![allow.clone()];
+        flow.node_labels = vec!["kubernetes.io/hostname=n1".into()];
+        flow.destination_service = Some(Service {
+            name: "db".into(),
+            namespace: "shop".into(),
+        });
+        let response = GetFlowsResponse {
+            response_types: Some(ResponseTypes::Flow(flow.clone())),
+            node_name: flow.node_name.clone(),
+            time: flow.time,
+        };
+        whole.ingest_response(&response);
+        let decoded = reader.decode(&response.encode_to_vec()).unwrap();
+        assert_eq!(decoded, crate::decode_response(&response.encode_to_vec()).unwrap());
+        read.ingest_response(&decoded);
+        let Some(ResponseTypes::Flow(partial)) = decoded.response_types else {
+            panic!("a flow decodes as a flow");
+        };
+        let blamed = [Verdict::Dropped as i32, Verdict::Audit as i32].contains(&flow.verdict);
+        let expected = Flow {
+            extensions: if blamed { flow.extensions.clone() } else { None },
+            summary: String::new(),
+            interface: None,
+            trace_observation_point: 0,
+            egress_allowed_by: Vec::new(),
+            node_labels: Vec::new(),
+            destination_service: None,
+            ..flow
+        };
+        assert_eq!(partial, expected);
+    }
+    let json = |m: &Model| serde_json::to_string(&snap(m, 2)).unwrap();
+    assert_eq!(json(&read), json(&whole));
+    assert_eq!(snap(&read, 2).totals.flows, 6);
+}
