@@ -220,12 +220,31 @@ impl OtlpArgs {
                 None => Vec::new(),
             },
         };
-        let compression = match self.otlp_compression {
-            Some(c) => c,
-            None => match var("COMPRESSION") {
-                Some((name, value)) => parse_compression(&value).map_err(|reason| OtlpError::Env { name, reason })?,
-                None => Compression::None,
-            },
+        let from_env = match var("COMPRESSION") {
+            Some((name, value)) => Some((
+                parse_compression(&value).map_err(|reason| OtlpError::Env {
+                    name: name.clone(),
+                    reason,
+                })?,
+                name,
+            )),
+            None => None,
+        };
+        let compression = match (self.otlp_compression, from_env) {
+            // The OpenTelemetry SDK reads the variable itself and has no
+            // setting for "none" that overrides it: refuse rather than
+            // compress against the flag.
+            (Some(Compression::None), Some((Compression::Gzip, name))) => {
+                return Err(OtlpError::Env {
+                    name,
+                    reason: "gzip cannot be overridden by --otlp-compression=none (the OpenTelemetry SDK reads \
+                             this variable itself): unset it, or leave out the flag"
+                        .into(),
+                })
+            }
+            (Some(c), _) => c,
+            (None, Some((c, _))) => c,
+            (None, None) => Compression::None,
         };
         let ca_file = match &self.otlp_ca_file {
             Some(path) => Some(path.clone()),

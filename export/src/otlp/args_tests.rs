@@ -149,7 +149,7 @@ fn flags_win_over_the_environment() {
         ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://logs:4318/v1/logs"),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
         ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=env"),
-        ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "100"),
         ("OTEL_METRIC_EXPORT_INTERVAL", "100"),
     ];
@@ -158,7 +158,7 @@ fn flags_win_over_the_environment() {
             "--otlp-endpoint=http://flag:4317",
             "--otlp-protocol=grpc",
             "--otlp-headers=authorization=flag",
-            "--otlp-compression=none",
+            "--otlp-compression=gzip",
             "--otlp-timeout=1s",
             "--otlp-metrics-interval=0s",
         ],
@@ -171,10 +171,31 @@ fn flags_win_over_the_environment() {
         Some(Target {
             headers: vec![("authorization".into(), "flag".into())],
             timeout: Duration::from_secs(1),
+            compression: Compression::Gzip,
             ..target("http://flag:4317")
         })
     );
     assert_eq!(settings.metrics, None);
+}
+
+/// The SDK compresses when the variable says gzip whatever it is told, so
+/// a flag saying otherwise is refused, not silently overruled.
+#[test]
+fn no_compression_by_flag_against_gzip_in_the_environment_is_refused() {
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+        ("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "gzip"),
+    ];
+    assert_eq!(
+        resolve(&["--otlp-compression=none"], &env),
+        Err(
+            "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION: gzip cannot be overridden by --otlp-compression=none (the \
+             OpenTelemetry SDK reads this variable itself): unset it, or leave out the flag"
+                .into()
+        )
+    );
+    let settings = resolve(&[], &env).unwrap().unwrap();
+    assert_eq!(settings.logs.unwrap().compression, Compression::Gzip);
 }
 
 #[test]
