@@ -10,6 +10,7 @@ mod flows;
 #[path = "otlp/harness.rs"]
 mod harness;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -199,6 +200,71 @@ fn log_records_over_http_with_gzip_and_a_header() {
         assert_eq!(r["headers"]["content-encoding"], "gzip");
         assert_eq!(r["headers"]["content-type"], "application/x-protobuf");
     }
+}
+
+/// A CA, and a certificate it signed for 127.0.0.1 with its key, as PEM
+/// files in `dir`: (CA file, certificate file, key file).
+fn pki(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "collector test CA");
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    leaf.subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let leaf = leaf.signed_by(&key, &ca, &ca_key).unwrap();
+    let write = |name: &str, pem: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        path
+    };
+    (
+        write("ca.pem", ca.pem()),
+        write("collector.crt", leaf.pem()),
+        write("collector.key", key.serialize_pem()),
+    )
+}
+
+/// A collector behind TLS whose certificate only `--otlp-ca-file` vouches
+/// for: records arrive over gRPC and HTTP with it, and none without it
+/// (what was not delivered is counted).
+#[test]
+#[ignore = "needs the OTLP test receiver: run scripts/test.sh"]
+fn log_records_over_tls_with_the_collectors_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = pki(dir.path());
+    let receiver = Receiver::start_tls(&cert, &key);
+    let with_ca = |endpoint: String, protocol| Target {
+        endpoint,
+        protocol,
+        ca_file: Some(ca.clone()),
+        ..grpc(String::new())
+    };
+    let records = three_records_arrive(&receiver, with_ca(receiver.grpc_endpoint(), Protocol::Grpc));
+    assert!(records.iter().all(|r| r["transport"] == "grpc"));
+
+    let receiver = Receiver::start_tls(&cert, &key);
+    let target = with_ca(receiver.http_endpoint("/v1/logs"), Protocol::HttpProtobuf);
+    let records = three_records_arrive(&receiver, target);
+    assert!(records.iter().all(|r| r["transport"] == "http"));
+
+    // Without the CA the collector is not trusted: nothing is delivered.
+    let untrusted = Target {
+        ca_file: None,
+        ..with_ca(receiver.grpc_endpoint(), Protocol::Grpc)
+    };
+    let mut otlp = Otlp::start(&logs_only(untrusted, 16, Duration::from_millis(300)), &service(), None).unwrap();
+    otlp.offer_flow(&Arc::new(forwarded()));
+    wait_until(WITHIN, "the untrusted export to fail", || {
+        otlp.stats().logs.unwrap().dropped_write_error == 1
+    });
+    let logs = otlp.stats().logs.unwrap();
+    assert_eq!(logs.exported, 0);
+    otlp.shutdown();
+    assert_eq!(receiver.log_records().len(), 3, "only the trusted exports arrived");
 }
 
 #[test]

@@ -34,6 +34,8 @@ pub struct Receiver {
     pub http_port: u16,
     /// `--count-only`: lines count records instead of holding requests.
     count_only: bool,
+    /// Both ports serve TLS with this certificate and key.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Receiver {
@@ -48,7 +50,16 @@ impl Receiver {
         Receiver::start_with(false, true)
     }
 
+    /// A receiver serving both ports over TLS with `cert` and `key` (PEM).
+    pub fn start_tls(cert: &Path, key: &Path) -> Receiver {
+        Receiver::start_full(false, false, Some((cert.to_path_buf(), key.to_path_buf())))
+    }
+
     fn start_with(refuse: bool, count_only: bool) -> Receiver {
+        Receiver::start_full(refuse, count_only, None)
+    }
+
+    fn start_full(refuse: bool, count_only: bool, tls: Option<(PathBuf, PathBuf)>) -> Receiver {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("received.jsonl");
         let mut receiver = Receiver {
@@ -58,6 +69,7 @@ impl Receiver {
             grpc_port: 0,
             http_port: 0,
             count_only,
+            tls,
         };
         receiver.restart(refuse);
         receiver
@@ -82,6 +94,9 @@ impl Receiver {
         }
         if self.count_only {
             command.arg("--count-only");
+        }
+        if let Some((cert, key)) = &self.tls {
+            command.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
         }
         let mut child = command.spawn().expect("cannot start the OTLP test receiver");
         let stdout = child.stdout.take().unwrap();
@@ -113,12 +128,20 @@ impl Receiver {
         }
     }
 
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
     pub fn grpc_endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.grpc_port)
+        format!("{}://127.0.0.1:{}", self.scheme(), self.grpc_port)
     }
 
     pub fn http_endpoint(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.http_port)
+        format!("{}://127.0.0.1:{}{path}", self.scheme(), self.http_port)
     }
 
     /// Every request received so far, of `signal` (logs or metrics).

@@ -21,6 +21,7 @@ import argparse
 import gzip
 import json
 import signal
+import ssl
 import sys
 import threading
 from concurrent import futures
@@ -142,18 +143,29 @@ def main():
     parser.add_argument("--http-port", type=int, default=0)
     parser.add_argument("--refuse", action="store_true", help="answer every export UNAVAILABLE / 503")
     parser.add_argument("--count-only", action="store_true", help="write how many records each request held, not the request")
+    parser.add_argument("--tls-cert", help="serve both ports over TLS with this certificate (PEM)")
+    parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
     args = parser.parse_args()
 
     recorder = Recorder(args.out, args.count_only)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(recorder, args.refuse), server)
     metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(recorder, args.refuse), server)
-    grpc_port = server.add_insecure_port(f"127.0.0.1:{args.grpc_port}")
+    if args.tls_cert:
+        with open(args.tls_key, "rb") as key, open(args.tls_cert, "rb") as cert:
+            credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
+        grpc_port = server.add_secure_port(f"127.0.0.1:{args.grpc_port}", credentials)
+    else:
+        grpc_port = server.add_insecure_port(f"127.0.0.1:{args.grpc_port}")
     if grpc_port == 0:
         sys.exit(f"cannot listen on 127.0.0.1:{args.grpc_port} for gRPC")
     server.start()
 
     http = ThreadingHTTPServer(("127.0.0.1", args.http_port), http_handler(recorder, args.refuse))
+    if args.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        http.socket = context.wrap_socket(http.socket, server_side=True)
     threading.Thread(target=http.serve_forever, daemon=True).start()
 
     done = threading.Event()
