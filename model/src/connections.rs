@@ -12,7 +12,7 @@ use lumen_proto::flow::Verdict;
 use serde::{Deserialize, Serialize};
 
 use crate::drops::Reason;
-use crate::key::{NodeKey, PolicyRef, Protocol, Shared};
+use crate::key::{End, NodeKey, PolicyRef, Protocol, Shared};
 use crate::lru::{Lru, TopCounts};
 use crate::model::{Config, Seen};
 use crate::table::{by_f64, drop_pct, recent_or_total, Row, Selection, Table};
@@ -31,12 +31,46 @@ pub(crate) struct ConnKey {
     pub protocol: Protocol,
 }
 
-/// Lanes of a connection's series.
+/// Reports and drops, in a pair of lanes summed over the ends.
 const FLOWS: usize = 0;
 const DROPS: usize = 1;
 
+/// Lanes of a connection's series: reports and drops as seen at the
+/// source's end (or an end not known), and at the destination's.
+const LANES: usize = 4;
+
+/// The first of the two lanes (reports, drops) of the end a report came from.
+fn lane(end: Option<End>) -> usize {
+    match end {
+        Some(End::Destination) => 2,
+        Some(End::Source) | None => 0,
+    }
+}
+
+/// Reports and drops, both ends together (rates count every report).
+fn reports([s, sd, d, dd]: [u64; LANES]) -> [u64; 2] {
+    [s + d, sd + dd]
+}
+
+/// Attempts and how many of them were dropped, for the drop percentage and
+/// the health of a path. A packet the source's node forwarded and the
+/// destination's dropped is reported at both ends: counting every report
+/// would make a denied path look half open. So the attempts are what the
+/// source's end (and reports of no known end) saw, or, if that end sent no
+/// reports (a client outside the cluster), what the destination's saw; a
+/// drop at either end is a failed attempt.
+fn attempts([s, sd, d, dd]: [u64; LANES]) -> [u64; 2] {
+    let tried = match s {
+        0 => d,
+        n => n,
+    };
+    [tried, (sd + dd).min(tried)]
+}
+
 pub(crate) struct Connection {
-    series: Series<2>,
+    series: Series<LANES>,
+    /// Totals of the lanes.
+    by_end: [u64; LANES],
     flows: u64,
     forwarded: u64,
     dropped: u64,
@@ -53,6 +87,7 @@ impl Connection {
     pub(crate) fn new(config: &Config) -> Connection {
         Connection {
             series: Series::default(),
+            by_end: [0; LANES],
             flows: 0,
             forwarded: 0,
             dropped: 0,
@@ -66,9 +101,16 @@ impl Connection {
         }
     }
 
-    pub(crate) fn record(&mut self, seen: &Seen) {
+    /// Counts a report from the node at `end` of the connection.
+    pub(crate) fn record(&mut self, seen: &Seen, end: Option<End>) {
         let dropped = seen.verdict == Verdict::Dropped;
-        self.series.add(seen.sec(), [1, u32::from(dropped)]);
+        let at = lane(end);
+        let mut add = [0; LANES];
+        add[at] = 1;
+        add[at + 1] = u32::from(dropped);
+        self.series.add(seen.sec(), add);
+        self.by_end[at] += 1;
+        self.by_end[at + 1] += u64::from(dropped);
         self.flows += 1;
         match seen.verdict {
             Verdict::Forwarded => self.forwarded += 1,
@@ -206,7 +248,9 @@ pub(crate) fn rows(table: &Lru<ConnKey, Connection>, clock: &Clock) -> Table<Con
         .iter()
         .map(|(key, c)| {
             let recent = c.series.sum(clock.windows.short, clock.now);
-            let long = c.series.sum(clock.windows.long, clock.now);
+            let long = reports(c.series.sum(clock.windows.long, clock.now));
+            let (tried, tried_total) = (attempts(recent), attempts(c.by_end));
+            let recent = reports(recent);
             ConnectionRow {
                 source: (*key.source).clone(),
                 destination: (*key.destination).clone(),
@@ -219,7 +263,7 @@ pub(crate) fn rows(table: &Lru<ConnKey, Connection>, clock: &Clock) -> Table<Con
                 flows_per_sec: clock.rate(recent[FLOWS]),
                 flows_per_sec_long: clock.windows.long.rate(long[FLOWS], clock.now),
                 drops_per_sec: clock.rate(recent[DROPS]),
-                drop_pct: drop_pct(recent_or_total(recent, [c.flows, c.dropped])),
+                drop_pct: drop_pct(recent_or_total(tried, tried_total)),
                 last_verdict: c.verdict.as_str_name(),
                 first_seen_ms: millis(c.first_seen),
                 last_seen_ms: millis(c.last_seen),
@@ -325,7 +369,9 @@ struct EdgeSum {
     forwarded: u64,
     dropped: u64,
     audit: u64,
-    recent: [u64; 2],
+    /// The lanes over the short window, and since the start.
+    recent: [u64; LANES],
+    total: [u64; LANES],
     audited_recently: bool,
     last_seen: u64,
 }
@@ -346,8 +392,10 @@ pub(crate) fn edges(table: &Lru<ConnKey, Connection>, clock: &Clock, ports: usiz
         e.forwarded += c.forwarded;
         e.dropped += c.dropped;
         e.audit += c.audit;
-        e.recent[FLOWS] += recent[FLOWS];
-        e.recent[DROPS] += recent[DROPS];
+        for ((r, t), (add_r, add_t)) in e.recent.iter_mut().zip(&mut e.total).zip(recent.iter().zip(c.by_end)) {
+            *r += add_r;
+            *t += add_t;
+        }
         e.audited_recently |= c.last_audit.is_some_and(|t| t >= audit_since);
         e.last_seen = e.last_seen.max(c.last_seen);
     }
@@ -358,8 +406,11 @@ pub(crate) fn edges(table: &Lru<ConnKey, Connection>, clock: &Clock, ports: usiz
             let ports_other = e.ports.len().saturating_sub(ports);
             let mut kept: Vec<Port> = e.ports.iter().take(ports).map(|(p, _)| *p).collect();
             kept.sort();
-            let total = [e.flows, e.dropped];
-            let audited = match e.recent[FLOWS] {
+            let (recent, tried) = (
+                reports(e.recent),
+                recent_or_total(attempts(e.recent), attempts(e.total)),
+            );
+            let audited = match recent[FLOWS] {
                 0 => e.audit > 0,
                 _ => e.audited_recently,
             };
@@ -372,10 +423,10 @@ pub(crate) fn edges(table: &Lru<ConnKey, Connection>, clock: &Clock, ports: usiz
                 forwarded: e.forwarded,
                 dropped: e.dropped,
                 audit: e.audit,
-                flows_per_sec: clock.rate(e.recent[FLOWS]),
-                drops_per_sec: clock.rate(e.recent[DROPS]),
-                drop_pct: drop_pct(recent_or_total(e.recent, total)),
-                health: health(recent_or_total(e.recent, total), audited),
+                flows_per_sec: clock.rate(recent[FLOWS]),
+                drops_per_sec: clock.rate(recent[DROPS]),
+                drop_pct: drop_pct(tried),
+                health: health(tried, audited),
                 last_seen_ms: millis(e.last_seen),
             }
         })
@@ -401,7 +452,7 @@ pub(crate) fn top_peers<'a>(
 ) -> HashMap<&'a NodeKey, &'a NodeKey, Fast> {
     let mut pairs: HashMap<(&NodeKey, &NodeKey), (u64, u64), Fast> = HashMap::default();
     for (key, c) in table.iter() {
-        let recent = c.series.sum(clock.windows.short, clock.now)[FLOWS];
+        let recent = reports(c.series.sum(clock.windows.short, clock.now))[FLOWS];
         let mut add = |a, b| {
             let w = pairs.entry((a, b)).or_default();
             *w = (w.0 + recent, w.1 + c.flows);

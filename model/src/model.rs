@@ -277,7 +277,9 @@ impl Model {
             port: conn.port,
             protocol: conn.protocol,
         };
-        self.connections.touch(&key, || Connection::new(config)).record(&seen);
+        self.connections
+            .touch(&key, || Connection::new(config))
+            .record(&seen, conn.local);
         Some(ends)
     }
 

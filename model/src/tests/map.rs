@@ -345,3 +345,88 @@ fn snapshots_serialise_with_the_names_consumers_read() {
         assert_eq!(serde_json::to_value(p).unwrap(), p.name());
     }
 }
+
+/// A packet the source's node forwarded and the destination's node dropped
+/// is reported twice; the path's drop percentage and health count it as one
+/// failed attempt, while rates still count every report.
+#[test]
+fn drops_at_the_destination_are_failed_attempts_of_what_the_source_sent() {
+    let mut model = Model::new(Default::default());
+    let to = |dst: Option<Endpoint>, port, at| tcp(web(1), "10.0.1.5", 40000, dst, "10.0.2.7", port).at(at);
+    let cache = || Some(pod("shop", "cache-0", 1003));
+    let outside = |at| {
+        tcp(
+            Some(reserved(2, "world")),
+            "203.0.113.9",
+            40000,
+            cache(),
+            "10.0.2.8",
+            6379,
+        )
+        .at(at)
+    };
+    for t in 1..5 {
+        // Denied at the destination: forwarded where it left, dropped where it arrived.
+        feed(
+            &mut model,
+            [
+                to(db(), 5432, t).node("node-a", TrafficDirection::Egress),
+                to(db(), 5432, t)
+                    .node("node-b", TrafficDirection::Ingress)
+                    .dropped(DropReason::PolicyDenied),
+            ],
+        );
+        // Half the attempts to the cache dropped at its node.
+        let arrived = to(cache(), 6379, t).node("node-c", TrafficDirection::Ingress);
+        feed(
+            &mut model,
+            [
+                to(cache(), 6379, t).node("node-a", TrafficDirection::Egress),
+                if t % 2 == 0 {
+                    arrived.dropped(DropReason::PolicyDenied)
+                } else {
+                    arrived
+                },
+            ],
+        );
+        // From outside the cluster: only the destination's node reports.
+        feed(
+            &mut model,
+            [if t == 1 {
+                outside(t)
+                    .node("node-c", TrafficDirection::Ingress)
+                    .dropped(DropReason::PolicyDenied)
+            } else {
+                outside(t).node("node-c", TrafficDirection::Ingress)
+            }],
+        );
+    }
+    // Denied at the source: never reaches the destination.
+    feed(
+        &mut model,
+        [to(db(), 3306, 4)
+            .node("node-a", TrafficDirection::Egress)
+            .dropped(DropReason::PolicyDenied)],
+    );
+    let s = snap(&model, 5);
+    let db_edge = edge(&s, "shop/db");
+    assert_eq!((db_edge.health, db_edge.drop_pct), (Health::AllDropped, 100.0));
+    // Every report still counts in the rates and totals: 9 to db, 5 dropped.
+    assert_eq!((db_edge.flows, db_edge.dropped), (9, 5));
+    assert_eq!(db_edge.flows_per_sec, 0.9);
+    let pct = |source: &str, destination: &str, port| conn(&s.connections, source, destination, port).drop_pct;
+    assert_eq!(pct("shop/web", "shop/db", 5432), 100.0);
+    assert_eq!(pct("shop/web", "shop/db", 3306), 100.0);
+    assert_eq!(pct("shop/web", "shop/cache", 6379), 50.0);
+    assert_eq!(pct("203.0.113.9 (reserved:world)", "shop/cache", 6379), 25.0);
+    let cache_edges: Vec<(String, Health, f64)> = s
+        .edges
+        .rows
+        .iter()
+        .filter(|e| e.destination.to_string() == "shop/cache")
+        .map(|e| (e.source.to_string(), e.health, e.drop_pct))
+        .collect();
+    assert_eq!(cache_edges.len(), 2);
+    assert!(cache_edges.contains(&("shop/web".into(), Health::SomeDrops, 50.0)));
+    assert!(cache_edges.contains(&("203.0.113.9 (reserved:world)".into(), Health::SomeDrops, 25.0)));
+}

@@ -56,7 +56,9 @@ async fn the_map_names_the_policy_of_the_denied_edge() {
         .unwrap();
     assert_eq!(
         (&edge["flows"], &edge["dropped"], &edge["drop_pct"], &edge["health"]),
-        (&4.into(), &2.into(), &50.0.into(), &"some-drops".into())
+        // Two SYNs, each forwarded where it left and dropped where it
+        // arrived: all of them denied.
+        (&4.into(), &2.into(), &100.0.into(), &"all-dropped".into())
     );
     assert_eq!(edge["ports"], json(r#"["80/TCP"]"#));
     assert_eq!(

@@ -77,7 +77,9 @@ fn a_view_folds_the_flows_of_the_ring_then_the_new_ones() {
                 4,
                 2,
                 2,
-                Health::SomeDrops,
+                // Each SYN forwarded where it left and dropped where it
+                // arrived: every attempt failed.
+                Health::AllDropped,
                 policy(2)
             ),
             (
@@ -100,7 +102,7 @@ fn a_view_folds_the_flows_of_the_ring_then_the_new_ones() {
             5,
             2,
             3,
-            Health::SomeDrops,
+            Health::AllDropped,
             policy(3)
         )
     );
