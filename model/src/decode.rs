@@ -103,15 +103,7 @@ fn decode_with(mut bytes: &[u8], mut reader: Option<&mut FlowReader>) -> Result<
             response.merge_field(tag, wire_type, &mut bytes, DecodeContext::default())?;
             continue;
         }
-        let mut at_length = bytes;
-        let len = decode_varint(&mut bytes)?;
-        if len > bytes.len() as u64 {
-            // Past the end: prost's own error for it.
-            let past = skip_field(wire_type, tag, &mut at_length, DecodeContext::default());
-            return Err(past.expect_err("a length past the end does not skip"));
-        }
-        let (flow_bytes, rest) = bytes.split_at(len as usize);
-        bytes = rest;
+        let flow_bytes = delimited(&mut bytes, tag)?;
         // A second flow field merges into the first, as protobuf does.
         if !matches!(response.response_types, Some(ResponseTypes::Flow(_))) {
             response.response_types = Some(ResponseTypes::Flow(Flow::default()));
@@ -122,6 +114,21 @@ fn decode_with(mut bytes: &[u8], mut reader: Option<&mut FlowReader>) -> Result<
         merge_read_fields(flow, flow_bytes, reader.as_deref_mut())?;
     }
     Ok(response)
+}
+
+/// The bytes of the length-delimited field `tag` whose key was just read
+/// from `bytes`, which then start after it.
+fn delimited<'a>(bytes: &mut &'a [u8], tag: u32) -> Result<&'a [u8], DecodeError> {
+    let mut at_length = *bytes;
+    let len = decode_varint(bytes)?;
+    if len > bytes.len() as u64 {
+        // Past the end: prost's own error for it.
+        let past = skip_field(WireType::LengthDelimited, tag, &mut at_length, DecodeContext::default());
+        return Err(past.expect_err("a length past the end does not skip"));
+    }
+    let (field, rest) = bytes.split_at(len as usize);
+    *bytes = rest;
+    Ok(field)
 }
 
 /// Merges the fields of an encoded `flow.Flow` the model reads into `flow`
@@ -143,15 +150,7 @@ fn merge_read_fields(
             };
             // A field given twice merges: only a first one is copied.
             if target.is_none() {
-                let mut at_length = bytes;
-                let len = decode_varint(&mut bytes)?;
-                if len > bytes.len() as u64 {
-                    let past = skip_field(wire_type, tag, &mut at_length, DecodeContext::default());
-                    return Err(past.expect_err("a length past the end does not skip"));
-                }
-                let (endpoint, rest) = bytes.split_at(len as usize);
-                bytes = rest;
-                *target = Some(reader.endpoint(endpoint)?);
+                *target = Some(reader.endpoint(delimited(&mut bytes, tag)?)?);
                 continue;
             }
         }
