@@ -43,6 +43,38 @@ fn enum_name<E: TryFrom<i32>>(value: i32, name: impl Fn(E) -> &'static str) -> C
     E::try_from(value).map_or_else(|_| Cow::Owned(value.to_string()), |e| Cow::Borrowed(name(e)))
 }
 
+/// The civil date (year, month, day) of `days` since 1970-01-01, by Howard
+/// Hinnant's days-from-civil inverse: no calendar library or formatter
+/// runs per flow.
+pub fn civil_date(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month as u32, day as u32)
+}
+
+/// `n` in decimal, written into `digits` without the formatter (it showed
+/// per flow).
+pub fn decimal(n: u64, digits: &mut [u8; 20]) -> &str {
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&digits[at..]).expect("ASCII digits")
+}
+
 /// Cilium's name for a reserved identity (`world`; `unknown` for 0),
 /// `ID:n` for any other.
 pub fn identity_name(id: u32) -> String {

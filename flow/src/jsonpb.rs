@@ -382,19 +382,8 @@ fn decimal(n: impl Into<i64>, out: &mut Vec<u8>) {
     unsigned(n.unsigned_abs(), out);
 }
 
-/// `n` in decimal, without the formatter (it showed per flow).
-fn unsigned(mut n: u64, out: &mut Vec<u8>) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
+fn unsigned(n: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(crate::format::decimal(n, &mut [0; 20]).as_bytes());
 }
 
 /// RFC 3339 in UTC with 0, 3, 6 or 9 fraction digits, as the JSON mapping
@@ -402,17 +391,8 @@ fn unsigned(mut n: u64, out: &mut Vec<u8>) {
 /// civil-from-days), so that no formatter runs per flow.
 fn timestamp(t: &Timestamp, out: &mut Vec<u8>) {
     let nanos = t.nanos.clamp(0, 999_999_999) as u32;
-    let days = t.seconds.div_euclid(86_400);
+    let (year, month, day) = crate::format::civil_date(t.seconds.div_euclid(86_400));
     let secs = t.seconds.rem_euclid(86_400) as u32;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
     if !(0..=9999).contains(&year) {
         out.extend_from_slice(b"null");
         return;
@@ -422,9 +402,9 @@ fn timestamp(t: &Timestamp, out: &mut Vec<u8>) {
     two((year / 100) as u32, out);
     two((year % 100) as u32, out);
     out.push(b'-');
-    two(month as u32, out);
+    two(month, out);
     out.push(b'-');
-    two(day as u32, out);
+    two(day, out);
     out.push(b'T');
     two(secs / 3600, out);
     out.push(b':');

@@ -45,18 +45,7 @@ impl Key {
 
     /// A number in decimal.
     pub(crate) fn push_number(&mut self, n: u64) {
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut rest = n;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        self.push(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
+        self.push(lumen_flow::format::decimal(n, &mut [0; 20]));
     }
 
     pub(crate) fn extend(&mut self, other: &Key) {

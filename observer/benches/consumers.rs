@@ -27,10 +27,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "support/benchmarks_md.rs"]
 mod benchmarks_md;
+#[path = "support/every_flow_metric.rs"]
+mod every_flow_metric;
 #[path = "support/machine.rs"]
 mod machine;
 #[path = "support/records.rs"]
 mod records;
+use every_flow_metric::EVERY_FLOW_METRIC;
 
 const FLOWS: usize = 1_000_000;
 /// Records decoded and pushed at a time, as the reader does; the consumers
@@ -39,16 +42,6 @@ const FLOWS: usize = 1_000_000;
 /// never overwrites what a consumer has not read.
 const BATCH: usize = 1024;
 const RUNS: usize = 5;
-/// Every flow metric, each split by source and destination pod.
-const EVERY_FLOW_METRIC: &str = "\
-flow:sourceContext=pod;destinationContext=pod \
-drop:sourceContext=pod;destinationContext=pod \
-tcp:sourceContext=pod;destinationContext=pod \
-port-distribution:sourceContext=pod;destinationContext=pod \
-icmp:sourceContext=pod;destinationContext=pod \
-flows-to-world:any-drop;port;sourceContext=pod;destinationContext=pod \
-policy:sourceContext=pod;destinationContext=pod";
-
 /// CPU time of every thread of this process (the flow log's writer too).
 fn process_cpu() -> Duration {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };

@@ -23,8 +23,11 @@ mod cpu;
 use cpu::pin_to_cpu;
 #[path = "support/benchmarks_md.rs"]
 mod benchmarks_md;
+#[path = "support/every_flow_metric.rs"]
+mod every_flow_metric;
 #[path = "support/test_run.rs"]
 mod test_run;
+use every_flow_metric::EVERY_FLOW_METRIC;
 
 fn seen_flows(rt: &tokio::runtime::Runtime, socket: &Path) -> u64 {
     rt.block_on(async move {
@@ -140,17 +143,6 @@ fn drops_counted(address: std::net::SocketAddr) -> u64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
 }
-
-/// Every flow metric, each split by source and destination pod (as the
-/// consumers benchmark).
-const EVERY_FLOW_METRIC: &str = "\
-flow:sourceContext=pod;destinationContext=pod \
-drop:sourceContext=pod;destinationContext=pod \
-tcp:sourceContext=pod;destinationContext=pod \
-port-distribution:sourceContext=pod;destinationContext=pod \
-icmp:sourceContext=pod;destinationContext=pod \
-flows-to-world:any-drop;port;sourceContext=pod;destinationContext=pod \
-policy:sourceContext=pod;destinationContext=pod";
 
 /// Rounds of the metrics comparison, each an observer without metrics and
 /// one with, and how long each is driven.

@@ -7,8 +7,11 @@
 //! The end-to-end test needs root and Debian's `prometheus` package: run
 //! `scripts/setup.sh`, then `scripts/test.sh`.
 
+#[path = "../benches/support/every_flow_metric.rs"]
+mod every_flow_metric;
 #[path = "support/prometheus.rs"]
 mod prometheus_support;
+use every_flow_metric::EVERY_FLOW_METRIC;
 mod support;
 
 use std::net::SocketAddr;
@@ -25,16 +28,6 @@ const OTHER: &[(&str, &str)] = &[("app", "other")];
 /// Ports inside the node's own network namespace, so they are free.
 const METRICS_PORT: u16 = 19965;
 const PROMETHEUS_PORT: u16 = 19090;
-
-/// Every flow metric, each split by source and destination pod.
-const EVERY_FLOW_METRIC: &str = "\
-flow:sourceContext=pod;destinationContext=pod \
-drop:sourceContext=pod;destinationContext=pod \
-tcp:sourceContext=pod;destinationContext=pod \
-port-distribution:sourceContext=pod;destinationContext=pod \
-icmp:sourceContext=pod;destinationContext=pod \
-flows-to-world:any-drop;port;sourceContext=pod;destinationContext=pod \
-policy:sourceContext=pod;destinationContext=pod";
 
 /// Every `datasource` reference anywhere in `value`, with its JSON path.
 fn datasources(value: &Value, path: &str, out: &mut Vec<(String, Value)>) {

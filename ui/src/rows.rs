@@ -67,18 +67,8 @@ fn endpoint_name(ep: Option<&Endpoint>, ip: &str, names: &[String]) -> String {
 }
 
 fn rfc3339(seconds: i64, nanos: i32) -> String {
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let days = seconds.div_euclid(86_400);
+    let (year, month, day) = lumen_flow::format::civil_date(seconds.div_euclid(86_400));
     let secs = seconds.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
         secs / 3600,
