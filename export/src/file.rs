@@ -80,17 +80,29 @@ impl Sink for FlowLogSink {
     fn write(&mut self, records: &[Record], _now: SystemTime) -> Outcome {
         let mut tally = Tally::default();
         for record in records {
-            let encoded = match record {
+            let written = match record {
                 Record::Flow(flow) => match self.aggregator.as_mut() {
                     Some(aggregator) => {
                         aggregator.add(flow);
                         continue;
                     }
-                    None => line::flow(flow, self.mask.as_ref(), &self.node_name, &mut self.line),
+                    // Written in place among the lines collected.
+                    None => {
+                        let (mask, node_name) = (self.mask.as_ref(), self.node_name.as_str());
+                        self.file
+                            .append_with(&mut tally, |out| line::flow(flow, mask, node_name, out))
+                    }
                 },
-                Record::Lost { event, time } => line::lost(event, &self.node_name, *time, &mut self.line),
+                Record::Lost { event, time } => {
+                    let encoded = line::lost(event, &self.node_name, *time, &mut self.line);
+                    self.append(encoded, &mut tally);
+                    continue;
+                }
             };
-            self.append(encoded, &mut tally);
+            if let Err(e) = written {
+                tally.failed += 1;
+                tally.error = Some(e.to_string());
+            }
         }
         self.file.flush(&mut tally);
         outcome(tally)

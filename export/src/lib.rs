@@ -14,6 +14,9 @@
 //!   and `{"lost_events":{…},"node_name":"…","time":"…"}` for a loss.
 //! * Files are rotated by size to `<file>.1` … `<file>.N` (`.gz` with
 //!   compression); a failed write is counted and reported, never fatal.
+//! * Every export thread runs [`NICE`] nicer than the daemon: when the
+//!   CPU is short, the flow pipeline and the API come first, and what an
+//!   exporter cannot keep up with is dropped at its queue and counted.
 //! * Drops: [`ExporterStats`] has what
 //!   `lumen_exporter_dropped_total{exporter,reason}` serves (reasons
 //!   [`DropReason::as_str`]: `queue_full`, `write_error`); a flow the
@@ -67,6 +70,26 @@ mod outputs;
 mod queue;
 mod rotate;
 mod watch;
+
+/// What every export thread (a flow log's writer, the OTLP runtime and
+/// the OTLP metrics loop) adds to its nice value (up to 19).
+pub const NICE: i32 = 10;
+
+/// Lowers the calling thread's CPU priority by [`NICE`]; a failure (a
+/// sandbox that forbids it) leaves the thread as it was, logged.
+pub(crate) fn lower_priority() {
+    // SAFETY: gettid has no preconditions; getpriority and setpriority with
+    // PRIO_PROCESS and a thread id read and change only that thread's nice
+    // value on Linux (getpriority's -1 is a valid value, not an error, here).
+    let changed = unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        let nice = libc::getpriority(libc::PRIO_PROCESS, tid);
+        libc::setpriority(libc::PRIO_PROCESS, tid, (nice + NICE).min(19))
+    };
+    if changed != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot lower an export thread's priority");
+    }
+}
 
 pub use aggregate::Aggregator;
 pub use args::{ExportArgs, FlowFilters, STATIC_NAME};

@@ -191,7 +191,10 @@ impl Exporter {
         let worker = std::thread::Builder::new().name(format!("export-{name}")).spawn({
             let counters = counters.clone();
             let clock = clock.clone();
-            move || run(receiver, sink, &counters, &clock)
+            move || {
+                crate::lower_priority();
+                run(receiver, sink, &counters, &clock)
+            }
         })?;
         Ok(Exporter {
             name: name.to_string(),

@@ -122,3 +122,37 @@ fn drop_reasons_are_the_metric_labels() {
     let labels: Vec<&str> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
     assert_eq!(labels, ["queue_full", "write_error"]);
 }
+
+/// A sink that reports the nice value of the thread it writes on.
+struct Niceness(SyncSender<i32>);
+
+impl Sink for Niceness {
+    fn write(&mut self, records: &[Record], _now: SystemTime) -> Outcome {
+        // SAFETY: getpriority reads the calling thread's nice value.
+        let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+        self.0.send(nice).unwrap();
+        Outcome {
+            written: records.len() as u64,
+            ..Default::default()
+        }
+    }
+}
+
+#[test]
+fn an_exporter_writes_at_a_lower_priority_than_the_pipeline() {
+    let (nice, told) = mpsc::sync_channel(4);
+    let exporter = Exporter::spawn(
+        "test",
+        4,
+        Admission::default(),
+        Box::new(Niceness(nice)),
+        Arc::default(),
+        system_clock(),
+    )
+    .unwrap();
+    assert!(exporter.offer(flow(Verdict::Forwarded)));
+    // SAFETY: as above, for the test's own thread.
+    let own = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+    assert_eq!(told.recv().unwrap(), (own + crate::NICE).min(19));
+    exporter.stop();
+}

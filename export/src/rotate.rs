@@ -59,13 +59,36 @@ impl RotatingFile {
     /// Adds one line (with its newline); it is written by [`Self::flush`]
     /// at the latest.
     pub fn append(&mut self, line: &[u8], tally: &mut Tally) {
+        let written: Result<(), std::convert::Infallible> = self.append_with(tally, |out| {
+            out.extend_from_slice(line);
+            Ok(())
+        });
+        let Ok(()) = written;
+    }
+
+    /// Adds the line `write` appends (with its newline), written in place
+    /// among the lines collected; if `write` fails, nothing is added.
+    pub fn append_with<E>(
+        &mut self,
+        tally: &mut Tally,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
         if self.file.is_none() && self.pending.is_empty() {
             // To know the size of a file written before; a failure shows
             // when the line is written.
             let _ = self.open();
         }
-        let used = self.size + self.pending.len() as u64;
-        if used > 0 && used + line.len() as u64 > self.max_bytes {
+        let start = self.pending.len();
+        if let Err(e) = write(&mut self.pending) {
+            self.pending.truncate(start);
+            return Err(e);
+        }
+        let length = (self.pending.len() - start) as u64;
+        let used = self.size + start as u64;
+        if used > 0 && used + length > self.max_bytes {
+            // The line goes to the next file: what came before it is
+            // written, and the file rotated, first (rarely; so a copy).
+            let line = self.pending.split_off(start);
             self.flush(tally);
             // Only when the file is open: after a failed open or write there
             // is nothing known to rotate.
@@ -74,12 +97,13 @@ impl RotatingFile {
                     tally.error = Some(format!("cannot rotate {}: {e}", self.path.display()));
                 }
             }
+            self.pending.extend_from_slice(&line);
         }
-        self.pending.extend_from_slice(line);
         self.pending_lines += 1;
         if self.pending.len() >= PENDING_MAX {
             self.flush(tally);
         }
+        Ok(())
     }
 
     /// Writes the lines collected.

@@ -62,6 +62,11 @@ pub fn civil_date(days: i64) -> (i64, u32, u32) {
 /// `n` in decimal, written into `digits` without the formatter (it showed
 /// per flow).
 pub fn decimal(n: u64, digits: &mut [u8; 20]) -> &str {
+    std::str::from_utf8(decimal_bytes(n, digits)).expect("ASCII digits")
+}
+
+/// [`decimal`] as bytes, without the UTF-8 check.
+pub fn decimal_bytes(n: u64, digits: &mut [u8; 20]) -> &[u8] {
     let mut at = digits.len();
     let mut rest = n;
     loop {
@@ -72,7 +77,7 @@ pub fn decimal(n: u64, digits: &mut [u8; 20]) -> &str {
             break;
         }
     }
-    std::str::from_utf8(&digits[at..]).expect("ASCII digits")
+    &digits[at..]
 }
 
 /// Cilium's name for a reserved identity (`world`; `unknown` for 0),

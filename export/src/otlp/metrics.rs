@@ -64,6 +64,7 @@ impl MetricsLoop {
         let thread = std::thread::Builder::new().name("export-otlp-metrics".into()).spawn({
             let stop = stop.clone();
             move || {
+                crate::lower_priority();
                 let mut state = State::new(exporter, runtime, resource, gather, counters);
                 let mut next = Instant::now() + interval;
                 loop {

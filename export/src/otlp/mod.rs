@@ -118,6 +118,7 @@ impl Otlp {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("lumen-otlp")
+            .on_thread_start(crate::lower_priority)
             .enable_all()
             .build()?;
         let resource = resource(settings, service);
