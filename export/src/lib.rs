@@ -71,8 +71,8 @@ mod queue;
 mod rotate;
 mod watch;
 
-/// What every export thread (a flow log's writer, the OTLP runtime and
-/// the OTLP metrics loop) adds to its nice value (up to 19).
+/// What every export thread (a flow log's writer, the OTLP runtime, the
+/// OTLP metrics loop) adds to its nice value (up to 19).
 pub const NICE: i32 = 10;
 
 /// Lowers the calling thread's CPU priority by [`NICE`]; a failure (a
@@ -100,7 +100,7 @@ pub use manager::{Applied, ExportStats, Exporters};
 pub use otlp::{Otlp, OtlpArgs, OtlpError, OtlpService, OtlpSettings, OtlpStats};
 pub use outputs::{Outputs, OutputsError};
 pub use queue::{
-    system_clock, Admission, Clock, Counters, DropReason, Exporter, ExporterStats, Outcome, Record, Sink,
+    system_clock, Admission, Clock, Counters, DropReason, Exporter, ExporterStats, LazyFlow, Outcome, Record, Sink,
     DEFAULT_QUEUE_CAPACITY,
 };
 pub use rotate::{RotatingFile, Tally};

@@ -11,7 +11,9 @@ use lumen_proto::flow::{Flow, LostEvent};
 
 use crate::config::{Compiled, FlowLogConfig, FlowLogsConfig};
 use crate::file::FlowLogSink;
-use crate::queue::{system_clock, Admission, Clock, Counters, Exporter, ExporterStats, Record, DEFAULT_QUEUE_CAPACITY};
+use crate::queue::{
+    system_clock, Admission, Clock, Counters, Exporter, ExporterStats, LazyFlow, Record, DEFAULT_QUEUE_CAPACITY,
+};
 use crate::ConfigError;
 
 /// What [`Exporters::apply`] did, by flow log name.
@@ -185,8 +187,16 @@ impl Exporters {
 
     /// Hands `flow` to every flow log; never blocks.
     pub fn offer_flow(&self, flow: &Arc<Flow>) {
+        self.offer_flow_lazily(&mut LazyFlow::built(flow.clone()));
+    }
+
+    /// [`Exporters::offer_flow`] with the flow built only if a flow log
+    /// takes it or must look at it: not when every queue is full.
+    pub fn offer_flow_lazily(&self, flow: &mut LazyFlow<'_>) {
         for r in self.running.read().expect("never poisoned").iter() {
-            r.exporter.offer(Record::Flow(flow.clone()));
+            if !r.exporter.drop_if_full() {
+                r.exporter.offer(Record::Flow(flow.get().clone()));
+            }
         }
     }
 

@@ -4,7 +4,7 @@
 //! one the sink fails to write (`write_error`), so that a slow disk or
 //! collector never slows the flow pipeline or the other exporters.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -38,6 +38,38 @@ pub enum Record {
     Flow(Arc<Flow>),
     /// Events lost before they became flows, noticed at `time`.
     Lost { event: LostEvent, time: SystemTime },
+}
+
+/// A flow built when an exporter first needs it, at most once.
+pub struct LazyFlow<'b> {
+    built: Option<Arc<Flow>>,
+    build: Option<Box<dyn FnOnce() -> Arc<Flow> + 'b>>,
+}
+
+impl<'b> LazyFlow<'b> {
+    pub fn new(build: impl FnOnce() -> Arc<Flow> + 'b) -> LazyFlow<'b> {
+        LazyFlow {
+            built: None,
+            build: Some(Box::new(build)),
+        }
+    }
+
+    pub fn built(flow: Arc<Flow>) -> LazyFlow<'b> {
+        LazyFlow {
+            built: Some(flow),
+            build: None,
+        }
+    }
+
+    pub fn get(&mut self) -> &Arc<Flow> {
+        let build = &mut self.build;
+        self.built.get_or_insert_with(|| build.take().expect("built once")())
+    }
+
+    /// Whether the flow was built (or given).
+    pub fn is_built(&self) -> bool {
+        self.built.is_some()
+    }
 }
 
 /// What a sink did with the records it was handed.
@@ -169,6 +201,9 @@ pub struct Exporter {
     admission: Admission,
     clock: Clock,
     sender: SyncSender<Record>,
+    capacity: usize,
+    /// Records in the queue, or about to be (counted before they are sent).
+    queued: Arc<AtomicUsize>,
     counters: Arc<Counters>,
     stopping: Arc<AtomicBool>,
     worker: JoinHandle<()>,
@@ -188,12 +223,14 @@ impl Exporter {
         let stopping = Arc::new(AtomicBool::new(false));
         sink.stop_signal(stopping.clone());
         let (sender, receiver) = mpsc::sync_channel(capacity);
+        let queued = Arc::new(AtomicUsize::new(0));
         let worker = std::thread::Builder::new().name(format!("export-{name}")).spawn({
             let counters = counters.clone();
             let clock = clock.clone();
+            let queued = queued.clone();
             move || {
                 crate::lower_priority();
-                run(receiver, sink, &counters, &clock)
+                run(receiver, sink, &counters, &queued, &clock)
             }
         })?;
         Ok(Exporter {
@@ -201,6 +238,8 @@ impl Exporter {
             admission,
             clock,
             sender,
+            capacity,
+            queued,
             counters,
             stopping,
             worker,
@@ -226,7 +265,12 @@ impl Exporter {
         if self.admission.end.is_some_and(|end| (self.clock)() >= end) {
             return true;
         }
-        match self.sender.try_send(record) {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        let sent = self.sender.try_send(record);
+        if sent.is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        match sent {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
                 self.counters.queue_full.fetch_add(1, Ordering::Relaxed);
@@ -240,6 +284,19 @@ impl Exporter {
         }
     }
 
+    /// Drops a flow for a full queue without looking at it, if its queue is
+    /// full and no filter or end would decide first; true if it did (and
+    /// counted it). A caller need not build a flow this drops.
+    pub fn drop_if_full(&self) -> bool {
+        let full = self.admission.filters.is_empty()
+            && self.admission.end.is_none()
+            && self.queued.load(Ordering::Relaxed) >= self.capacity;
+        if full {
+            self.counters.queue_full.fetch_add(1, Ordering::Relaxed);
+        }
+        full
+    }
+
     /// Writes what is queued, closes the sink and waits for the thread.
     pub fn stop(self) {
         self.stopping.store(true, Ordering::Relaxed);
@@ -250,7 +307,13 @@ impl Exporter {
     }
 }
 
-fn run(receiver: mpsc::Receiver<Record>, mut sink: Box<dyn Sink>, counters: &Counters, clock: &Clock) {
+fn run(
+    receiver: mpsc::Receiver<Record>,
+    mut sink: Box<dyn Sink>,
+    counters: &Counters,
+    queued: &AtomicUsize,
+    clock: &Clock,
+) {
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         let wait = sink
@@ -268,6 +331,7 @@ fn run(receiver: mpsc::Receiver<Record>, mut sink: Box<dyn Sink>, counters: &Cou
             }
         }
         if !batch.is_empty() {
+            queued.fetch_sub(batch.len(), Ordering::Relaxed);
             counters.count(sink.write(&batch, clock()));
             batch.clear();
         }

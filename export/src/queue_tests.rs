@@ -76,6 +76,61 @@ fn beyond_the_queue_records_are_dropped_and_counted() {
     );
 }
 
+/// Flows a full queue would drop are dropped (and counted) without being
+/// built, unless a filter must look at them first.
+#[test]
+fn a_full_queue_drops_flows_unbuilt_and_counts_them() {
+    let (exporter, writes, release) = spawn(2, Admission::default());
+    let built = std::cell::Cell::new(0);
+    let offer = |exporter: &Exporter| {
+        let mut lazy = LazyFlow::new(|| {
+            built.set(built.get() + 1);
+            Arc::new(Flow::default())
+        });
+        if !exporter.drop_if_full() {
+            exporter.offer(Record::Flow(lazy.get().clone()));
+        }
+        lazy.is_built()
+    };
+    assert!(offer(&exporter));
+    // The thread holds the first in a write; two more fill the queue.
+    assert_eq!(writes.recv().unwrap(), 1);
+    assert!(offer(&exporter) && offer(&exporter));
+    assert!(!offer(&exporter) && !offer(&exporter));
+    assert_eq!(built.get(), 3);
+    assert_eq!(exporter.counters().snapshot("test").dropped(DropReason::QueueFull), 2);
+    release.send(()).unwrap();
+    assert_eq!(writes.recv().unwrap(), 2);
+    release.send(()).unwrap();
+    let counters = exporter.counters().clone();
+    exporter.stop();
+    assert_eq!(counters.snapshot("test").exported, 3);
+
+    // With a filter, a flow is looked at even when the queue is full.
+    let filters = lumen_flow::compile(
+        &[],
+        &[lumen_proto::flow::FlowFilter {
+            verdict: vec![Verdict::Dropped as i32],
+            ..Default::default()
+        }],
+    )
+    .unwrap();
+    // (The filter is a denylist: drops are not exported.)
+    let (exporter, writes, release) = spawn(1, Admission { filters, end: None });
+    assert!(exporter.offer(flow(Verdict::Forwarded)));
+    assert_eq!(writes.recv().unwrap(), 1);
+    assert!(exporter.offer(flow(Verdict::Forwarded)));
+    assert!(!exporter.drop_if_full(), "the filter decides first");
+    assert!(exporter.offer(flow(Verdict::Dropped)), "filtered out: not a drop");
+    assert!(!exporter.offer(flow(Verdict::Forwarded)));
+    release.send(()).unwrap();
+    assert_eq!(writes.recv().unwrap(), 1);
+    release.send(()).unwrap();
+    let counters = exporter.counters().clone();
+    exporter.stop();
+    assert_eq!(counters.snapshot("test").dropped(DropReason::QueueFull), 1);
+}
+
 #[test]
 fn filtered_and_ended_records_are_not_drops() {
     let filters = lumen_flow::compile(

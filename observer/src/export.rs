@@ -9,16 +9,15 @@
 use std::sync::Arc;
 
 use lumen_export::otlp::Gather;
-use lumen_export::{ExportArgs, OtlpArgs, OtlpService, Outputs, OutputsError};
+use lumen_export::{ExportArgs, LazyFlow, OtlpArgs, OtlpService, Outputs, OutputsError};
 use lumen_proto::flow::{LostEvent, LostEventSource};
-use tokio::task::JoinHandle;
 
 use crate::hub::{Hub, Notice, Subscription};
 
 /// Running flow export.
 pub struct Export {
     outputs: Arc<Outputs>,
-    feed: JoinHandle<()>,
+    feed: std::thread::JoinHandle<()>,
 }
 
 /// Starts the export `files` and `otlp` configure (and the environment's
@@ -40,8 +39,26 @@ pub fn start(
     };
     let outputs = Arc::new(outputs);
     hub.telemetry().set_outputs(outputs.clone());
-    // Follows from before the reader's first record, as the metrics do.
-    let feed = tokio::spawn(feed(hub.follow(), outputs.clone()));
+    // Follows from before the reader's first record, as the metrics do; on
+    // a thread of its own, not the runtime's: building flows costs more
+    // than storing them, and a task that builds a batch of them would hold
+    // a worker the reader needs. (At the daemon's priority: the exporters'
+    // threads are the nicer ones, and they drop what they cannot take.)
+    let sub = hub.follow();
+    let feed = std::thread::Builder::new().name("export-feed".into()).spawn({
+        let outputs = outputs.clone();
+        move || match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt.block_on(feed(sub, outputs)),
+            Err(e) => tracing::error!(error = %e, "flow export cannot start its feed"),
+        }
+    });
+    let feed = match feed {
+        Ok(feed) => feed,
+        Err(e) => {
+            outputs.stop();
+            return Err(OutputsError::Feed(e));
+        }
+    };
     Ok(Some(Export { outputs, feed }))
 }
 
@@ -53,9 +70,12 @@ impl Export {
     /// Once the stream has ended (the hub closed): writes and sends what
     /// the queues hold, and stops.
     pub async fn stop(self) {
-        let _ = self.feed.await;
-        let outputs = self.outputs;
-        let _ = tokio::task::spawn_blocking(move || outputs.stop()).await;
+        let (feed, outputs) = (self.feed, self.outputs);
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = feed.join();
+            outputs.stop();
+        })
+        .await;
     }
 }
 
@@ -75,7 +95,8 @@ async fn feed(mut sub: Subscription, outputs: Arc<Outputs>) {
         let exporting = !outputs.is_empty();
         for n in notices.drain(..) {
             match n {
-                Notice::Flow(f) if exporting => outputs.offer_flow(&sub.flow(&f)),
+                // Built only if an exporter has room for it.
+                Notice::Flow(f) if exporting => outputs.offer_flow_lazily(&mut LazyFlow::new(|| sub.flow(&f))),
                 Notice::Flow(_) => {}
                 Notice::KernelLost(count) => outputs.offer_lost(&lost(LostEventSource::PerfEventRingBuffer, count)),
                 Notice::Missed(count) => {
