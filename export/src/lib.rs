@@ -16,7 +16,12 @@
 //!   compression); a failed write is counted and reported, never fatal.
 //! * Every export thread runs [`NICE`] nicer than the daemon: when the
 //!   CPU is short, the flow pipeline and the API come first, and what an
-//!   exporter cannot keep up with is dropped at its queue and counted.
+//!   exporter cannot keep up with is dropped at its queue and counted (a
+//!   loss notice that finds the queue full is merged with the others of
+//!   its source and written with the next batch, never dropped).
+//! * An exporter's thread hands the records it wrote back to the offering
+//!   thread, which frees them (its allocator takes back its own memory far
+//!   more cheaply).
 //! * Drops: [`ExporterStats`] has what
 //!   `lumen_exporter_dropped_total{exporter,reason}` serves (reasons
 //!   [`DropReason::as_str`]: `queue_full`, `write_error`); a flow the

@@ -211,3 +211,74 @@ fn an_exporter_writes_at_a_lower_priority_than_the_pipeline() {
     assert_eq!(told.recv().unwrap(), (own + crate::NICE).min(19));
     exporter.stop();
 }
+
+/// A sink that holds its first write until let go, and reports the loss
+/// notices of every write.
+struct Losses {
+    held: Option<Receiver<()>>,
+    seen: SyncSender<Vec<(i32, u64)>>,
+}
+
+impl Sink for Losses {
+    fn write(&mut self, records: &[Record], _now: SystemTime) -> Outcome {
+        if let Some(held) = self.held.take() {
+            held.recv().unwrap();
+        }
+        let lost = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Lost { event, .. } => Some((event.source, event.num_events_lost)),
+                Record::Flow(_) => None,
+            })
+            .collect();
+        self.seen.send(lost).unwrap();
+        Outcome {
+            written: records.len() as u64,
+            ..Default::default()
+        }
+    }
+}
+
+#[test]
+fn loss_notices_that_find_the_queue_full_are_merged_never_dropped() {
+    use lumen_proto::flow::{LostEvent, LostEventSource};
+    let (release, held) = mpsc::sync_channel(1);
+    let (seen, writes) = mpsc::sync_channel(16);
+    let sink = Losses { held: Some(held), seen };
+    let exporter = Exporter::spawn(
+        "test",
+        1,
+        Admission::default(),
+        Box::new(sink),
+        Arc::default(),
+        system_clock(),
+    )
+    .unwrap();
+    let lost = |source: LostEventSource, n: u64| Record::Lost {
+        event: LostEvent {
+            source: source as i32,
+            num_events_lost: n,
+            ..Default::default()
+        },
+        time: SystemTime::now(),
+    };
+    assert!(exporter.offer(flow(Verdict::Forwarded)));
+    // The first write is held; one flow fills the queue.
+    while exporter.queued.load(Ordering::Relaxed) > 0 {
+        std::thread::yield_now();
+    }
+    assert!(exporter.offer(flow(Verdict::Forwarded)));
+    assert!(!exporter.offer(flow(Verdict::Forwarded)));
+    let kernel = LostEventSource::PerfEventRingBuffer as i32;
+    let store = LostEventSource::HubbleRingBuffer as i32;
+    assert!(exporter.offer(lost(LostEventSource::PerfEventRingBuffer, 5)));
+    assert!(exporter.offer(lost(LostEventSource::HubbleRingBuffer, 1)));
+    assert!(exporter.offer(lost(LostEventSource::PerfEventRingBuffer, 7)));
+    release.send(()).unwrap();
+    assert_eq!(writes.recv().unwrap(), []);
+    assert_eq!(writes.recv().unwrap(), [(kernel, 12), (store, 1)]);
+    let counters = exporter.counters().clone();
+    exporter.stop();
+    let stats = counters.snapshot("test");
+    assert_eq!((stats.exported, stats.dropped(DropReason::QueueFull)), (4, 1));
+}
