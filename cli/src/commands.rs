@@ -50,6 +50,13 @@ pub enum Command {
     /// What an observer or relay knows, like `hubble list`.
     #[command(subcommand)]
     List(ListCommand),
+    /// The browser service map and flow explorer (`lumen-ui`, on http://127.0.0.1:12000 by
+    /// default); every flag is lumen-ui's: `lumen ui --help` lists them.
+    #[command(disable_help_flag = true)]
+    Ui {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 /// Event volume, like Cilium's `--monitor-aggregation`.
@@ -140,6 +147,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         #[cfg(feature = "demo")]
         Command::Demo(args) => crate::demo::run(args, &cli.control_socket),
+        Command::Ui { args } => crate::ui::run(args),
         Command::Endpoint(EndpointCommand::List { output }) => {
             let endpoints = with_control(&cli, |mut c| async move { c.list_endpoints().await })?;
             if output == "json" {

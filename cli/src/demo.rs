@@ -409,15 +409,7 @@ impl Drop for Ui {
 }
 
 fn start_ui(args: &DemoArgs) -> Result<Ui, String> {
-    let exe = std::env::current_exe()
-        .map_err(|e| e.to_string())?
-        .with_file_name("lumen-ui");
-    if !exe.exists() {
-        return Err(format!(
-            "{} is missing (`cargo build --release -p lumen-ui` after `ui/setup.sh`)",
-            exe.display()
-        ));
-    }
+    let exe = crate::ui::binary().map_err(|e| e.to_string())?;
     let child = std::process::Command::new(&exe)
         .args(["--server", &args.relay_address.to_string()])
         .args(["--listen", &args.ui_address.to_string()])

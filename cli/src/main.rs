@@ -12,6 +12,7 @@ mod printer;
 mod server;
 mod status;
 mod top;
+mod ui;
 
 /// `lumen top` and `lumen observe -f` decode every flow they are sent, each
 /// some thirty small allocations; glibc's allocator was a third of `top`'s

@@ -47,6 +47,22 @@ fn policy_validate_names_file_document_field_and_reason() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// `lumen ui` is the web UI's binary beside `lumen`, every flag its own.
+#[test]
+fn lumen_ui_runs_the_web_ui_with_its_own_flags() {
+    support::ui_binary();
+    let (code, out, err) = lumen(&["ui", "--help"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("Serves Lumen's service map and flow explorer to a browser\n"),
+        "{out}"
+    );
+    assert!(out.contains("--auth-token-file <AUTH_TOKEN_FILE>"), "{out}");
+    let (code, out, err) = lumen(&["ui", "--ring", "many"]);
+    assert_eq!((code, out.as_str()), (2, ""));
+    assert!(err.contains("invalid value 'many' for '--ring <RING>'"), "{err}");
+}
+
 #[test]
 fn unreachable_observer_and_bad_flags_are_explained() {
     let (code, _, err) = lumen(&["endpoint", "list", "--control-socket", "/nonexistent/lumen.sock"]);

@@ -435,15 +435,14 @@ fn main() {
     .unwrap();
     writeln!(
         section,
-        "| records stored, the export's follower offering every flow to a flow log file (no mask or filter; its own thread writes the lines, to tmpfs; CPU of both threads until every line is written) | {export:.0} ns | {:.2} M | {:.3} against a follower with export off (budget ≥ 0.9: **{}**) |",
+        "| records stored, the export's follower offering every flow to a flow log file (no mask or filter; its own thread writes the lines, to tmpfs; CPU of both threads until every line is written) | {export:.0} ns | {:.2} M | {:.3} against a follower with export off (all the CPU export costs; whether it slows the observer is measured in its pipeline: *Observer ingest*) |",
         rate(export),
         follower / export,
-        if follower / export >= 0.9 { "met" } else { "missed" }
     )
     .unwrap();
     writeln!(
         section,
-        "\nFile export alone, the flow log's own thread (its CPU time until the last line was written: each flow written as a line of Hubble's JSON straight from the flow by `lumen_flow::jsonpb`, the lines written to the file 256 KiB at a time, the flow freed): {writer:.0} ns per flow, {:.0} k flows/s on one core (budget ≥ 500 k/s: **{}**). Offering each flow to it cost the follower {:.0} ns.",
+        "\nFile export alone, the flow log's own thread (its CPU time until the last line was written: each flow written as a line of Hubble's JSON straight from the flow by `lumen_flow::jsonpb`, the lines written to the file 256 KiB at a time; the flows written are handed back to the follower's thread, which frees them): {writer:.0} ns per flow, {:.0} k flows/s on one core (budget ≥ 500 k/s: **{}**). Offering each flow to it, and freeing it afterwards, cost the follower {:.0} ns.",
         1e6 / writer,
         if 1e6 / writer >= 500.0 { "met" } else { "missed" },
         export - follower - writer,

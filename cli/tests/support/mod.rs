@@ -28,39 +28,46 @@ pub fn temp(name: &str) -> PathBuf {
     dir
 }
 
-/// The `lumen-observer` binary of this build. It belongs to another package,
-/// so Cargo gives no `CARGO_BIN_EXE_` for it: it lies next to the test
-/// executable's `deps/` directory. Cargo is asked to bring it up to date
-/// first (a build after `cargo test -p lumen-cli`, or after the observer
-/// changed), except under `scripts/test.sh`: its `cargo test --workspace`
-/// has just built it, with the whole workspace's features, which a
-/// `cargo build -p lumen-observer` would rebuild differently.
+/// The `lumen-observer` binary of this build (see [`workspace_binary`]).
 pub fn observer_binary() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            let exe = std::env::current_exe().unwrap();
-            let profile = exe
-                .parent()
-                .and_then(Path::parent)
-                .expect("target/<profile>/deps/<test>");
-            let binary = profile.join("lumen-observer");
-            if std::env::var_os("LUMEN_WORKSPACE_BUILT").is_some() && binary.exists() {
-                return binary;
-            }
-            let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-            cargo
-                .args(["build", "-p", "lumen-observer", "--bin", "lumen-observer"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"));
-            if profile.file_name().is_some_and(|p| p == "release") {
-                cargo.arg("--release");
-            }
-            let status = cargo.status().unwrap();
-            assert!(status.success(), "building lumen-observer: {status}");
-            assert!(binary.exists(), "cargo built no {}", binary.display());
-            binary
-        })
-        .clone()
+    BINARY.get_or_init(|| workspace_binary("lumen-observer")).clone()
+}
+
+/// The `lumen-ui` binary of this build, beside `lumen` (see [`workspace_binary`]).
+pub fn ui_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| workspace_binary("lumen-ui")).clone()
+}
+
+/// The binary of another package of this build, named as its package. Cargo
+/// gives no `CARGO_BIN_EXE_` for it: it lies next to the test executable's
+/// `deps/` directory. Cargo is asked to bring it up to date first (a build
+/// after `cargo test -p lumen-cli`, or after the package changed), except
+/// under `scripts/test.sh`: its `cargo test --workspace` has just built it,
+/// with the whole workspace's features, which a `cargo build -p <package>`
+/// would rebuild differently.
+fn workspace_binary(package: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let binary = profile.join(package);
+    if std::env::var_os("LUMEN_WORKSPACE_BUILT").is_some() && binary.exists() {
+        return binary;
+    }
+    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cargo
+        .args(["build", "-p", package, "--bin", package])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if profile.file_name().is_some_and(|p| p == "release") {
+        cargo.arg("--release");
+    }
+    let status = cargo.status().unwrap();
+    assert!(status.success(), "building {package}: {status}");
+    assert!(binary.exists(), "cargo built no {}", binary.display());
+    binary
 }
 
 /// Removes an observer's pinned datapath when dropped, so a failing test
