@@ -24,6 +24,7 @@ pub mod link;
 pub mod map;
 pub mod query;
 pub mod rows;
+pub mod tls;
 
 #[cfg(test)]
 mod fixtures;
@@ -58,6 +59,13 @@ pub struct Args {
     pub server: String,
     #[command(flatten)]
     pub tls: TlsArgs,
+    /// Serve the browser over HTTPS with this certificate (PEM, the chain
+    /// from the server's own); with --listen-tls-key-file.
+    #[arg(long, env = "LUMEN_UI_TLS_CERT_FILE", requires = "listen_tls_key_file")]
+    pub listen_tls_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of --listen-tls-cert-file.
+    #[arg(long, env = "LUMEN_UI_TLS_KEY_FILE", requires = "listen_tls_cert_file")]
+    pub listen_tls_key_file: Option<PathBuf>,
     /// A file holding a bearer token: the API answers 401 to requests
     /// without `Authorization: Bearer <token>`.
     #[arg(long, env = "LUMEN_UI_AUTH_TOKEN_FILE")]
@@ -92,17 +100,28 @@ pub fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
 /// Follows the server and serves the UI until interrupted.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let token = args.auth_token_file.as_deref().map(read_token).transpose()?;
+    let acceptor = match (&args.listen_tls_cert_file, &args.listen_tls_key_file) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("--listen {}", args.listen))?;
     let hub = Arc::new(hub::Shared::new(hub::Hub::new(args.ring)));
     let _link = link::start(&args.server, &args.tls, args.history, hub.clone());
     let app = api::router(api::AppState { hub, token });
-    tracing::info!("lumen-ui on http://{}", listener.local_addr()?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
-    Ok(())
+    let interrupted = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match acceptor {
+        Some(acceptor) => {
+            tracing::info!("lumen-ui on https://{}", listener.local_addr()?);
+            tls::serve(listener, acceptor, app, interrupted).await
+        }
+        None => {
+            tracing::info!("lumen-ui on http://{}", listener.local_addr()?);
+            axum::serve(listener, app).with_graceful_shutdown(interrupted).await?;
+            Ok(())
+        }
+    }
 }
