@@ -1,0 +1,92 @@
+// The browser side of ui/benches/browser.rs: opens the UI in headless
+// Chromium (Debian's, no download), waits for the first full map, then
+// keeps the page open on the live map for LUMEN_BENCH_SECS seconds while
+// it measures long tasks (Long Tasks API), bytes received (DevTools
+// protocol) and the JavaScript heap. Prints one line, "RESULT <json>".
+
+import { chromium } from 'playwright-core';
+
+const url = process.env.LUMEN_UI_URL;
+const secs = Number(process.env.LUMEN_BENCH_SECS ?? '300');
+const workloads = Number(process.env.LUMEN_BENCH_WORKLOADS);
+const edges = Number(process.env.LUMEN_BENCH_EDGES);
+
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  headless: true,
+  args: [
+    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  ],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Performance.enable');
+  let bytes = 0;
+  cdp.on('Network.dataReceived', (e) => { bytes += e.encodedDataLength; });
+  cdp.on('Network.responseReceived', (e) => { bytes += e.response.encodedDataLength ?? 0; });
+
+  // Before the page's own scripts: every long task, with when it started.
+  await page.addInitScript(() => {
+    window.__longTasks = [];
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) window.__longTasks.push([e.startTime, e.duration]);
+    }).observe({ type: 'longtask', buffered: true });
+  });
+  const heap = async () => {
+    await cdp.send('HeapProfiler.collectGarbage');
+    const { metrics } = await cdp.send('Performance.getMetrics');
+    return metrics.find((m) => m.name === 'JSHeapUsedSize').value;
+  };
+
+  const start = Date.now();
+  await page.goto(url);
+  for (;;) {
+    const shown = await page.evaluate(() => {
+      const cy = window.lumen?.cy;
+      return cy ? { nodes: cy.nodes('[id ^= "workload|"]').length, edges: cy.edges().length } : { nodes: 0, edges: 0 };
+    });
+    if (shown.nodes >= workloads && shown.edges >= edges) break;
+    if (Date.now() - start > 120_000) throw new Error(`no full map after 120 s: ${JSON.stringify(shown)}`);
+    await page.waitForTimeout(50);
+  }
+  const firstRenderMs = Date.now() - start;
+  const renderedAt = await page.evaluate(() => performance.now());
+  const heapStart = await heap();
+  const bytesStart = bytes;
+  const runStart = Date.now();
+  const heaps = [heapStart];
+  let heapMinute = heapStart;
+  while (Date.now() - runStart < secs * 1000) {
+    await page.waitForTimeout(10_000);
+    const h = await heap();
+    heaps.push(h);
+    if (Date.now() - runStart <= 65_000) heapMinute = h;
+    console.log(`t=${Math.round((Date.now() - runStart) / 1000)}s heap=${(h / 1048576).toFixed(1)}MiB bytes=${bytes}`);
+  }
+  const runSecs = (Date.now() - runStart) / 1000;
+  const tasks = await page.evaluate(() => window.__longTasks);
+  const before = tasks.filter(([t]) => t <= renderedAt).map(([, d]) => d);
+  const after = tasks.filter(([t]) => t > renderedAt).map(([, d]) => d);
+  if (errors.length) throw new Error(`page errors: ${errors.join('; ')}`);
+  console.log('RESULT ' + JSON.stringify({
+    workloads,
+    edges,
+    firstRenderMs,
+    longestBeforeMs: Math.max(0, ...before),
+    longestAfterMs: Math.max(0, ...after),
+    longTasksAfter: after.length,
+    runSecs,
+    bytesPerSec: (bytes - bytesStart) / runSecs,
+    heapStart,
+    heapMinute,
+    heapEnd: heaps[heaps.length - 1],
+    heapMax: Math.max(...heaps),
+  }));
+} finally {
+  await browser.close();
+}
