@@ -26,11 +26,25 @@ export interface MapHandlers {
   namespace(ns: string): void;
 }
 
-function edgeLabel(e: MapEdge): string {
+/**
+ * An edge's label: ports, flows/s and drop %; on a map of more than
+ * LABELLED_EDGES edges, ports and whether any flow dropped only (the rates
+ * are in the side panel): a label that changes makes Cytoscape restyle the
+ * edge and its compound parents, and thousands of them twice a second
+ * held the page's main thread for hundreds of milliseconds.
+ */
+function edgeLabel(e: MapEdge, flowsPerSec: number, detailed: boolean): string {
   const ports = e.ports.join(' ') + (e.ports_other > 0 ? ` +${e.ports_other}` : '');
+  if (!detailed) return e.dropped > 0 ? `${ports} · drops` : ports;
   const drops = e.dropped > 0 ? ` · ${e.drop_pct.toFixed(0)}% dropped` : '';
-  return `${ports} · ${rate(e.flows_per_sec)}/s${drops}`;
+  return `${ports} · ${rate(flowsPerSec)}/s${drops}`;
 }
+
+const LABELLED_EDGES = 300;
+
+/** A rate on the map moves when it changes by this share, or after this long. */
+const RATE_STEP = 0.05;
+const RATE_REFRESH_MS = 5000;
 
 /** Whether a node of this kind sits in its namespace's box. */
 function boxed(n: MapNode): boolean {
@@ -41,6 +55,10 @@ export class MapView {
   readonly cy: cytoscape.Core;
   /** The node set last laid out: a layout runs when it changes. */
   private laidOut = '';
+  /** What each element was last drawn from (its data and classes). */
+  private drawn = new Map<string, string>();
+  /** The rate each edge's label shows, and when it is shown anew at the latest. */
+  private rates = new Map<string, { rate: number; due: number }>();
 
   constructor(container: HTMLElement, on: MapHandlers) {
     this.cy = cytoscape({
@@ -156,6 +174,8 @@ export class MapView {
         classes: c ? 'namespace collapsed' : 'namespace',
       });
     }
+    const now = Date.now();
+    const detailed = shownEdges.length <= LABELLED_EDGES;
     for (const e of shownEdges) {
       const source = place.get(e.source);
       const target = place.get(e.target);
@@ -171,7 +191,7 @@ export class MapView {
           from: e.source,
           to: e.target,
           meta,
-          label: edgeLabel(e),
+          label: edgeLabel(e, this.shownRate(e.id, e.flows_per_sec, now), detailed),
           health: e.health,
           colour: COLOURS[e.health] ?? '#999',
         },
@@ -180,19 +200,49 @@ export class MapView {
     this.apply(elements, view);
   }
 
+  /**
+   * The rate an edge's label shows: the last one shown until the rate has
+   * moved by RATE_STEP of it (or to or from zero), or about RATE_REFRESH_MS
+   * have passed. A label that changes makes Cytoscape restyle and measure the
+   * edge again, and at thousands of edges twice a second that was most of
+   * the page's main thread; the side panel shows the exact rate.
+   */
+  private shownRate(id: string, flowsPerSec: number, now: number): number {
+    const shown = this.rates.get(id);
+    if (
+      shown &&
+      now < shown.due &&
+      (shown.rate === 0) === (flowsPerSec === 0) &&
+      Math.abs(flowsPerSec - shown.rate) < RATE_STEP * shown.rate
+    ) {
+      return shown.rate;
+    }
+    // Refreshes spread over time, not all edges in one frame.
+    this.rates.set(id, { rate: flowsPerSec, due: now + RATE_REFRESH_MS * (0.5 + Math.random()) });
+    return flowsPerSec;
+  }
+
   private apply(elements: cytoscape.ElementDefinition[], view: View): void {
     const cy = this.cy;
     const want = new Set(elements.map((e) => e.data.id as string));
     let added = false;
     cy.batch(() => {
       cy.elements().forEach((ele) => {
-        if (!want.has(ele.id())) ele.remove();
+        if (!want.has(ele.id())) {
+          ele.remove();
+          this.drawn.delete(ele.id());
+          this.rates.delete(ele.id());
+        }
       });
       // Nodes before edges, boxes before their children.
       const order = (e: cytoscape.ElementDefinition) =>
         e.group === 'edges' ? 2 : (e.data.id as string).startsWith(NS_PREFIX) ? 0 : 1;
       for (const def of [...elements].sort((a, b) => order(a) - order(b))) {
         const id = def.data.id as string;
+        // What is drawn already is left alone: each change makes Cytoscape
+        // restyle the element (and measure its label) before the next frame.
+        const drawn = JSON.stringify(def.data) + '|' + (def.classes ?? '');
+        if (this.drawn.get(id) === drawn) continue;
         const existing: cytoscape.CollectionReturnValue = cy.getElementById(id);
         // Cytoscape cannot re-parent or re-attach in place: such an element is made anew.
         const moved =
@@ -201,17 +251,32 @@ export class MapView {
             ? (existing.data('parent') ?? undefined) !== def.data.parent
             : existing.data('source') !== def.data.source || existing.data('target') !== def.data.target);
         if (existing.nonempty() && !moved) {
-          existing.data(def.data);
-          existing.classes(def.classes ?? '');
+          const changed: Record<string, unknown> = {};
+          let any = false;
+          for (const [k, v] of Object.entries(def.data)) {
+            if (k !== 'id' && k !== 'source' && k !== 'target' && k !== 'parent' && existing.data(k) !== v) {
+              changed[k] = v;
+              any = true;
+            }
+          }
+          if (any) existing.data(changed);
+          if (existing.classes().join(' ') !== (def.classes ?? '')) {
+            existing.classes(def.classes ?? '');
+          }
         } else {
           if (moved) existing.remove();
           cy.add(def);
           added = true;
         }
+        this.drawn.set(id, drawn);
       }
-      cy.elements().removeClass('selected');
-      if (view.node) cy.getElementById(view.node).addClass('selected');
-      if (view.from && view.to) cy.edges().filter((e) => e.data('from') === view.from && e.data('to') === view.to).addClass('selected');
+      const selected = cy.collection();
+      if (view.node) selected.merge(cy.getElementById(view.node));
+      if (view.from && view.to) {
+        selected.merge(cy.edges().filter((e) => e.data('from') === view.from && e.data('to') === view.to));
+      }
+      cy.$('.selected').difference(selected).removeClass('selected');
+      selected.addClass('selected');
     });
     const key = [...want].sort().join('\n');
     if (added && key !== this.laidOut) {
