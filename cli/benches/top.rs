@@ -14,18 +14,15 @@
 mod benchmarks_md;
 #[path = "../../observer/benches/support/machine.rs"]
 mod machine;
+#[path = "../../observer/benches/support/stream.rs"]
+mod stream;
 
-use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use clap::Parser as _;
-use lumen_observer::hub::Hub;
 use lumen_observer::parser::{EndpointMeta, RuleMeta, Snapshot};
 use lumen_probes::abi;
-use lumen_relay::{RelayConfig, RelayHandle};
 
 const RATE: u64 = 100_000;
 const PODS: u32 = 100;
@@ -99,10 +96,6 @@ fn record(i: u64, now_ns: u64) -> abi::Event {
     ev
 }
 
-fn wall_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
-}
-
 /// (CPU seconds, resident bytes) of process `pid`.
 fn usage(pid: u32) -> (f64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -146,56 +139,8 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let hub = Hub::new("bench-node", 1_000_000);
-    hub.publish(snapshot());
-    let dir = std::env::temp_dir().join(format!("lumen-top-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let address: SocketAddr = rt.block_on(async {
-        let unix = lumen_observer::server::bind_unix(&dir.join("observer.sock")).unwrap();
-        let tcp = lumen_observer::server::bind_tcp("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let address = tcp.local_addr().unwrap();
-        let peers = lumen_observer::peer::Peers::new(vec![]);
-        tokio::spawn(lumen_observer::server::serve(
-            hub.clone(),
-            peers,
-            unix,
-            Some(tcp),
-            stop_rx,
-        ));
-        address
-    });
-    let listen = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let relay = RelayHandle::spawn(RelayConfig::parse_from([
-        "lumen-relay",
-        "--listen-address",
-        &listen.to_string(),
-        "--peer",
-        &address.to_string(),
-    ]));
-
-    // The producer: RATE records a second, a batch every 10 ms.
-    let stop = Arc::new(AtomicBool::new(false));
-    let producer = std::thread::spawn({
-        let (hub, stop) = (hub.clone(), stop.clone());
-        move || {
-            let start = Instant::now();
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let due = (start.elapsed().as_secs_f64() * RATE as f64) as u64;
-                let now = wall_ns();
-                hub.push((n..due).map(|i| record(i, now)));
-                n = due;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            n
-        }
-    });
+    let stream = stream::Stream::start(&rt, snapshot(), RATE, record);
+    let listen = stream.relay;
 
     let session = Session(format!("lumen-top-bench-{}", std::process::id()));
     let lumen = std::env::current_exe()
@@ -225,7 +170,7 @@ fn main() {
     // Warm up 10 s, then sample every 10 s.
     std::thread::sleep(Duration::from_secs(10));
     let (cpu0, rss0) = usage(pid);
-    let seen0 = hub.status().seen_flows;
+    let seen0 = stream.seen_flows();
     let t0 = Instant::now();
     let mut samples = vec![(0u64, rss0)];
     while t0.elapsed() < Duration::from_secs(secs) {
@@ -234,7 +179,7 @@ fn main() {
     }
     let (cpu1, rss1) = usage(pid);
     let elapsed = t0.elapsed().as_secs_f64();
-    let delivered = (hub.status().seen_flows - seen0) as f64 / elapsed;
+    let delivered = (stream.seen_flows() - seen0) as f64 / elapsed;
     let screen = String::from_utf8(
         Command::new("tmux")
             .args(["capture-pane", "-p", "-t", &session.0])
@@ -243,12 +188,7 @@ fn main() {
             .stdout,
     )
     .unwrap();
-    drop(session);
-    stop.store(true, Ordering::Relaxed);
-    producer.join().unwrap();
-    drop(relay);
-    let _ = stop_tx.send(true);
-    let _ = std::fs::remove_dir_all(&dir);
+    drop((session, stream));
 
     let cpu_share = (cpu1 - cpu0) / elapsed * 100.0;
     let mib = |b: u64| b as f64 / (1 << 20) as f64;

@@ -18,20 +18,18 @@
 mod benchmarks_md;
 #[path = "../../observer/benches/support/machine.rs"]
 mod machine;
+#[path = "../../observer/benches/support/stream.rs"]
+mod stream;
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use clap::Parser as _;
-use lumen_observer::hub::Hub;
 use lumen_observer::parser::{EndpointMeta, Snapshot};
 use lumen_probes::abi;
-use lumen_relay::{RelayConfig, RelayHandle};
 use serde_json::Value;
 
 const RATE: u64 = 50_000;
@@ -98,10 +96,6 @@ fn record(i: u64, now_ns: u64) -> abi::Event {
     ev
 }
 
-fn wall_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
-}
-
 fn free_port() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -132,54 +126,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let hub = Hub::new("bench-node", 1_000_000);
-    hub.publish(snapshot());
-    let dir = tempfile::Builder::new()
-        .prefix("lumen-ui-browser-bench-")
-        .tempdir()
-        .unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let observer: SocketAddr = rt.block_on(async {
-        let unix = lumen_observer::server::bind_unix(&dir.path().join("observer.sock")).unwrap();
-        let tcp = lumen_observer::server::bind_tcp("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let address = tcp.local_addr().unwrap();
-        let peers = lumen_observer::peer::Peers::new(vec![]);
-        tokio::spawn(lumen_observer::server::serve(
-            hub.clone(),
-            peers,
-            unix,
-            Some(tcp),
-            stop_rx,
-        ));
-        address
-    });
-    let relay_listen = free_port();
-    let relay = RelayHandle::spawn(RelayConfig::parse_from([
-        "lumen-relay",
-        "--listen-address",
-        &relay_listen.to_string(),
-        "--peer",
-        &observer.to_string(),
-    ]));
-
-    // The producer: RATE records a second, a batch every 10 ms.
-    let stop = Arc::new(AtomicBool::new(false));
-    let producer = std::thread::spawn({
-        let (hub, stop) = (hub.clone(), stop.clone());
-        move || {
-            let start = Instant::now();
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let due = (start.elapsed().as_secs_f64() * RATE as f64) as u64;
-                let now = wall_ns();
-                hub.push((n..due).map(|i| record(i, now)));
-                n = due;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-    });
+    let stream = stream::Stream::start(&rt, snapshot(), RATE, record);
 
     let ui_listen = free_port();
     let ui = Killed(
@@ -188,7 +135,7 @@ fn main() {
                 "--listen",
                 &ui_listen.to_string(),
                 "--server",
-                &relay_listen.to_string(),
+                &stream.relay.to_string(),
             ])
             .env("LUMEN_LOG", "warn")
             .stdout(Stdio::null())
@@ -198,7 +145,7 @@ fn main() {
     // Every edge on the map before the browser comes (the flows of the
     // last minutes are what a user opening the page gets).
     std::thread::sleep(Duration::from_secs(5));
-    let seen0 = hub.status().seen_flows;
+    let seen0 = stream.seen_flows();
     let t0 = Instant::now();
 
     let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
@@ -225,11 +172,8 @@ fn main() {
     let status = script.0.wait().unwrap();
     assert!(status.success(), "the browser script failed ({status})");
     let elapsed = t0.elapsed().as_secs_f64();
-    let delivered = (hub.status().seen_flows - seen0) as f64 / elapsed;
-    stop.store(true, Ordering::Relaxed);
-    producer.join().unwrap();
-    drop((ui, relay));
-    let _ = stop_tx.send(true);
+    let delivered = (stream.seen_flows() - seen0) as f64 / elapsed;
+    drop((ui, stream));
 
     let r = result.expect("the script printed its RESULT");
     let f = |key: &str| r[key].as_f64().unwrap_or_else(|| panic!("{key} in {r}"));
