@@ -105,8 +105,8 @@ pub use manager::{Applied, ExportStats, Exporters};
 pub use otlp::{Otlp, OtlpArgs, OtlpError, OtlpService, OtlpSettings, OtlpStats};
 pub use outputs::{Outputs, OutputsError};
 pub use queue::{
-    system_clock, Admission, Clock, Counters, DropReason, Exporter, ExporterStats, LazyFlow, Outcome, Record, Sink,
-    DEFAULT_QUEUE_CAPACITY,
+    system_clock, Admission, BuiltFlow, Clock, Counters, DropReason, Exporter, ExporterStats, LazyFlow, Outcome,
+    Record, Sink, DEFAULT_QUEUE_CAPACITY,
 };
 pub use rotate::{RotatingFile, Tally};
 pub use watch::{ConfigFile, Watcher, POLL};

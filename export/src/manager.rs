@@ -12,7 +12,8 @@ use lumen_proto::flow::{Flow, LostEvent};
 use crate::config::{Compiled, FlowLogConfig, FlowLogsConfig};
 use crate::file::FlowLogSink;
 use crate::queue::{
-    system_clock, Admission, Clock, Counters, Exporter, ExporterStats, LazyFlow, Record, DEFAULT_QUEUE_CAPACITY,
+    system_clock, Admission, BuiltFlow, Clock, Counters, Exporter, ExporterStats, LazyFlow, Record,
+    DEFAULT_QUEUE_CAPACITY,
 };
 use crate::ConfigError;
 
@@ -187,12 +188,12 @@ impl Exporters {
 
     /// Hands `flow` to every flow log; never blocks.
     pub fn offer_flow(&self, flow: &Arc<Flow>) {
-        self.offer_flow_lazily(&mut LazyFlow::built(flow.clone()));
+        self.offer_flow_lazily(&mut BuiltFlow::built(flow.clone()));
     }
 
     /// [`Exporters::offer_flow`] with the flow built only if a flow log
     /// takes it or must look at it: not when every queue is full.
-    pub fn offer_flow_lazily(&self, flow: &mut LazyFlow<'_>) {
+    pub fn offer_flow_lazily<F: FnOnce() -> Arc<Flow>>(&self, flow: &mut LazyFlow<F>) {
         for r in self.running.read().expect("never poisoned").iter() {
             if !r.exporter.drop_if_full() {
                 r.exporter.offer(Record::Flow(flow.get().clone()));

@@ -9,7 +9,7 @@ use lumen_proto::flow::{Flow, LostEvent};
 use lumen_rpc::telemetry::Sample;
 
 use crate::otlp::Gather;
-use crate::queue::LazyFlow;
+use crate::queue::{BuiltFlow, LazyFlow};
 use crate::{ConfigError, ConfigFile, DropReason, ExportArgs, Exporters, Otlp, OtlpArgs, OtlpError, OtlpService};
 use crate::{ReloadError, Watcher};
 
@@ -127,13 +127,13 @@ impl Outputs {
 
     /// Queues `flow` for every flow log and OTLP; never blocks.
     pub fn offer_flow(&self, flow: &Arc<Flow>) {
-        self.offer_flow_lazily(&mut LazyFlow::built(flow.clone()));
+        self.offer_flow_lazily(&mut BuiltFlow::built(flow.clone()));
     }
 
     /// [`Outputs::offer_flow`] with the flow built only if an exporter
     /// takes it or must look at it: when every queue is full (an exporter
     /// far behind), the flow is dropped and counted by each, unbuilt.
-    pub fn offer_flow_lazily(&self, flow: &mut LazyFlow<'_>) {
+    pub fn offer_flow_lazily<F: FnOnce() -> Arc<Flow>>(&self, flow: &mut LazyFlow<F>) {
         self.exporters.offer_flow_lazily(flow);
         if let Some(otlp) = &*self.otlp() {
             otlp.offer_flow_lazily(flow);

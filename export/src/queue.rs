@@ -43,24 +43,21 @@ pub enum Record {
     Lost { event: LostEvent, time: SystemTime },
 }
 
-/// A flow built when an exporter first needs it, at most once.
-pub struct LazyFlow<'b> {
+/// A flow built when an exporter first needs it, at most once (`build`
+/// is a closure, not boxed: this is on the path of every flow offered).
+pub struct LazyFlow<F> {
     built: Option<Arc<Flow>>,
-    build: Option<Box<dyn FnOnce() -> Arc<Flow> + 'b>>,
+    build: Option<F>,
 }
 
-impl<'b> LazyFlow<'b> {
-    pub fn new(build: impl FnOnce() -> Arc<Flow> + 'b) -> LazyFlow<'b> {
+/// A [`LazyFlow`] built already.
+pub type BuiltFlow = LazyFlow<fn() -> Arc<Flow>>;
+
+impl<F: FnOnce() -> Arc<Flow>> LazyFlow<F> {
+    pub fn new(build: F) -> LazyFlow<F> {
         LazyFlow {
             built: None,
-            build: Some(Box::new(build)),
-        }
-    }
-
-    pub fn built(flow: Arc<Flow>) -> LazyFlow<'b> {
-        LazyFlow {
-            built: Some(flow),
-            build: None,
+            build: Some(build),
         }
     }
 
@@ -72,6 +69,15 @@ impl<'b> LazyFlow<'b> {
     /// Whether the flow was built (or given).
     pub fn is_built(&self) -> bool {
         self.built.is_some()
+    }
+}
+
+impl BuiltFlow {
+    pub fn built(flow: Arc<Flow>) -> BuiltFlow {
+        LazyFlow {
+            built: Some(flow),
+            build: None,
+        }
     }
 }
 
@@ -332,11 +338,12 @@ impl Exporter {
     /// full and no filter or end would decide first; true if it did (and
     /// counted it). A caller need not build a flow this drops.
     pub fn drop_if_full(&self) -> bool {
-        self.free_written();
         let full = self.admission.filters.is_empty()
             && self.admission.end.is_none()
             && self.queued.load(Ordering::Relaxed) >= self.capacity;
         if full {
+            // Not offered: what was written is freed here instead.
+            self.free_written();
             self.counters.queue_full.fetch_add(1, Ordering::Relaxed);
         }
         full

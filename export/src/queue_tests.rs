@@ -28,6 +28,18 @@ fn flow(verdict: Verdict) -> Record {
     }))
 }
 
+/// A filter set that exports every flow but drops (a denylist).
+fn drops_denied() -> FlowFilterSet {
+    lumen_flow::compile(
+        &[],
+        &[lumen_proto::flow::FlowFilter {
+            verdict: vec![Verdict::Dropped as i32],
+            ..Default::default()
+        }],
+    )
+    .unwrap()
+}
+
 fn spawn(capacity: usize, admission: Admission) -> (Exporter, Receiver<usize>, SyncSender<()>) {
     let (started, writes) = mpsc::sync_channel(16);
     let (release, released) = mpsc::sync_channel(16);
@@ -107,15 +119,7 @@ fn a_full_queue_drops_flows_unbuilt_and_counts_them() {
     assert_eq!(counters.snapshot("test").exported, 3);
 
     // With a filter, a flow is looked at even when the queue is full.
-    let filters = lumen_flow::compile(
-        &[],
-        &[lumen_proto::flow::FlowFilter {
-            verdict: vec![Verdict::Dropped as i32],
-            ..Default::default()
-        }],
-    )
-    .unwrap();
-    // (The filter is a denylist: drops are not exported.)
+    let filters = drops_denied();
     let (exporter, writes, release) = spawn(1, Admission { filters, end: None });
     assert!(exporter.offer(flow(Verdict::Forwarded)));
     assert_eq!(writes.recv().unwrap(), 1);
@@ -133,14 +137,7 @@ fn a_full_queue_drops_flows_unbuilt_and_counts_them() {
 
 #[test]
 fn filtered_and_ended_records_are_not_drops() {
-    let filters = lumen_flow::compile(
-        &[],
-        &[lumen_proto::flow::FlowFilter {
-            verdict: vec![Verdict::Dropped as i32],
-            ..Default::default()
-        }],
-    )
-    .unwrap();
+    let filters = drops_denied();
     let (exporter, writes, release) = spawn(1, Admission { filters, end: None });
     for _ in 0..5 {
         assert!(exporter.offer(flow(Verdict::Dropped)));

@@ -35,7 +35,7 @@ pub use args::{Compression, OtlpArgs, OtlpSettings, Protocol, Target, DEFAULT_ME
 pub use attributes::{flow_attributes, flow_body, lost_attributes, lost_body, Attribute};
 pub use metrics::Gather;
 
-use crate::queue::{system_clock, Admission, Counters, Exporter, ExporterStats, LazyFlow, Record};
+use crate::queue::{system_clock, Admission, BuiltFlow, Counters, Exporter, ExporterStats, LazyFlow, Record};
 
 /// The name of the OTLP log exporter, in metrics and `lumen status`.
 pub const OTLP_NAME: &str = "otlp";
@@ -166,11 +166,11 @@ impl Otlp {
 
     /// Queues `flow` for the collector; never blocks.
     pub fn offer_flow(&self, flow: &Arc<Flow>) {
-        self.offer_flow_lazily(&mut LazyFlow::built(flow.clone()));
+        self.offer_flow_lazily(&mut BuiltFlow::built(flow.clone()));
     }
 
     /// [`Otlp::offer_flow`], the flow built only if the queue takes it.
-    pub fn offer_flow_lazily(&self, flow: &mut LazyFlow<'_>) {
+    pub fn offer_flow_lazily<F: FnOnce() -> Arc<Flow>>(&self, flow: &mut LazyFlow<F>) {
         if let Some(logs) = &self.logs {
             if !logs.drop_if_full() {
                 logs.offer(Record::Flow(flow.get().clone()));

@@ -4,21 +4,14 @@
 // it measures long tasks (Long Tasks API), bytes received (DevTools
 // protocol) and the JavaScript heap. Prints one line, "RESULT <json>".
 
-import { chromium } from 'playwright-core';
+import { launch } from '../tests/chromium.mjs';
 
 const url = process.env.LUMEN_UI_URL;
 const secs = Number(process.env.LUMEN_BENCH_SECS ?? '300');
 const workloads = Number(process.env.LUMEN_BENCH_WORKLOADS);
 const edges = Number(process.env.LUMEN_BENCH_EDGES);
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  ],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
   const errors = [];

@@ -5,7 +5,7 @@
 // lines on stdout and waits for "ok" on stdin. Exits non-zero on the first
 // failed check.
 
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 import assert from 'node:assert/strict';
 import readline from 'node:readline';
 import { readFileSync } from 'node:fs';
@@ -31,14 +31,7 @@ function step(name) {
   console.log(`STEP ${name}`);
 }
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  ],
-});
+const browser = await launch();
 const errors = [];
 try {
   const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
