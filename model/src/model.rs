@@ -392,7 +392,7 @@ pub struct Snapshot {
 }
 
 /// The whole stream: the header of `lumen top`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Totals {
     pub flows: u64,
     pub forwarded: u64,

@@ -209,7 +209,9 @@ fn main() {
          (500 pods, each its own workload, in 5 namespaces, each sending to 4 others on TCP 8080: 2,000 edges; every 50th \
          a policy drop); a real relay follows it and the `lumen-ui` binary follows the relay; the page opens after 5 s, \
          on the default view (every namespace, workloads). The first full map is when Cytoscape holds every workload and \
-         every edge. Long tasks come from the Long Tasks API (a PerformanceObserver registered before the page's own \
+         every edge and has drawn them (two animation frames later: its first frame of a large map is a long task of its \
+         own, counted before). Labels smaller than 6 px at the zoom shown are not drawn. `LUMEN_BENCH_PROFILE=<file>` \
+         also writes the page's CPU profile and prints where its time went. Long tasks come from the Long Tasks API (a PerformanceObserver registered before the page's own \
          scripts); bytes from the DevTools protocol (`Network.dataReceived`, encoded lengths); the heap from \
          `Performance.getMetrics` (`JSHeapUsedSize`) after a garbage collection, every 10 s.\n",
         machine::cpu_model(),

@@ -116,6 +116,7 @@ fn memory(ring: usize, flows: usize) {
     let key = ViewKey {
         filter: String::new(),
         unit: Unit::Workload,
+        last: None,
     };
     let before = rss_bytes();
     let mut hub = Hub::new(ring);
@@ -140,6 +141,7 @@ fn main() {
     let key = ViewKey {
         filter: String::new(),
         unit: Unit::Workload,
+        last: None,
     };
 
     // Decoding alone, to take from the total below.

@@ -23,9 +23,12 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use futures_util::Stream;
+use futures_util::stream::BoxStream;
+use futures_util::{Stream, StreamExt};
 use lumen_model::{Query, Windows};
 use lumen_proto::observer::get_flows_response::ResponseTypes;
+use lumen_proto::observer::{GetFlowsRequest, GetFlowsResponse};
+use lumen_proto::prost_types::Timestamp;
 use serde::Serialize;
 use serde_json::json;
 
@@ -39,11 +42,24 @@ pub const TICK: Duration = Duration::from_millis(500);
 /// New flows a stream sends per message at most; the rest are counted.
 pub const FLOWS_PER_TICK: usize = 250;
 
+/// How long a view of the last N minutes waits for the server's history;
+/// it starts with what came by then, and says so.
+pub const HISTORY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where views of the last N minutes get their flows: the server's store
+/// (a GetFlows request with `since` and `until`).
+pub trait History: Send + Sync {
+    fn flows(&self, request: GetFlowsRequest) -> BoxStream<'static, Result<GetFlowsResponse, String>>;
+}
+
 #[derive(Clone)]
 pub struct AppState {
     pub hub: Arc<Shared>,
     /// The bearer token the API asks for, if any.
     pub token: Option<String>,
+    /// The server's history; without one, views of the last N minutes
+    /// start from the ring.
+    pub history: Option<Arc<dyn History>>,
 }
 
 /// An API error: its status and the reason, as JSON.
@@ -115,7 +131,64 @@ fn key(q: &ViewQuery) -> ViewKey {
     ViewKey {
         filter: q.filter.clone(),
         unit: q.unit,
+        last: q.last,
     }
+}
+
+/// Makes the view of `q` from the server's history if it is one of the
+/// last N minutes not kept yet, as of `now`. A history that fails or takes
+/// longer than [`HISTORY_TIMEOUT`] leaves the view with what came (or the
+/// ring's flows), and a notice saying so.
+pub async fn prepare(s: &AppState, q: &ViewQuery, now: SystemTime) -> Result<(), ApiError> {
+    let (Some(last), Some(history)) = (q.last, &s.history) else {
+        return Ok(());
+    };
+    let key = key(q);
+    let mut backfill = {
+        let hub = s.hub.lock();
+        if hub.peek(&key).is_some() {
+            return Ok(());
+        }
+        hub.backfill(&key, now)?
+    };
+    let flags = crate::filters::FilterFlags::parse_line(&q.filter).map_err(QueryError::Filter)?;
+    let request = GetFlowsRequest {
+        since: Some(Timestamp::from(now.checked_sub(last).unwrap_or(std::time::UNIX_EPOCH))),
+        until: Some(Timestamp::from(now)),
+        whitelist: flags.whitelist,
+        blacklist: flags.blacklist,
+        ..Default::default()
+    };
+    let mut flows = history.flows(request);
+    let deadline = tokio::time::sleep(HISTORY_TIMEOUT);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            next = flows.next() => match next {
+                Some(Ok(response)) => backfill.take(response),
+                Some(Err(e)) => {
+                    backfill.cut_short(format!(
+                        "the server's flows of the last {} could not all be read ({e}): this view has the {} that came, and lumen-ui's own",
+                        humantime::format_duration(last),
+                        backfill.responses()
+                    ));
+                    break;
+                }
+                None => break,
+            },
+            () = &mut deadline => {
+                backfill.cut_short(format!(
+                    "the server's flows of the last {} took longer than {} s: this view has the {} that came by then",
+                    humantime::format_duration(last),
+                    HISTORY_TIMEOUT.as_secs(),
+                    backfill.responses()
+                ));
+                break;
+            }
+        }
+    }
+    s.hub.lock().keep(&key, backfill)?;
+    Ok(())
 }
 
 /// The map of a view now.
@@ -127,18 +200,26 @@ pub fn map_of(hub: &Shared, q: &ViewQuery) -> Result<MapState, ApiError> {
 
 async fn map_handler(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<MapState>, ApiError> {
     let q = ViewQuery::parse(q.as_deref())?;
+    prepare(&s, &q, SystemTime::now()).await?;
     Ok(Json(map_of(&s.hub, &q)?))
 }
 
-/// The newest `q.limit` flows of a view (its selection's), oldest first.
+/// The newest `q.limit` flows of a view (its selection's), oldest first:
+/// the ring's, then its history's.
 pub fn flows_of(hub: &Shared, q: &ViewQuery) -> Result<Vec<FlowRow>, ApiError> {
     let mut hub = hub.lock();
     hub.view(&key(q))?;
     let hub = &*hub;
     let view = hub.peek(&key(q)).expect("made above");
-    let mut rows: Vec<FlowRow> = hub
+    let ring = hub
         .since(0)
         .rev()
+        .filter(|stored| match &stored.response.response_types {
+            Some(ResponseTypes::Flow(f)) => view.owns(f),
+            _ => false,
+        });
+    let mut rows: Vec<FlowRow> = ring
+        .chain(view.history.iter().rev())
         .filter_map(|stored| match &stored.response.response_types {
             Some(ResponseTypes::Flow(f)) if view.filters.matches(f) && view.selects(&q.select, f) => {
                 Some(FlowRow::new(stored.seq, f, &view.model))
@@ -158,6 +239,7 @@ struct Flows {
 
 async fn flows(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<Flows>, ApiError> {
     let q = ViewQuery::parse(q.as_deref())?;
+    prepare(&s, &q, SystemTime::now()).await?;
     Ok(Json(Flows {
         rows: flows_of(&s.hub, &q)?,
     }))
@@ -185,6 +267,7 @@ async fn nodes(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Respo
     let view = hub.view(&ViewKey {
         filter: String::new(),
         unit: lumen_model::Unit::Workload,
+        last: None,
     })?;
     let snapshot = view.model.snapshot(SystemTime::now(), Windows::default());
     let table = snapshot.nodes.query(&Query::default());
@@ -200,6 +283,7 @@ async fn export(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let q = ViewQuery::parse(q.as_deref())?;
+    prepare(&s, &q, SystemTime::now()).await?;
     let (body, kind) = match file.as_str() {
         "edges.json" => (
             serde_json::to_string_pretty(&map_of(&s.hub, &q)?.edges).expect("serialises"),
@@ -256,6 +340,8 @@ pub struct Message {
     /// New flows of the view not sent (more than [`FLOWS_PER_TICK`] came).
     pub flows_skipped: usize,
     pub health: Health,
+    /// What the page should know of the view (its history cut short).
+    pub notice: Option<String>,
 }
 
 /// A stream's position: what it sent, up to which response.
@@ -311,7 +397,7 @@ impl Cursor {
         };
         self.next = hub.next_seq();
         let sent = self.sent.get_or_insert_with(Sent::default);
-        let delta = sent.delta(&state);
+        let delta = sent.delta(&state, &self.query.select);
         Ok(Message {
             totals: state.totals.clone(),
             namespaces: state.namespaces.clone(),
@@ -321,6 +407,7 @@ impl Cursor {
             flows,
             flows_skipped: skipped,
             health,
+            notice: view.notice.clone(),
         })
     }
 
@@ -346,6 +433,7 @@ async fn stream(
     RawQuery(q): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let q = ViewQuery::parse(q.as_deref())?;
+    prepare(&s, &q, SystemTime::now()).await?;
     let mut cursor = Cursor::new(q);
     // The first message now: a bad view is a 400, not a broken stream.
     let first = cursor.next(&s.hub, SystemTime::now())?;

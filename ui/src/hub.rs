@@ -30,6 +30,12 @@ const LABELS_PER_NODE: usize = 32;
 const IDENTITIES_PER_NODE: usize = 8;
 /// Nodes of a view whose labels are remembered.
 const NODES_WITH_LABELS: usize = 5_000;
+/// Flows of a view's history (the server's, asked for when it was made)
+/// kept for its table: the newest.
+pub const HISTORY_ROWS: usize = crate::query::MAX_LIMIT;
+/// The numbers of the flows of views' histories start here, far above any
+/// the ring reaches and below 2^53, which the page's numbers hold exactly.
+pub const HISTORY_SEQ0: u64 = 1 << 52;
 
 /// The hub behind a mutex: the link writes, the API reads.
 pub struct Shared(Mutex<Hub>);
@@ -130,9 +136,50 @@ pub struct View {
     /// Streams open on it now.
     pub users: usize,
     pub last_used: Instant,
+    /// A view of the last N minutes: flows before this time (unix ns) are
+    /// not its own, and those up to `until_ns` (if not 0) came from the
+    /// server's history.
+    pub from_ns: u64,
+    pub until_ns: u64,
+    /// The newest flows of its history (for the table), numbered from
+    /// [`HISTORY_SEQ0`] up.
+    pub history: VecDeque<Stored>,
+    /// What went wrong with its history, if anything (the page says it).
+    pub notice: Option<String>,
+}
+
+/// A flow's time in unix nanoseconds (0 without one).
+pub fn time_ns(flow: &Flow) -> u64 {
+    flow.time
+        .as_ref()
+        .map_or(0, |t| (t.seconds.max(0) as u64) * 1_000_000_000 + t.nanos.max(0) as u64)
 }
 
 impl View {
+    fn new(filters: FlowFilterSet, unit: Unit) -> View {
+        View {
+            filters,
+            model: Model::new(Config {
+                unit,
+                ..Config::default()
+            }),
+            details: HashMap::new(),
+            users: 0,
+            last_used: Instant::now(),
+            from_ns: 0,
+            until_ns: 0,
+            history: VecDeque::new(),
+            notice: None,
+        }
+    }
+
+    /// Whether the ring's `flow` is this view's: after its history, and
+    /// not before the time it starts at.
+    pub fn owns(&self, flow: &Flow) -> bool {
+        let t = time_ns(flow);
+        t >= self.from_ns && (self.until_ns == 0 || t > self.until_ns)
+    }
+
     fn take(&mut self, response: &GetFlowsResponse) {
         let flow = match &response.response_types {
             Some(ResponseTypes::Flow(flow)) if !self.filters.matches(flow) => return,
@@ -173,11 +220,54 @@ impl View {
     }
 }
 
-/// Which view: its filter line and unit.
+/// Which view: its filter line, unit and time.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ViewKey {
     pub filter: String,
     pub unit: Unit,
+    /// The last this long, from the server's history (see [`Backfill`]).
+    pub last: Option<Duration>,
+}
+
+/// A view of the last N minutes being made from the server's history,
+/// outside the hub's lock: the responses the server still holds from
+/// `from` to `until` are taken in, then [`Hub::keep`] adds what the ring
+/// got after `until` and keeps it.
+pub struct Backfill {
+    view: View,
+    responses: u64,
+    /// The time of the newest flow taken in (unix ns).
+    newest_ns: u64,
+}
+
+impl Backfill {
+    /// Takes in one response of the history.
+    pub fn take(&mut self, response: GetFlowsResponse) {
+        self.responses += 1;
+        let response = Arc::new(response);
+        self.view.take(&response);
+        if let Some(ResponseTypes::Flow(f)) = &response.response_types {
+            self.newest_ns = self.newest_ns.max(time_ns(f));
+            if self.view.filters.matches(f) {
+                if self.view.history.len() == HISTORY_ROWS {
+                    self.view.history.pop_front();
+                }
+                self.view.history.push_back(Stored { seq: 0, response });
+            }
+        }
+    }
+
+    /// The history ended early: the view says why, and takes the ring's
+    /// flows after the newest that came (the history comes in time order).
+    pub fn cut_short(&mut self, notice: String) {
+        self.view.notice = Some(notice);
+        self.view.until_ns = self.newest_ns;
+    }
+
+    /// Responses taken in.
+    pub fn responses(&self) -> u64 {
+        self.responses
+    }
 }
 
 pub struct Hub {
@@ -192,10 +282,21 @@ pub struct Hub {
     node_states: BTreeMap<String, String>,
     lost_events: u64,
     idle: Duration,
+    next_history_seq: u64,
 }
 
 pub(crate) fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn unix_ns(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Where a view of `key` made at `now` starts (unix ns; 0: at the start).
+fn from_ns(key: &ViewKey, now: SystemTime) -> u64 {
+    key.last
+        .map_or(0, |last| unix_ns(now.checked_sub(last).unwrap_or(UNIX_EPOCH)))
 }
 
 impl Hub {
@@ -212,6 +313,7 @@ impl Hub {
             node_states: BTreeMap::new(),
             lost_events: 0,
             idle: VIEW_IDLE,
+            next_history_seq: HISTORY_SEQ0,
         }
     }
 
@@ -305,32 +407,62 @@ impl Hub {
         }
     }
 
-    /// The view of `key`, made from the ring if it is new. Fails when the
-    /// filter line is not valid, or when every view is in use.
+    /// The view of `key`, made from the ring if it is new (a view of the
+    /// last N minutes from the ring's flows of that time: see [`Backfill`]
+    /// for one from the server's history). Fails when the filter line is
+    /// not valid, or when every view is in use.
     pub fn view(&mut self, key: &ViewKey) -> Result<&mut View, QueryError> {
         if !self.views.contains_key(key) {
-            let filters = compile(&key.filter)?;
-            if self.views.len() >= MAX_VIEWS {
-                self.evict()?;
-            }
-            let mut view = View {
-                filters,
-                model: Model::new(Config {
-                    unit: key.unit,
-                    ..Config::default()
-                }),
-                details: HashMap::new(),
-                users: 0,
-                last_used: Instant::now(),
-            };
-            for stored in &self.ring {
-                view.take(&stored.response);
-            }
-            self.views.insert(key.clone(), view);
+            let mut view = View::new(compile(&key.filter)?, key.unit);
+            view.from_ns = from_ns(key, SystemTime::now());
+            self.add(key, view)?;
         }
         let view = self.views.get_mut(key).expect("inserted above");
         view.last_used = Instant::now();
         Ok(view)
+    }
+
+    /// A view of `key` (of the last N minutes) to make from the server's
+    /// history of `[from, until]`; its filters are checked now.
+    pub fn backfill(&self, key: &ViewKey, until: SystemTime) -> Result<Backfill, QueryError> {
+        let mut view = View::new(compile(&key.filter)?, key.unit);
+        view.from_ns = from_ns(key, until);
+        view.until_ns = unix_ns(until);
+        Ok(Backfill {
+            view,
+            responses: 0,
+            newest_ns: 0,
+        })
+    }
+
+    /// Keeps the view `backfill` made, with what the ring got after its
+    /// history; one kept meanwhile (another browser's) stays.
+    pub fn keep(&mut self, key: &ViewKey, backfill: Backfill) -> Result<(), QueryError> {
+        if self.views.contains_key(key) {
+            return Ok(());
+        }
+        let mut view = backfill.view;
+        for stored in &mut view.history {
+            stored.seq = self.next_history_seq;
+            self.next_history_seq += 1;
+        }
+        self.add(key, view)
+    }
+
+    /// Adds `view` with the ring's responses that are its own.
+    fn add(&mut self, key: &ViewKey, mut view: View) -> Result<(), QueryError> {
+        if self.views.len() >= MAX_VIEWS {
+            self.evict()?;
+        }
+        for stored in &self.ring {
+            match &stored.response.response_types {
+                Some(ResponseTypes::Flow(f)) if !view.owns(f) => {}
+                _ => view.take(&stored.response),
+            }
+        }
+        view.last_used = Instant::now();
+        self.views.insert(key.clone(), view);
+        Ok(())
     }
 
     /// The view of `key`, if it is kept.
@@ -378,8 +510,14 @@ impl Hub {
         self.next_seq
     }
 
-    /// Response `seq`, if still in the ring.
+    /// Response `seq`, if still in the ring or a view's history.
     pub fn get(&self, seq: u64) -> Option<&Stored> {
+        if seq >= HISTORY_SEQ0 {
+            return self.views.values().find_map(|v| {
+                let i = v.history.binary_search_by_key(&seq, |s| s.seq).ok()?;
+                v.history.get(i)
+            });
+        }
         let first = self.ring.front()?.seq;
         self.ring.get(usize::try_from(seq.checked_sub(first)?).ok()?)
     }

@@ -109,7 +109,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("--listen {}", args.listen))?;
     let hub = Arc::new(hub::Shared::new(hub::Hub::new(args.ring)));
     let _link = link::start(&args.server, &args.tls, args.history, hub.clone());
-    let app = api::router(api::AppState { hub, token });
+    let history = link::ServerHistory::new(&args.server, &args.tls);
+    let app = api::router(api::AppState {
+        hub,
+        token,
+        history: Some(Arc::new(history)),
+    });
     let interrupted = async {
         let _ = tokio::signal::ctrl_c().await;
     };

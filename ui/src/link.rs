@@ -5,7 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use lumen_proto::observer::GetFlowsRequest;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+use lumen_proto::observer::observer_client::ObserverClient;
+use lumen_proto::observer::{GetFlowsRequest, GetFlowsResponse};
 use lumen_proto::prost_types::Timestamp;
 use lumen_rpc::status::ServerView;
 use lumen_rpc::{Backoff, Follow, TlsArgs};
@@ -67,6 +70,46 @@ pub fn start(server: &str, tls: &TlsArgs, history: Duration, hub: Arc<Shared>) -
         }
     });
     Link { tasks: [flows, status] }
+}
+
+/// The server's history of flows, asked for by views of the last N minutes
+/// (with Lumen's extension, as the follow stream).
+pub struct ServerHistory {
+    server: String,
+    tls: TlsArgs,
+}
+
+impl ServerHistory {
+    pub fn new(server: &str, tls: &TlsArgs) -> ServerHistory {
+        ServerHistory {
+            server: server.to_string(),
+            tls: tls.clone(),
+        }
+    }
+}
+
+fn status(s: lumen_proto::tonic::Status) -> String {
+    format!("{}: {}", s.code(), s.message())
+}
+
+impl crate::api::History for ServerHistory {
+    fn flows(&self, request: GetFlowsRequest) -> BoxStream<'static, Result<GetFlowsResponse, String>> {
+        let (server, tls) = (self.server.clone(), self.tls.clone());
+        let open = async move {
+            let (channel, _) = lumen_rpc::connect_default(&server, &tls)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut client = ObserverClient::new(channel).max_decoding_message_size(16 << 20);
+            let response = client.get_flows(lumen_proto::with_extensions(request)).await;
+            response.map(|r| r.into_inner()).map_err(status)
+        };
+        futures_util::stream::once(open)
+            .flat_map(|opened| match opened {
+                Ok(stream) => stream.map(|r| r.map_err(status)).left_stream(),
+                Err(e) => futures_util::stream::once(async move { Err(e) }).right_stream(),
+            })
+            .boxed()
+    }
 }
 
 /// The UI's view of the server.

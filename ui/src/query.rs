@@ -2,6 +2,8 @@
 //! repeated one refused, so that a typo is a 400 with the reason rather
 //! than a view that silently ignores it.
 
+use std::time::Duration;
+
 use lumen_model::{NodeKey, NodeKind, Unit};
 
 /// Why a request was refused (HTTP 400, the text shown to the user).
@@ -28,6 +30,10 @@ pub struct ViewQuery {
     pub select: Select,
     /// Flows asked for (the table), at most [`MAX_LIMIT`].
     pub limit: usize,
+    /// Start from the flows of this long ago that the server still holds,
+    /// and show only the nodes and edges seen that recently; `None`: live,
+    /// from what lumen-ui took in since it started.
+    pub last: Option<Duration>,
 }
 
 /// The node or edge whose flows the table shows.
@@ -41,6 +47,8 @@ pub enum Select {
 
 pub const DEFAULT_LIMIT: usize = 1000;
 pub const MAX_LIMIT: usize = 10_000;
+/// The longest `last` taken.
+pub const MAX_LAST: Duration = Duration::from_secs(24 * 3600);
 /// Longest filter line taken (a filter is typed, not pasted data).
 const MAX_FILTER: usize = 4096;
 
@@ -117,7 +125,7 @@ impl Params {
 }
 
 /// The parameters of a view.
-pub const VIEW_PARAMS: [&str; 7] = ["filter", "unit", "ns", "node", "from", "to", "limit"];
+pub const VIEW_PARAMS: [&str; 8] = ["filter", "unit", "ns", "node", "from", "to", "limit", "last"];
 
 impl ViewQuery {
     pub fn parse(query: Option<&str>) -> Result<ViewQuery, QueryError> {
@@ -183,12 +191,25 @@ impl ViewQuery {
                     reason: format!("{l:?} is not a number from 1 to {MAX_LIMIT}"),
                 })?,
         };
+        let last = match p.get("last") {
+            None | Some("") => None,
+            Some(l) => Some(
+                humantime::parse_duration(l)
+                    .ok()
+                    .filter(|d| (Duration::from_secs(1)..=MAX_LAST).contains(d))
+                    .ok_or_else(|| QueryError::Invalid {
+                        param: "last",
+                        reason: format!("{l:?} is not a duration from 1s to 24h (such as 5m or 1h)"),
+                    })?,
+            ),
+        };
         Ok(ViewQuery {
             filter,
             unit,
             namespaces,
             select,
             limit,
+            last,
         })
     }
 }
@@ -200,7 +221,7 @@ mod tests {
     #[test]
     fn a_full_view_parses() {
         let q = ViewQuery::parse(Some(
-            "filter=--verdict+DROPPED&unit=pod&ns=shop,pay&from=pod%7Cshop%7Cweb-1&to=world%7C%7Capi.example.com&limit=50",
+            "filter=--verdict+DROPPED&unit=pod&ns=shop,pay&from=pod%7Cshop%7Cweb-1&to=world%7C%7Capi.example.com&limit=50&last=15m",
         ))
         .unwrap();
         assert_eq!(
@@ -214,6 +235,7 @@ mod tests {
                     NodeKey::new(NodeKind::World, "", "api.example.com")
                 ),
                 limit: 50,
+                last: Some(Duration::from_secs(900)),
             }
         );
         assert_eq!(
@@ -260,5 +282,20 @@ mod tests {
         );
         let long = format!("filter={}", "a".repeat(5000));
         assert_eq!(err(&long), "invalid filter: longer than 4096 bytes");
+        for bad in ["soon", "0s", "2days"] {
+            assert_eq!(
+                err(&format!("last={bad}")),
+                format!("invalid last: {bad:?} is not a duration from 1s to 24h (such as 5m or 1h)")
+            );
+        }
+    }
+
+    #[test]
+    fn last_takes_a_duration() {
+        let last = |q: &str| ViewQuery::parse(Some(q)).unwrap().last;
+        assert_eq!(last("last=5m"), Some(Duration::from_secs(300)));
+        assert_eq!(last("last=1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(last("last="), None);
+        assert_eq!(ViewQuery::parse(None).unwrap().last, None);
     }
 }

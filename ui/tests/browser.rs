@@ -60,6 +60,7 @@ impl HtmlUi {
         let state = lumen_ui::api::AppState {
             hub: Arc::new(lumen_ui::hub::Shared::new(hub)),
             token: None,
+            history: None,
         };
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -215,10 +216,17 @@ fn the_map_and_the_flows_in_a_real_browser() {
         (pod("web"), pod("db")),
     ]);
 
+    // The observers hold a few seconds of flows before lumen-ui starts; it
+    // follows from its start on, and the last 5 minutes reach back for them.
+    std::thread::sleep(Duration::from_secs(3));
+    let ui_started_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
     let ui_listen = free_port();
     let ui = Killed(
         Command::new(env!("CARGO_BIN_EXE_lumen-ui"))
-            .args(["--listen", &ui_listen, "--server", &relay_listen])
+            .args(["--listen", &ui_listen, "--server", &relay_listen, "--history", "0s"])
             .env("LUMEN_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -236,6 +244,7 @@ fn the_map_and_the_flows_in_a_real_browser() {
             .env("LUMEN_ARTIFACTS", artifacts())
             .env("LUMEN_HTML_LABEL", HTML_LABEL)
             .env("LUMEN_UI_HTML_URL", &html_ui.url)
+            .env("LUMEN_UI_STARTED_MS", ui_started_ms.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

@@ -17,6 +17,7 @@ fn state(token: Option<&str>) -> AppState {
     AppState {
         hub: Arc::new(Shared::new(hub)),
         token: token.map(str::to_string),
+        history: None,
     }
 }
 
@@ -257,14 +258,18 @@ fn a_stream_sends_the_map_whole_then_only_what_changed() {
     let changed: Vec<&str> = delta.edges.iter().map(|e| e["id"].as_str().unwrap()).collect();
     assert_eq!(
         changed,
-        [
-            "workload|shop|cart→workload|data|db",
-            "workload|shop|web→workload|data|db"
-        ]
+        ["workload|shop|web→workload|data|db"],
+        "the selected edge at once; cart→db's counter moved, but none of what the map shows"
     );
     let nodes: Vec<&str> = delta.nodes.iter().map(|n| n["id"].as_str().unwrap()).collect();
-    assert_eq!(nodes, ["workload|data|db", "workload|shop|cart", "workload|shop|web"]);
+    assert_eq!(nodes, ["workload|data|db", "workload|shop|web"], "their drop % moved");
     assert_eq!((delta.nodes_removed.len(), delta.edges_removed.len()), (0, 0));
+    let later = now + Duration::from_millis(map::REFRESH_MS * 3 / 2);
+    let due = cursor.next(&s.hub, later).unwrap().delta.unwrap();
+    let changed: Vec<&str> = due.edges.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(changed, ["workload|shop|cart→workload|data|db"], "the rest when due");
+    let cart = &due.edges[0];
+    assert_eq!((cart["flows"].as_u64(), cart["forwarded"].as_u64()), (Some(2), Some(2)));
     let seqs: Vec<u64> = next.flows.iter().map(|f| f.seq).collect();
     assert_eq!(seqs, [8], "only the selected edge's new flow");
     assert_eq!(next.totals.flows, 10);
@@ -290,5 +295,162 @@ fn a_burst_of_flows_is_cut_to_a_bounded_message() {
         m.flows.last().unwrap().seq,
         8 + FLOWS_PER_TICK as u64 + 39,
         "the newest are sent"
+    );
+}
+
+/// A server's history as a test gives it: these responses (those in the
+/// time asked for) or errors, and the requests it was asked.
+struct FakeHistory {
+    answers: Vec<Result<GetFlowsResponse, String>>,
+    asked: std::sync::Mutex<Vec<GetFlowsRequest>>,
+}
+
+impl History for FakeHistory {
+    fn flows(&self, request: GetFlowsRequest) -> BoxStream<'static, Result<GetFlowsResponse, String>> {
+        let time = |t: Option<Timestamp>| t.map(|t| (t.seconds, t.nanos));
+        let (since, until) = (time(request.since), time(request.until));
+        self.asked.lock().unwrap().push(request);
+        let answers = self.answers.iter().filter(|a| match a {
+            Ok(r) => (since..=until).contains(&time(r.time)),
+            Err(_) => true,
+        });
+        futures_util::stream::iter(answers.cloned().collect::<Vec<_>>()).boxed()
+    }
+}
+
+fn at(sec: i64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs((fixtures::T0 + sec) as u64)
+}
+
+/// A hub holding the tests' traffic (T0 to T0 + 5 s) and flows at T0 + 100
+/// and T0 + 101; and a history of T0 + 40 to T0 + 100.
+fn with_history(answers: Vec<Result<GetFlowsResponse, String>>) -> (AppState, Arc<FakeHistory>) {
+    let s = state(None);
+    s.hub
+        .lock()
+        .respond(fixtures::syn(100, &CART, &DB, Verdict::Forwarded, "n2"));
+    s.hub
+        .lock()
+        .respond(fixtures::syn(101, &CART, &DB, Verdict::Forwarded, "n2"));
+    let history = Arc::new(FakeHistory {
+        answers,
+        asked: Default::default(),
+    });
+    let s = AppState {
+        history: Some(history.clone()),
+        ..s
+    };
+    (s, history)
+}
+
+fn edge_flows(map: &MapState) -> Vec<(String, u64)> {
+    map.edges.iter().map(|e| (e.id.clone(), e.flows)).collect()
+}
+
+#[tokio::test]
+async fn a_view_of_the_last_minute_starts_from_the_servers_history() {
+    let (s, history) = with_history(vec![
+        Ok(fixtures::syn(50, &WEB, &CART, Verdict::Forwarded, "n1")),
+        Ok(fixtures::syn(60, &CART, &DB, Verdict::Forwarded, "n2")),
+        Ok(fixtures::syn(95, &WEB, &DB, Verdict::Dropped, "n3")),
+        // After the end asked for (T0 + 100 s + 5 µs): the ring has it.
+        Ok(fixtures::syn(100, &CART, &DB, Verdict::Forwarded, "n2")),
+    ]);
+    let q = ViewQuery::parse(Some("last=1m&filter=--namespace+shop")).unwrap();
+    prepare(&s, &q, at(100)).await.unwrap();
+    let asked = history.asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(
+        (asked[0].since, asked[0].until, asked[0].follow),
+        (
+            Some(Timestamp {
+                seconds: fixtures::T0 + 40,
+                nanos: 0
+            }),
+            Some(Timestamp {
+                seconds: fixtures::T0 + 100,
+                nanos: 0
+            }),
+            false
+        )
+    );
+    let pods: Vec<(&[String], &[String])> = asked[0]
+        .whitelist
+        .iter()
+        .map(|f| (&f.source_pod[..], &f.destination_pod[..]))
+        .collect();
+    let shop = ["shop/".to_string()];
+    assert_eq!(
+        pods,
+        [(&shop[..], &[][..]), (&[][..], &shop[..])],
+        "the filter goes to the server"
+    );
+
+    // The history's flows, and the ring's after it (T0 + 100 and 101); not
+    // the ring's older ones.
+    let mut cursor = Cursor::new(q.clone());
+    let first = cursor.next(&s.hub, at(101)).unwrap();
+    let map = first.map.unwrap();
+    assert_eq!(
+        edge_flows(&map),
+        [
+            ("workload|shop|cart→workload|data|db".to_string(), 3),
+            ("workload|shop|web→workload|data|db".to_string(), 1),
+            ("workload|shop|web→workload|shop|cart".to_string(), 1),
+        ]
+    );
+    assert_eq!(first.notice, None);
+    let seqs: Vec<u64> = first.flows.iter().map(|f| f.seq).collect();
+    let h = crate::hub::HISTORY_SEQ0;
+    assert_eq!(seqs, [h, h + 1, h + 2, 8, 9], "the history's flows, then the ring's");
+    let (status, _, body) = get(s.clone(), &format!("/api/flows/{}", h + 2), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (json(&body)["verdict"].as_str(), json(&body)["time"].as_str()),
+        (Some("DROPPED"), Some("2023-11-14T22:14:55.000005Z"))
+    );
+
+    // A minute later web → cart was last seen more than a minute ago.
+    let later = {
+        let hub = s.hub.lock();
+        map::build(hub.peek(&key(&q)).unwrap(), &q, at(111))
+    };
+    let ids: Vec<&str> = later.edges.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "workload|shop|cart→workload|data|db",
+            "workload|shop|web→workload|data|db"
+        ]
+    );
+
+    // The same view again is not asked for again.
+    prepare(&s, &q, at(102)).await.unwrap();
+    assert_eq!(history.asked.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_history_that_breaks_leaves_what_came_and_says_so() {
+    let (s, _) = with_history(vec![
+        Ok(fixtures::syn(50, &WEB, &CART, Verdict::Forwarded, "n1")),
+        Err("Unavailable: the relay went away".to_string()),
+    ]);
+    let q = ViewQuery::parse(Some("last=1m")).unwrap();
+    prepare(&s, &q, at(100)).await.unwrap();
+    let message = Cursor::new(q).next(&s.hub, at(101)).unwrap();
+    assert_eq!(
+        message.notice.as_deref(),
+        Some(
+            "the server's flows of the last 1m could not all be read (Unavailable: the relay went away): \
+             this view has the 1 that came, and lumen-ui's own"
+        )
+    );
+    // The ring's flows after the newest that came: T0 + 100 and 101.
+    assert_eq!(
+        edge_flows(&message.map.unwrap()),
+        [
+            ("workload|shop|cart→workload|data|db".to_string(), 2),
+            ("workload|shop|web→workload|shop|cart".to_string(), 1),
+        ]
     );
 }

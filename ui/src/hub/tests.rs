@@ -13,6 +13,7 @@ fn key(filter: &str) -> ViewKey {
     ViewKey {
         filter: filter.into(),
         unit: Unit::Workload,
+        last: None,
     }
 }
 

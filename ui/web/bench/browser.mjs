@@ -3,6 +3,9 @@
 // keeps the page open on the live map for LUMEN_BENCH_SECS seconds while
 // it measures long tasks (Long Tasks API), bytes received (DevTools
 // protocol) and the JavaScript heap. Prints one line, "RESULT <json>".
+// With LUMEN_BENCH_PROFILE=<file> it also writes a CPU profile of the page
+// after the first full map (Chrome's .cpuprofile) and prints the functions
+// that took the most time themselves, and every long task's start and length.
 
 import { launch } from '../tests/chromium.mjs';
 
@@ -10,6 +13,7 @@ const url = process.env.LUMEN_UI_URL;
 const secs = Number(process.env.LUMEN_BENCH_SECS ?? '300');
 const workloads = Number(process.env.LUMEN_BENCH_WORKLOADS);
 const edges = Number(process.env.LUMEN_BENCH_EDGES);
+const profileFile = process.env.LUMEN_BENCH_PROFILE;
 
 const browser = await launch();
 try {
@@ -47,11 +51,18 @@ try {
     if (Date.now() - start > 120_000) throw new Error(`no full map after 120 s: ${JSON.stringify(shown)}`);
     await page.waitForTimeout(50);
   }
+  // ... and drawn: Cytoscape draws in the next animation frame.
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
   const firstRenderMs = Date.now() - start;
   const renderedAt = await page.evaluate(() => performance.now());
   const heapStart = await heap();
   const bytesStart = bytes;
   const runStart = Date.now();
+  if (profileFile) {
+    await cdp.send('Profiler.enable');
+    await cdp.send('Profiler.setSamplingInterval', { interval: 500 });
+    await cdp.send('Profiler.start');
+  }
   const heaps = [heapStart];
   let heapMinute = heapStart;
   while (Date.now() - runStart < secs * 1000) {
@@ -63,6 +74,7 @@ try {
   }
   const runSecs = (Date.now() - runStart) / 1000;
   const tasks = await page.evaluate(() => window.__longTasks);
+  if (profileFile) await writeProfile(cdp, tasks, renderedAt);
   const before = tasks.filter(([t]) => t <= renderedAt).map(([, d]) => d);
   const after = tasks.filter(([t]) => t > renderedAt).map(([, d]) => d);
   if (errors.length) throw new Error(`page errors: ${errors.join('; ')}`);
@@ -82,4 +94,28 @@ try {
   }));
 } finally {
   await browser.close();
+}
+
+/** Writes the CPU profile and prints where the time went. */
+async function writeProfile(cdp, tasks, renderedAt) {
+  const { profile } = await cdp.send('Profiler.stop');
+  const { writeFileSync } = await import('node:fs');
+  writeFileSync(profileFile, JSON.stringify(profile));
+  const self = new Map();
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const deltas = profile.timeDeltas;
+  profile.samples.forEach((id, i) => {
+    const f = byId.get(id).callFrame;
+    const key = `${f.functionName || '(anonymous)'} ${f.url.split('/').pop()}:${f.lineNumber + 1}`;
+    self.set(key, (self.get(key) ?? 0) + (deltas[i + 1] ?? 0) / 1000);
+  });
+  const total = [...self.values()].reduce((a, b) => a + b, 0);
+  console.log(`profile: ${profileFile}, ${total.toFixed(0)} ms sampled; most self time:`);
+  for (const [k, ms] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 30)) {
+    console.log(`  ${ms.toFixed(0).padStart(7)} ms ${(100 * ms / total).toFixed(1).padStart(5)} %  ${k}`);
+  }
+  console.log('long tasks after the first full map (start s, length ms):');
+  for (const [t, d] of tasks.filter(([t]) => t > renderedAt)) {
+    console.log(`  ${((t - renderedAt) / 1000).toFixed(1).padStart(6)} ${d.toFixed(0).padStart(5)}`);
+  }
 }

@@ -50,24 +50,34 @@ export async function download(path: string, name: string): Promise<void> {
 }
 
 /**
- * Reads the stream of `query` until `signal` aborts or it ends: each
- * message to `onMessage`. Rejects with BadRequest (a bad view),
- * Unauthorized, or the network's error.
+ * Reads the stream of `query` until `signal` aborts or it ends: the messages
+ * that arrived together (a backlog, after the page was busy) to `onMessages`
+ * at once, so that they are drawn once. Rejects with BadRequest (a bad
+ * view), Unauthorized, or the network's error.
  */
-export async function stream(query: string, signal: AbortSignal, onMessage: (m: Message) => void): Promise<void> {
+export async function stream(
+  query: string,
+  signal: AbortSignal,
+  onMessages: (m: Message[]) => void,
+): Promise<void> {
   const r = await fetch(`/api/stream?${query}`, { headers: headers(), signal });
   if (!r.ok) throw await failure(r);
   if (!r.body) throw new Error('the stream has no body');
   const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = '';
+  // Where the search for the end of a message goes on (a large message
+  // comes in many chunks: each is searched once).
+  let searched = 0;
   for (;;) {
     const { value, done } = await reader.read();
     if (done) return;
     buffer += value;
+    const messages: Message[] = [];
     let end: number;
-    while ((end = buffer.indexOf('\n\n')) >= 0) {
+    while ((end = buffer.indexOf('\n\n', searched)) >= 0) {
       const block = buffer.slice(0, end);
       buffer = buffer.slice(end + 2);
+      searched = 0;
       let event = 'message';
       const data: string[] = [];
       for (const line of block.split('\n')) {
@@ -75,8 +85,13 @@ export async function stream(query: string, signal: AbortSignal, onMessage: (m: 
         else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
       }
       if (data.length === 0) continue;
-      if (event === 'error') throw new BadRequest(data.join('\n'));
-      onMessage(JSON.parse(data.join('\n')) as Message);
+      if (event === 'error') {
+        if (messages.length > 0) onMessages(messages);
+        throw new BadRequest(data.join('\n'));
+      }
+      messages.push(JSON.parse(data.join('\n')) as Message);
     }
+    searched = Math.max(0, buffer.length - 1);
+    if (messages.length > 0) onMessages(messages);
   }
 }

@@ -28,6 +28,7 @@ const badges = byId('badges');
 const panel = byId('panel');
 const detail = byId('detail');
 const unitSelect = byId<HTMLSelectElement>('unit');
+const lastSelect = byId<HTMLSelectElement>('last');
 const problems = byId<HTMLInputElement>('problems');
 const pauseButton = byId<HTMLButtonElement>('pause');
 
@@ -63,6 +64,17 @@ byId<HTMLFormElement>('filter-form').addEventListener('submit', (ev) => {
   store.set({ filter: filterInput.value.trim() });
 });
 unitSelect.addEventListener('change', () => store.set({ unit: unitSelect.value, node: '', from: '', to: '' }));
+lastSelect.addEventListener('change', () => store.set({ last: lastSelect.value }));
+
+/** Shows `last` in the time picker, adding it if the URL asked for another. */
+function showLast(last: string): void {
+  if (![...lastSelect.options].some((o) => o.value === last)) {
+    const option = el('option', {}, `last ${last}`);
+    option.value = last;
+    lastSelect.append(option);
+  }
+  lastSelect.value = last;
+}
 problems.addEventListener('change', () => store.set({ problems: problems.checked }));
 pauseButton.addEventListener('click', () => {
   paused = !paused;
@@ -196,44 +208,53 @@ function renderHealth(): void {
     b.push(badge(`unavailable: ${h.unavailable_nodes.join(', ')}`, 'bad', 'unavailable'));
   }
   if (h && h.lost_events > 0) b.push(badge(`${h.lost_events} events lost`, 'warn', 'lost'));
+  if (last?.notice) b.push(badge(last.notice, 'warn', 'notice'));
   if (last) b.push(badge(`${rate(last.totals.flows_per_sec)} flows/s`, 'ok', 'rate'));
   if (paused) b.push(badge(`paused (+${pending.length + pendingSkipped})`, 'warn', 'paused'));
   badges.replaceChildren(...b);
 }
 
-function onMessage(m: Message): void {
+/** Takes in the messages that arrived together, then draws once. */
+function onMessages(ms: Message[]): void {
   filterError.hidden = true;
   uiLost = null;
-  if (m.map) {
-    nodes.clear();
-    edges.clear();
-    for (const n of m.map.nodes) nodes.set(n.id, n);
-    for (const e of m.map.edges) edges.set(e.id, e);
-    table.reset(m.flows);
-    pending = [];
-    edgeHistory = [];
-  } else if (m.delta) {
-    for (const id of m.delta.nodes_removed) nodes.delete(id);
-    for (const id of m.delta.edges_removed) edges.delete(id);
-    for (const n of m.delta.nodes) nodes.set(n.id, n);
-    for (const e of m.delta.edges) edges.set(e.id, e);
-    if (paused) {
-      pending.push(...m.flows);
-      if (pending.length > MAX_ROWS) pending.splice(0, pending.length - MAX_ROWS);
-      pendingSkipped += m.flows_skipped;
-    } else {
-      table.append(m.flows);
+  let rows: FlowRow[] = [];
+  let whole = false;
+  for (const m of ms) {
+    if (m.map) {
+      whole = true;
+      nodes.clear();
+      edges.clear();
+      for (const n of m.map.nodes) nodes.set(n.id, n);
+      for (const e of m.map.edges) edges.set(e.id, e);
+      table.reset(m.flows);
+      rows = [];
+      pending = [];
+      edgeHistory = [];
+    } else if (m.delta) {
+      for (const id of m.delta.nodes_removed) nodes.delete(id);
+      for (const id of m.delta.edges_removed) edges.delete(id);
+      for (const n of m.delta.nodes) nodes.set(n.id, n);
+      for (const e of m.delta.edges) edges.set(e.id, e);
+      if (paused) {
+        pending.push(...m.flows);
+        if (pending.length > MAX_ROWS) pending.splice(0, pending.length - MAX_ROWS);
+        pendingSkipped += m.flows_skipped;
+      } else {
+        rows.push(...m.flows);
+      }
     }
+    const v = store.view;
+    const selectedEdge = v.from ? [...edges.values()].find((x) => x.source === v.from && x.target === v.to) : undefined;
+    if (selectedEdge) edgeHistory = [...edgeHistory, selectedEdge.flows_per_sec].slice(-120);
+    last = m;
   }
-  const v = store.view;
-  const selectedEdge = [...edges.values()].find((x) => x.source === v.from && x.target === v.to);
-  if (selectedEdge) edgeHistory = [...edgeHistory, selectedEdge.flows_per_sec].slice(-120);
-  if (m.namespaces.join('\n') !== namespaces.join('\n')) {
-    namespaces = m.namespaces;
+  if (rows.length > 0) table.append(rows.slice(-MAX_ROWS));
+  if (last && last.namespaces.join('\n') !== namespaces.join('\n')) {
+    namespaces = last.namespaces;
     nsPicker();
   }
-  last = m;
-  if (!paused || m.map) render();
+  if (!paused || whole) render();
   renderHealth();
 }
 
@@ -247,7 +268,7 @@ function connect(): void {
   void (async () => {
     for (;;) {
       try {
-        await stream(query, c.signal, onMessage);
+        await stream(query, c.signal, onMessages);
         if (c.signal.aborted) return;
         uiLost = 'the stream ended';
       } catch (e) {
@@ -272,6 +293,7 @@ function connect(): void {
 
 store.subscribe((view, serverChanged) => {
   if (filterInput.value.trim() !== view.filter) filterInput.value = view.filter;
+  showLast(view.last);
   table.setView(view);
   nsPicker();
   if (serverChanged) {
@@ -284,6 +306,7 @@ store.subscribe((view, serverChanged) => {
 // Start from the URL.
 filterInput.value = store.view.filter;
 unitSelect.value = store.view.unit;
+showLast(store.view.last);
 problems.checked = store.view.problems;
 table.setView(store.view);
 renderHealth();

@@ -1,7 +1,9 @@
 // The service map: Cytoscape.js, namespaces as compound boxes (fcose lays
 // them out), edges coloured by health. It draws what the server built; the
 // only changes here are display ones (hidden peers, collapsed boxes, only
-// problems). Labels are drawn on the canvas as text.
+// problems). Labels are drawn on the canvas as text. The numbers come damped
+// (ui/src/map.rs, Sent::delta): a rate moves when it changed by 5 % or after
+// a few seconds; the selected node or edge comes exact.
 
 import cytoscape from 'cytoscape';
 import fcose from 'cytoscape-fcose';
@@ -33,18 +35,21 @@ export interface MapHandlers {
  * edge and its compound parents, and thousands of them twice a second
  * held the page's main thread for hundreds of milliseconds.
  */
-function edgeLabel(e: MapEdge, flowsPerSec: number, detailed: boolean): string {
+function edgeLabel(e: MapEdge, detailed: boolean): string {
   const ports = e.ports.join(' ') + (e.ports_other > 0 ? ` +${e.ports_other}` : '');
   if (!detailed) return e.dropped > 0 ? `${ports} · drops` : ports;
   const drops = e.dropped > 0 ? ` · ${e.drop_pct.toFixed(0)}% dropped` : '';
-  return `${ports} · ${rate(flowsPerSec)}/s${drops}`;
+  return `${ports} · ${rate(e.flows_per_sec)}/s${drops}`;
 }
 
 const LABELLED_EDGES = 300;
 
-/** A rate on the map moves when it changes by this share, or after this long. */
-const RATE_STEP = 0.05;
-const RATE_REFRESH_MS = 5000;
+/**
+ * Labels that would be drawn smaller than this (in screen pixels, at the
+ * current zoom) are not drawn: they cannot be read, and drawing thousands
+ * of them was most of the first frames of a large map. Zooming in shows them.
+ */
+const MIN_DRAWN_FONT_PX = 6;
 
 /** Whether a node of this kind sits in its namespace's box. */
 function boxed(n: MapNode): boolean {
@@ -57,8 +62,6 @@ export class MapView {
   private laidOut = '';
   /** What each element was last drawn from (its data and classes). */
   private drawn = new Map<string, string>();
-  /** The rate each edge's label shows, and when it is shown anew at the latest. */
-  private rates = new Map<string, { rate: number; due: number }>();
 
   constructor(container: HTMLElement, on: MapHandlers) {
     this.cy = cytoscape({
@@ -72,6 +75,7 @@ export class MapView {
           style: {
             label: 'data(label)',
             'font-size': 11,
+            'min-zoomed-font-size': MIN_DRAWN_FONT_PX,
             'text-valign': 'bottom',
             'text-margin-y': 3,
             'background-color': '#4a6fa5',
@@ -109,6 +113,7 @@ export class MapView {
             'target-arrow-color': 'data(colour)',
             label: 'data(label)',
             'font-size': 9,
+            'min-zoomed-font-size': MIN_DRAWN_FONT_PX,
             'text-rotation': 'autorotate',
             'text-background-color': '#fff',
             'text-background-opacity': 0.85,
@@ -174,7 +179,6 @@ export class MapView {
         classes: c ? 'namespace collapsed' : 'namespace',
       });
     }
-    const now = Date.now();
     const detailed = shownEdges.length <= LABELLED_EDGES;
     for (const e of shownEdges) {
       const source = place.get(e.source);
@@ -191,35 +195,13 @@ export class MapView {
           from: e.source,
           to: e.target,
           meta,
-          label: edgeLabel(e, this.shownRate(e.id, e.flows_per_sec, now), detailed),
+          label: edgeLabel(e, detailed),
           health: e.health,
           colour: COLOURS[e.health] ?? '#999',
         },
       });
     }
     this.apply(elements, view);
-  }
-
-  /**
-   * The rate an edge's label shows: the last one shown until the rate has
-   * moved by RATE_STEP of it (or to or from zero), or about RATE_REFRESH_MS
-   * have passed. A label that changes makes Cytoscape restyle and measure the
-   * edge again, and at thousands of edges twice a second that was most of
-   * the page's main thread; the side panel shows the exact rate.
-   */
-  private shownRate(id: string, flowsPerSec: number, now: number): number {
-    const shown = this.rates.get(id);
-    if (
-      shown &&
-      now < shown.due &&
-      (shown.rate === 0) === (flowsPerSec === 0) &&
-      Math.abs(flowsPerSec - shown.rate) < RATE_STEP * shown.rate
-    ) {
-      return shown.rate;
-    }
-    // Refreshes spread over time, not all edges in one frame.
-    this.rates.set(id, { rate: flowsPerSec, due: now + RATE_REFRESH_MS * (0.5 + Math.random()) });
-    return flowsPerSec;
   }
 
   private apply(elements: cytoscape.ElementDefinition[], view: View): void {
@@ -231,7 +213,6 @@ export class MapView {
         if (!want.has(ele.id())) {
           ele.remove();
           this.drawn.delete(ele.id());
-          this.rates.delete(ele.id());
         }
       });
       // Nodes before edges, boxes before their children.

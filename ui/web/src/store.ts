@@ -11,6 +11,8 @@ export interface View {
   /** `lumen observe` filter flags, applied by the server. */
   filter: string;
   unit: string;
+  /** The last this long (`5m`) from the observers' history, or live (''). */
+  last: string;
   /** Namespaces shown (all when empty). */
   ns: string[];
   /** The selected node, or the selected edge (from, to). */
@@ -42,6 +44,7 @@ export function fromUrl(search: string): View {
   return {
     filter: p.get('filter') ?? '',
     unit: p.get('unit') ?? 'workload',
+    last: p.get('last') ?? '',
     ns: list(p, 'ns'),
     node: p.get('node') ?? '',
     from: p.get('from') ?? '',
@@ -58,6 +61,7 @@ export function toUrl(v: View): string {
   const p = new URLSearchParams();
   if (v.filter) p.set('filter', v.filter);
   if (v.unit !== 'workload') p.set('unit', v.unit);
+  if (v.last) p.set('last', v.last);
   if (v.ns.length) p.set('ns', v.ns.join(','));
   if (v.node) p.set('node', v.node);
   if (v.from) p.set('from', v.from);
@@ -75,6 +79,7 @@ export function serverQuery(v: View): string {
   const p = new URLSearchParams();
   if (v.filter) p.set('filter', v.filter);
   p.set('unit', v.unit);
+  if (v.last) p.set('last', v.last);
   if (v.ns.length) p.set('ns', v.ns.join(','));
   if (v.node) p.set('node', v.node);
   if (v.from) p.set('from', v.from);

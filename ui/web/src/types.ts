@@ -130,4 +130,6 @@ export interface Message {
   flows: FlowRow[];
   flows_skipped: number;
   health: PipelineHealth;
+  /** The view's history was cut short, and why. */
+  notice: string | null;
 }

@@ -133,6 +133,28 @@ try {
   await page.screenshot({ path: `${artifacts}/denied-edge.png` });
   await page.locator('#flows').screenshot({ path: `${artifacts}/table.png` });
 
+  step('the last 5 minutes come from what the observers hold, and the URL keeps them');
+  // lumen-ui started after the traffic, following from then on (--history 0s).
+  const started = Number(process.env.LUMEN_UI_STARTED_MS);
+  rows = await tableRows();
+  assert.ok(rows.every((r) => r.time_ms >= started), 'live: only flows lumen-ui took in itself');
+  await page.selectOption('#last', '5m');
+  assert.equal(new URL(page.url()).searchParams.get('last'), '5m');
+  await page.waitForFunction((t) => window.lumen.table.all().some((r) => r.time_ms < t), started, { timeout: 30000 });
+  rows = await tableRows();
+  for (const r of rows) {
+    assert.deepEqual([r.source, r.destination], ['shop/web', 'data/db'], `a row of another path: ${JSON.stringify(r)}`);
+  }
+  assert.ok(rows.some((r) => r.time_ms < started && r.verdict === 'DROPPED'), 'the observers\' drops before lumen-ui started');
+  g = await waitGraph('the last 5 minutes: four edges', (g) => g.edges.length === 4);
+  assert.ok(['some-drops', 'all-dropped'].includes(edge(g, WEB, DB).health));
+  await page.reload();
+  await page.waitForFunction(() => document.querySelector('#panel h2')?.textContent === 'shop/web → data/db');
+  assert.equal(await page.inputValue('#last'), '5m');
+  await page.waitForFunction((t) => window.lumen.table.all().some((r) => r.time_ms < t), started, { timeout: 30000 });
+  await page.selectOption('#last', '');
+  assert.equal(new URL(page.url()).searchParams.get('last'), null);
+
   step('a filter typed in the bar narrows the map and the table');
   await page.locator('#panel button[data-action="close"]').click();
   await page.fill('#filter-input', '--verdict DROPPED');
