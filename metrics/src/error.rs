@@ -13,6 +13,8 @@ pub enum ConfigError {
     Duplicate { metric: String },
     #[error("metric {metric:?} conflicts with metric {other:?} (the same series names): configure one of them")]
     Conflict { metric: String, other: String },
+    #[error("metric \"flow-io\" counts the bytes of packets, which only an observer sees (flows carry no byte count): configure it on the observers")]
+    NoPacketBytes,
     #[error("metric number {number} has no name")]
     MissingName { number: usize },
     #[error("metric {metric:?}: {source}")]

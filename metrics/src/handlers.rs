@@ -8,8 +8,8 @@ use lumen_proto::flow::{layer4::Protocol, DropReason, Flow, Verdict};
 use crate::config::MetricConfig;
 use crate::context::{ContextOptions, PodLabels};
 use crate::labels::{
-    destination_port, drop_reason, event_type_names, flow_protocol, icmp, policy_verdict, tcp_flags, verdict,
-    world_port,
+    destination_port, direction_name, drop_reason, event_type_names, flow_protocol, icmp, policy_verdict, tcp_flags,
+    verdict, world_port,
 };
 use crate::series::{Family, Key, Refused, SeriesId};
 use crate::{ConfigError, OptionError, Reads};
@@ -36,6 +36,8 @@ enum Kind {
     Icmp,
     FlowsToWorld,
     Policy,
+    /// Lumen's: bytes, not flows (`network.flow.io` over OTLP).
+    FlowIo,
     /// `dns`, `http`, `httpV2`, `kafka`: Lumen has no L7 flows yet.
     L7,
 }
@@ -97,6 +99,16 @@ const PLUGINS: &[Plugin] = &[
         conflicts: &[],
     },
     Plugin {
+        name: "flow-io",
+        kind: Kind::FlowIo,
+        family: Some((
+            FLOW_IO,
+            "Bytes of the packets of the flows processed, as long as the datapath saw them (with their link-layer header)",
+        )),
+        options: &[],
+        conflicts: &[],
+    },
+    Plugin {
         name: "dns",
         kind: Kind::L7,
         family: None,
@@ -125,6 +137,9 @@ const PLUGINS: &[Plugin] = &[
         conflicts: &[],
     },
 ];
+
+/// The series of `flow-io`, which counts bytes.
+pub const FLOW_IO: &str = "lumen_flow_io_bytes_total";
 
 const CONTEXT_OPTIONS: &str = "sourceContext, destinationContext, their Egress and Ingress forms and labelsContext";
 
@@ -219,6 +234,7 @@ impl Handler {
             Kind::FlowsToWorld if port => vec!["protocol", "verdict", "port"],
             Kind::FlowsToWorld => vec!["protocol", "verdict"],
             Kind::Policy => vec!["direction", "match", "action"],
+            Kind::FlowIo => vec!["protocol", "verdict", "direction"],
             Kind::L7 => vec![],
         };
         let context_labels = context.label_names();
@@ -272,8 +288,25 @@ impl Handler {
     }
 
     /// Counts `flow` if this metric counts it; `Err` if a new series was refused.
-    pub(crate) fn process(&mut self, flow: &Flow) -> Result<(), Refused> {
-        self.visit(flow, &mut |family, key| family.inc(key))
+    /// Counts `flow` (of `bytes` packet bytes, if known) if this metric
+    /// counts it; `Err` if a new series was refused. `flow-io` counts
+    /// nothing of a flow whose bytes are not known.
+    pub(crate) fn process(&mut self, flow: &Flow, bytes: Option<u64>) -> Result<(), Refused> {
+        let n = match (self.kind, bytes) {
+            (Kind::FlowIo, None) => return Ok(()),
+            (Kind::FlowIo, Some(b)) => b,
+            _ => 1,
+        };
+        self.visit(flow, &mut |family, key| {
+            let id = family.resolve(key)?;
+            family.add(id, n);
+            Ok(())
+        })
+    }
+
+    /// Whether it counts bytes rather than flows.
+    pub(crate) fn counts_bytes(&self) -> bool {
+        self.kind == Kind::FlowIo
     }
 
     /// The series `flow` counts in (none if this metric does not count it),
@@ -377,6 +410,11 @@ impl Handler {
                 key.push(&direction);
                 key.push(&matched);
                 key.push(&action);
+            }
+            Kind::FlowIo => {
+                key.push(flow_protocol(flow));
+                key.push(&verdict(flow));
+                key.push(direction_name(flow));
             }
             Kind::L7 => return Ok(()),
         }

@@ -176,7 +176,7 @@ fn lower(name: Cow<'static, str>) -> Cow<'static, str> {
 }
 
 /// The lower-case names the policy metric uses most, without allocating.
-fn direction_name(flow: &Flow) -> &'static str {
+pub(crate) fn direction_name(flow: &Flow) -> &'static str {
     match TrafficDirection::try_from(flow.traffic_direction) {
         Ok(TrafficDirection::Ingress) => "ingress",
         Ok(TrafficDirection::Egress) => "egress",

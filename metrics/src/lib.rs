@@ -16,10 +16,14 @@
 //! | `icmp` | `hubble_icmp_total` | `family`, `type` |
 //! | `flows-to-world` | `hubble_flows_to_world_total` | `protocol`, `verdict`, `port` with option `port` |
 //! | `policy` | `hubble_policy_verdicts_total` | `direction`, `match`, `action` |
+//! | `flow-io` (Lumen's) | `lumen_flow_io_bytes_total`: bytes, not flows | `protocol`, `verdict`, `direction` |
 //!
 //! Every metric also takes the context options (`sourceContext`, …, see
 //! [`context`](crate::context)). `dns`, `http`, `httpV2` and `kafka` are
 //! accepted with their options but have no series: Lumen has no L7 flows.
+//! `flow-io` counts the bytes of flows whose packet length is known
+//! ([`Registry::process_sized`], [`Registry::process_alike`]): an
+//! observer's, not a relay's (flows carry no byte count).
 //!
 //! ```
 //! use lumen_metrics::{MetricsConfig, Registry, Settings};
@@ -54,4 +58,5 @@ mod series;
 
 pub use config::{ContextOption, MetricConfig, MetricsConfig};
 pub use error::{ConfigError, OptionError};
-pub use registry::{encode, Alike, Reads, Registry, Settings, DEFAULT_GRACE_PERIOD, DEFAULT_MAX_SERIES};
+pub use handlers::FLOW_IO;
+pub use registry::{encode, Alike, Counts, Reads, Registry, Settings, DEFAULT_GRACE_PERIOD, DEFAULT_MAX_SERIES};

@@ -31,6 +31,10 @@ pub struct Settings {
     pub max_series: usize,
     /// How long after a pod is deleted its series go.
     pub grace_period: Duration,
+    /// Whether the flows come with the bytes of their packets (an
+    /// observer's do; a relay's flows carry none): `flow-io` is refused
+    /// without.
+    pub packet_bytes: bool,
 }
 
 impl Default for Settings {
@@ -38,6 +42,7 @@ impl Default for Settings {
         Settings {
             max_series: DEFAULT_MAX_SERIES,
             grace_period: DEFAULT_GRACE_PERIOD,
+            packet_bytes: false,
         }
     }
 }
@@ -80,6 +85,13 @@ struct Plan {
 /// what every metric may read, for a consumer that counts flows alike
 /// ([`Registry::process_alike`]). No metric label reads a flow's time,
 /// uuid or source port.
+/// Flows of one shape, and the bytes of their packets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub flows: u64,
+    pub bytes: u64,
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Reads {
     /// A filter tests the source port.
@@ -148,6 +160,9 @@ impl Registry {
     /// anew, since its labels may have; one no longer configured is gone.
     pub fn configure(&self, config: &MetricsConfig) -> Result<(), ConfigError> {
         let names: Vec<&str> = config.metrics.iter().map(|m| m.name.as_str()).collect();
+        if !self.settings.packet_bytes && names.contains(&"flow-io") {
+            return Err(ConfigError::NoPacketBytes);
+        }
         for (i, name) in names.iter().enumerate() {
             if names[..i].contains(name) {
                 return Err(ConfigError::Duplicate {
@@ -216,8 +231,15 @@ impl Registry {
         reads
     }
 
-    /// Counts `flows` in every metric that counts them.
+    /// Counts `flows` in every metric that counts them (`flow-io` only
+    /// counts flows whose bytes are known: [`Registry::process_sized`]).
     pub fn process<'f>(&self, flows: impl IntoIterator<Item = &'f Flow>) {
+        self.process_sized(flows.into_iter().map(|f| (f, None)));
+    }
+
+    /// Counts `flows`, each with the bytes of its packet if known, in every
+    /// metric that counts them.
+    pub fn process_sized<'f>(&self, flows: impl IntoIterator<Item = (&'f Flow, Option<u64>)>) {
         let mut inner = self.inner();
         let Inner {
             handlers,
@@ -228,25 +250,25 @@ impl Registry {
         if handlers.is_empty() {
             return;
         }
-        for flow in flows {
+        for (flow, bytes) in flows {
             for h in handlers.iter_mut() {
-                if h.process(flow).is_err() {
+                if h.process(flow, bytes).is_err() {
                     self.refuse(refused, warned, h, 1);
                 }
             }
         }
     }
 
-    /// Counts `n` flows of shape `K` for each `(shape, n)` of `groups`, as
-    /// [`Registry::process`] would count them, looking at one flow per
-    /// shape: `build` makes it the first time a shape comes (or after the
-    /// metrics or their series changed), and `memo` keeps where it counts.
-    /// Right only if every two flows of one shape differ in nothing that
-    /// [`Registry::reads`] says is read.
+    /// Counts the flows of shape `K` for each `(shape, counts)` of `groups`,
+    /// as [`Registry::process_sized`] would count them, looking at one flow
+    /// per shape: `build` makes it the first time a shape comes (or after
+    /// the metrics or their series changed), and `memo` keeps where it
+    /// counts. Right only if every two flows of one shape differ in nothing
+    /// that [`Registry::reads`] says is read.
     pub fn process_alike<K: Hash + Eq>(
         &self,
         memo: &mut Alike<K>,
-        groups: impl IntoIterator<Item = (K, u64)>,
+        groups: impl IntoIterator<Item = (K, Counts)>,
         mut build: impl FnMut(&K) -> Flow,
     ) {
         let mut inner = self.inner();
@@ -261,7 +283,8 @@ impl Registry {
             memo.plans.clear();
             memo.generation = *generation;
         }
-        for (shape, n) in groups {
+        for (shape, counts) in groups {
+            let n = counts.flows;
             if memo.plans.len() >= MAX_PLANS {
                 memo.plans.clear();
             }
@@ -282,11 +305,12 @@ impl Registry {
                 }
             };
             for (i, s) in &plan.series {
-                handlers[*i]
-                    .family
+                let h = &mut handlers[*i];
+                let add = if h.counts_bytes() { counts.bytes } else { n };
+                h.family
                     .as_mut()
                     .expect("a plan names metrics with series")
-                    .add(*s, n);
+                    .add(*s, add);
             }
             for i in &plan.refused {
                 self.refuse(refused, warned, &handlers[*i], n);

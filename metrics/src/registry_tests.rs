@@ -7,7 +7,7 @@ use lumen_proto::flow::{DropReason, FlowFilter};
 
 use super::*;
 use crate::fixtures::*;
-use crate::MetricConfig;
+use crate::{MetricConfig, FLOW_IO};
 
 fn denied(port: u32) -> Flow {
     dropped(tcp(flow(), port, "SYN"), DropReason::PolicyDenied)
@@ -169,7 +169,7 @@ fn configuration_errors_name_the_metric_and_the_option() {
     assert_eq!(
         err("drops"),
         "metric \"drops\" does not exist; the metrics are flow, drop, tcp, port-distribution, icmp, flows-to-world, \
-         policy, dns, http, httpV2, kafka"
+         policy, flow-io, dns, http, httpV2, kafka"
     );
     assert_eq!(
         err("drop drop:sourceContext=pod"),
@@ -217,9 +217,10 @@ fn configuration_errors_name_the_metric_and_the_option() {
 #[test]
 fn flows_counted_alike_count_as_flows_counted_one_by_one() {
     let metrics = "drop:sourceContext=pod;destinationContext=ip flow tcp:destinationContext=pod \
-                   port-distribution policy flows-to-world:any-drop;port";
+                   port-distribution policy flows-to-world:any-drop;port flow-io:destinationContext=ip";
     let settings = Settings {
         max_series: 3,
+        packet_bytes: true,
         ..Settings::default()
     };
     let (one_by_one, alike) = (Registry::new(settings), Registry::new(settings));
@@ -243,11 +244,20 @@ fn flows_counted_alike_count_as_flows_counted_one_by_one() {
     let batches: [&[(usize, u64)]; 3] = [&[(0, 5), (1, 2)], &[(2, 1), (0, 1), (3, 4)], &[(4, 3), (1, 1)]];
     let mut memo = Alike::default();
     let mut built = Vec::new();
+    // The bytes of each flow's packet.
+    let bytes = [54, 74, 1514, 60, 40];
     for batch in batches {
         for &(i, n) in batch {
-            one_by_one.process(std::iter::repeat_n(&flows[i], n as usize));
+            one_by_one.process_sized(std::iter::repeat_n((&flows[i], Some(bytes[i])), n as usize));
         }
-        alike.process_alike(&mut memo, batch.iter().copied(), |i| {
+        let counts = batch.iter().map(|&(i, n)| {
+            let counts = Counts {
+                flows: n,
+                bytes: n * bytes[i],
+            };
+            (i, counts)
+        });
+        alike.process_alike(&mut memo, counts, |i| {
             built.push(*i);
             flows[*i].clone()
         });
@@ -256,6 +266,18 @@ fn flows_counted_alike_count_as_flows_counted_one_by_one() {
     assert!(alike
         .render()
         .contains("lumen_metrics_series_refused_total{metric=\"hubble_drop_total\"} 3\n"));
+    // 6 × 54 bytes to 10.0.0.2, 3 × 74 to 10.0.0.3 (forwarded), 1514 to
+    // 10.0.0.7; the last two destinations refused.
+    let rendered = alike.render();
+    let io: Vec<&str> = rendered.lines().filter(|l| l.starts_with(FLOW_IO)).collect();
+    assert_eq!(
+        io,
+        [
+            r#"lumen_flow_io_bytes_total{destination="10.0.0.2",direction="ingress",protocol="TCP",verdict="DROPPED"} 324"#,
+            r#"lumen_flow_io_bytes_total{destination="10.0.0.2",direction="ingress",protocol="TCP",verdict="FORWARDED"} 222"#,
+            r#"lumen_flow_io_bytes_total{destination="10.0.0.7",direction="ingress",protocol="TCP",verdict="DROPPED"} 1514"#,
+        ]
+    );
     // One flow built per shape, however many flows and batches had it.
     assert_eq!(built, [0, 1, 2, 3, 4]);
     assert_eq!(memo.len(), 5);
@@ -279,7 +301,8 @@ fn a_memo_is_void_once_series_go_or_the_metrics_change() {
     }];
     let mut builds = 0;
     let mut count = |memo: &mut Alike<usize>, groups: &[(usize, u64)]| {
-        r.process_alike(memo, groups.iter().copied(), |i| {
+        let counts = groups.iter().map(|&(i, flows)| (i, Counts { flows, bytes: 0 }));
+        r.process_alike(memo, counts, |i| {
             builds += 1;
             flows[*i].clone()
         })
@@ -336,4 +359,48 @@ metrics:
             per_flow: true
         }
     );
+}
+
+#[test]
+fn flow_io_counts_the_bytes_of_packets_where_they_are_known() {
+    let r = Registry::new(Settings {
+        packet_bytes: true,
+        ..Settings::default()
+    });
+    r.configure(&MetricsConfig::parse_flag("flow-io:sourceContext=pod"))
+        .unwrap();
+    let mut sent = tcp(flow(), 80, "SYN");
+    sent.traffic_direction = lumen_proto::flow::TrafficDirection::Egress as i32;
+    r.process_sized([
+        (&denied(80), Some(54)),
+        (&denied(81), Some(54)),
+        (&sent, Some(74)),
+        // Bytes not known: not counted (nor made up).
+        (&denied(80), None),
+    ]);
+    r.process([&denied(80)]);
+    let io: Vec<String> = r
+        .render()
+        .lines()
+        .filter(|l| l.starts_with(FLOW_IO))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        io,
+        [
+            r#"lumen_flow_io_bytes_total{direction="egress",protocol="TCP",source="default/web",verdict="FORWARDED"} 74"#,
+            r#"lumen_flow_io_bytes_total{direction="ingress",protocol="TCP",source="default/web",verdict="DROPPED"} 108"#,
+        ]
+    );
+
+    // A relay's flows carry no bytes: it refuses the metric, and keeps its own.
+    let relay = registry("flow");
+    let err = relay.configure(&MetricsConfig::parse_flag("flow flow-io")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "metric \"flow-io\" counts the bytes of packets, which only an observer sees (flows carry no byte count): \
+         configure it on the observers"
+    );
+    relay.process([&denied(80)]);
+    assert_eq!(lines(&relay).len(), 1);
 }

@@ -107,6 +107,7 @@ impl Family {
     }
 
     /// Adds one to the series of `key` (a value per label, in order).
+    #[cfg(test)]
     pub(crate) fn inc(&mut self, key: &Key) -> Result<(), Refused> {
         let id = self.resolve(key)?;
         self.add(id, 1);

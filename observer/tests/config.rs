@@ -183,7 +183,7 @@ fn metrics_settings_are_checked_where_they_are_given() {
     assert_eq!(
         error(&[], &[("LUMEN_METRICS", "drops")], ""),
         "environment variable LUMEN_METRICS: invalid value \"drops\": metric \"drops\" does not exist; the metrics \
-         are flow, drop, tcp, port-distribution, icmp, flows-to-world, policy, dns, http, httpV2, kafka"
+         are flow, drop, tcp, port-distribution, icmp, flows-to-world, policy, flow-io, dns, http, httpV2, kafka"
     );
     // Both forms at once, from any two places, as in Hubble.
     let Err(Error::Args(e)) = load(&with_file(&["--metrics-config", "m.yaml"]), &[], "metrics: drop\n") else {

@@ -70,6 +70,25 @@ fn metric_point(receiver: &Receiver, name: &str, attributes: &[(&str, &str)]) ->
     found
 }
 
+/// The units the metric requests received gave metric `name`.
+fn metric_units(receiver: &Receiver, name: &str) -> Vec<String> {
+    let mut units: Vec<String> = Vec::new();
+    for request in receiver.requests("metrics") {
+        for rm in request["request"]["resourceMetrics"].as_array().into_iter().flatten() {
+            for sm in rm["scopeMetrics"].as_array().into_iter().flatten() {
+                let metrics = sm["metrics"].as_array().into_iter().flatten();
+                for m in metrics.filter(|m| m["name"] == name) {
+                    let unit = m["unit"].as_str().unwrap_or("").to_string();
+                    if !units.contains(&unit) {
+                        units.push(unit);
+                    }
+                }
+            }
+        }
+    }
+    units
+}
+
 #[test]
 #[ignore = "needs root, a BPF-capable kernel and the OTLP test receiver: run scripts/test.sh"]
 fn flows_losses_and_metrics_reach_a_real_otlp_receiver_exactly() {
@@ -86,7 +105,7 @@ fn flows_losses_and_metrics_reach_a_real_otlp_receiver_exactly() {
             "--cluster-name",
             "testbed",
             "--metrics",
-            "drop:sourceContext=pod;destinationContext=pod",
+            "drop:sourceContext=pod;destinationContext=pod flow-io:sourceContext=pod;destinationContext=pod",
             "--metrics-listen-address",
             "127.0.0.1:19965",
             "--ring-buffer-bytes",
@@ -192,6 +211,28 @@ fn flows_losses_and_metrics_reach_a_real_otlp_receiver_exactly() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(drops, Some(3.0));
+
+    // Their bytes as network.flow.io: 3 SYNs of 54 bytes (Ethernet, IPv4
+    // and TCP headers), sent by frontend and received (and dropped) at
+    // backend.
+    let io = |verdict: &str, direction: &str| {
+        metric_point(
+            &receiver,
+            "network.flow.io",
+            &[
+                ("source", "default/frontend"),
+                ("destination", "default/backend"),
+                ("protocol", "TCP"),
+                ("verdict", verdict),
+                ("network.io.direction", direction),
+            ],
+        )
+    };
+    assert_eq!(
+        (io("FORWARDED", "transmit"), io("DROPPED", "receive")),
+        (Some(162.0), Some(162.0))
+    );
+    assert_eq!(metric_units(&receiver, "network.flow.io"), ["By"]);
 
     // A burst the 4 KiB ring buffer cannot hold: every event lost in the
     // kernel is in a loss notice, exactly.

@@ -1,7 +1,8 @@
 //! Flow metrics as OTLP metrics, every interval and once more at the stop:
 //! the Prometheus families a caller's function gathers, under the same
 //! names, counters as cumulative monotonic sums and gauges as gauges, each
-//! label an attribute.
+//! label an attribute; the bytes of `flow-io` as `network.flow.io`
+//! ([`FLOW_IO_FAMILY`]).
 //!
 //! Histograms and summaries are not sent: the OpenTelemetry metrics API has
 //! no asynchronous histogram to report a finished one through (nor are
@@ -183,6 +184,21 @@ impl State {
         let snapshot = self.snapshot.clone();
         let help = family.help().to_string();
         let exported = match family.get_field_type() {
+            MetricType::COUNTER if name == FLOW_IO_FAMILY => {
+                let key = name.clone();
+                self.meter
+                    .u64_observable_counter(FLOW_IO)
+                    .with_description(help)
+                    .with_unit("By")
+                    .with_callback(move |observer| {
+                        for (value, attributes) in points(&snapshot, &key) {
+                            let attributes: Vec<KeyValue> = attributes.into_iter().map(io_direction).collect();
+                            observer.observe(value as u64, &attributes);
+                        }
+                    })
+                    .build();
+                true
+            }
             MetricType::COUNTER => {
                 let key = name.clone();
                 self.meter
@@ -226,6 +242,26 @@ impl State {
             tracing::debug!(%error, "OTLP meter provider shutdown");
         }
     }
+}
+
+/// The Prometheus family of the observer's `flow-io` metric (bytes), sent
+/// as OpenTelemetry's development-status `network.flow.io` (unit `By`), its
+/// `direction` label as `network.io.direction`.
+pub const FLOW_IO_FAMILY: &str = "lumen_flow_io_bytes_total";
+pub const FLOW_IO: &str = "network.flow.io";
+
+/// `direction` (`egress`, `ingress`: the observed endpoint's) as
+/// `network.io.direction` (`transmit`, `receive`); other attributes as they are.
+fn io_direction(kv: KeyValue) -> KeyValue {
+    if kv.key.as_str() != "direction" {
+        return kv;
+    }
+    let value = match kv.value.as_str().as_ref() {
+        "egress" => "transmit".to_string(),
+        "ingress" => "receive".to_string(),
+        other => other.to_string(),
+    };
+    KeyValue::new("network.io.direction", value)
 }
 
 /// The values and labels of family `name`'s series.

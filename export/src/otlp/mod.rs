@@ -33,7 +33,7 @@ use opentelemetry_sdk::Resource;
 
 pub use args::{Compression, OtlpArgs, OtlpSettings, Protocol, Target, DEFAULT_METRICS_INTERVAL, DEFAULT_TIMEOUT};
 pub use attributes::{flow_attributes, flow_body, lost_attributes, lost_body, Attribute};
-pub use metrics::Gather;
+pub use metrics::{Gather, FLOW_IO, FLOW_IO_FAMILY};
 
 use crate::queue::{system_clock, Admission, BuiltFlow, Counters, Exporter, ExporterStats, LazyFlow, Record};
 

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::mem::{offset_of, size_of};
 use std::sync::Arc;
 
-use lumen_metrics::{Alike, Reads, Registry};
+use lumen_metrics::{Alike, Counts, Reads, Registry};
 use lumen_probes::abi;
 use lumen_proto::flow::Flow;
 
@@ -112,14 +112,15 @@ impl Shape {
 #[derive(Debug, Default)]
 pub struct FlowCounter {
     memo: Alike<Shape>,
-    /// This batch's records by shape, in order of first arrival.
-    groups: Vec<(Shape, u64)>,
+    /// This batch's records by shape, in order of first arrival, and the
+    /// bytes of their packets.
+    groups: Vec<(Shape, Counts)>,
     index: HashMap<Shape, usize, foldhash::fast::RandomState>,
     /// The group of the last record grouped.
     last: usize,
     /// For flows built one by one, when they cannot be counted alike.
     notices: Vec<Notice>,
-    flows: Vec<Arc<Flow>>,
+    flows: Vec<(Arc<Flow>, Option<u64>)>,
 }
 
 impl FlowCounter {
@@ -164,9 +165,11 @@ impl FlowCounter {
     #[inline]
     fn group(&mut self, f: &StoredFlow, mask: &Mask) {
         // Records of one connection often come in a row.
-        if let Some((last, n)) = self.groups.get_mut(self.last) {
+        let bytes = u64::from(f.event.pkt_len);
+        if let Some((last, counts)) = self.groups.get_mut(self.last) {
             if last.fits(f, mask) {
-                *n += 1;
+                counts.flows += 1;
+                counts.bytes += bytes;
                 return;
             }
         }
@@ -175,11 +178,13 @@ impl FlowCounter {
             Some(&i) => i,
             None => {
                 self.index.insert(shape, self.groups.len());
-                self.groups.push((shape, 0));
+                self.groups.push((shape, Counts::default()));
                 self.groups.len() - 1
             }
         };
-        self.groups[self.last].1 += 1;
+        let counts = &mut self.groups[self.last].1;
+        counts.flows += 1;
+        counts.bytes += bytes;
     }
 
     /// Every flow built (shared with the hub's other consumers) and counted.
@@ -192,14 +197,14 @@ impl FlowCounter {
             match n {
                 Notice::Flow(f) => {
                     read += 1;
-                    self.flows.push(sub.flow(&f));
+                    self.flows.push((sub.flow(&f), Some(u64::from(f.event.pkt_len))));
                 }
                 // Kernel losses are counted where they happen (the hub).
                 Notice::KernelLost(_) => {}
                 Notice::Missed(count) => sub.hub().metrics_lost(count),
             }
         }
-        registry.process(self.flows.iter().map(|f| &**f));
+        registry.process_sized(self.flows.iter().map(|(f, bytes)| (&**f, *bytes)));
         self.flows.clear();
         Some(read)
     }

@@ -55,6 +55,7 @@ impl MetricsOptions {
             settings: Settings {
                 max_series: cfg.metrics_max_series,
                 grace_period: cfg.metrics_grace_period,
+                packet_bytes: true,
             },
         }
     }
@@ -80,7 +81,11 @@ pub enum MetricsError {
 /// Checks a `--metrics` value as the flag parser: the error says which
 /// metric and option, and why.
 pub fn parse_flag(value: &str) -> Result<String, String> {
-    Registry::default()
+    let observer = Settings {
+        packet_bytes: true,
+        ..Settings::default()
+    };
+    Registry::new(observer)
         .configure(&MetricsConfig::parse_flag(value))
         .map(|_| value.to_string())
         .map_err(|e| e.to_string())

@@ -313,3 +313,9 @@ async fn records_are_counted_alike_only_as_far_as_the_filters_allow() {
     // Ten records of one shape; the memo was started anew by the change.
     assert_eq!(counter.shapes(), 1);
 }
+
+#[test]
+fn the_bytes_metric_is_the_one_otlp_sends_as_network_flow_io() {
+    assert_eq!(lumen_metrics::FLOW_IO, lumen_export::otlp::FLOW_IO_FAMILY);
+    assert_eq!(lumen_export::otlp::FLOW_IO, "network.flow.io");
+}
