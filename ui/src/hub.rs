@@ -31,8 +31,9 @@ const IDENTITIES_PER_NODE: usize = 8;
 /// Nodes of a view whose labels are remembered.
 const NODES_WITH_LABELS: usize = 5_000;
 /// Flows of a view's history (the server's, asked for when it was made)
-/// kept for its table: the newest.
-pub const HISTORY_ROWS: usize = crate::query::MAX_LIMIT;
+/// kept for its table: the newest, as many as a table shows by default
+/// (16 views of the last N minutes hold at most some 30 MiB of them).
+pub const HISTORY_ROWS: usize = crate::query::DEFAULT_LIMIT;
 /// The numbers of the flows of views' histories start here, far above any
 /// the ring reaches and below 2^53, which the page's numbers hold exactly.
 pub const HISTORY_SEQ0: u64 = 1 << 52;
