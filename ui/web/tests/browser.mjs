@@ -6,6 +6,7 @@
 // failed check.
 
 import { launch } from './chromium.mjs';
+import { edge, waitGraph as waitMap } from './map.mjs';
 import assert from 'node:assert/strict';
 import readline from 'node:readline';
 import { readFileSync } from 'node:fs';
@@ -38,27 +39,7 @@ try {
   page.on('dialog', (d) => { errors.push(`a dialog opened: ${d.message()}`); void d.dismiss(); });
   page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
 
-  // The map's elements, as Cytoscape holds them.
-  const graph = () => page.evaluate(() => {
-    const cy = window.lumen.cy;
-    return {
-      nodes: cy.nodes().map((n) => ({ id: n.id(), label: n.data('label'), parent: n.data('parent') ?? null })),
-      edges: cy.edges().map((e) => ({
-        from: e.data('from'), to: e.data('to'), health: e.data('health'), label: e.data('label'),
-      })),
-    };
-  });
-  const waitGraph = async (what, ok, timeout = 30000) => {
-    const deadline = Date.now() + timeout;
-    let g;
-    for (;;) {
-      g = await graph();
-      if (ok(g)) return g;
-      if (Date.now() > deadline) assert.fail(`${what}: never came; the map has ${JSON.stringify(g)}`);
-      await page.waitForTimeout(250);
-    }
-  };
-  const edge = (g, from, to) => g.edges.find((e) => e.from === from && e.to === to);
+  const waitGraph = (what, ok, timeout) => waitMap(page, what, ok, timeout);
   const tableRows = () => page.evaluate(() => window.lumen.table.all());
   const panelText = () => page.locator('#panel').innerText();
 
