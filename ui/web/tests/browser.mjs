@@ -212,7 +212,9 @@ try {
   await page.click('#ns-list button[data-collapse="data"]');
   await page.click('#ns-picker summary');
   g = await waitGraph('data collapsed', (g) => !g.nodes.some((n) => n.id === DB));
-  assert.deepEqual(g.nodes.find((n) => n.id === 'ns:data'), { id: 'ns:data', label: 'data (collapsed)', parent: null });
+  assert.deepEqual(g.nodes.find((n) => n.id === 'ns:data'), {
+    id: 'ns:data', label: 'data (collapsed)', kind: 'namespace-box', parent: null,
+  });
   assert.deepEqual(g.edges.filter((e) => e.to === DB).map((e) => e.from).sort(), [CART, WEB]);
   assert.deepEqual(new URL(page.url()).searchParams.getAll('collapsed'), ['data']);
   await page.screenshot({ path: `${artifacts}/collapsed.png` });
