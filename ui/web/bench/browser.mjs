@@ -4,7 +4,7 @@
 // it measures long tasks (Long Tasks API), bytes received (DevTools
 // protocol) and the JavaScript heap. Prints one line, "RESULT <json>".
 // With LUMEN_BENCH_PROFILE=<file> it also writes a CPU profile of the page
-// after the first full map (Chrome's .cpuprofile) and prints the functions
+// from its navigation on (Chrome's .cpuprofile) and prints the functions
 // that took the most time themselves. It always prints every long task after
 // the first full map: when it started and how long it took.
 
@@ -41,14 +41,21 @@ try {
     return metrics.find((m) => m.name === 'JSHeapUsedSize').value;
   };
 
+  if (profileFile) {
+    await cdp.send('Profiler.enable');
+    await cdp.send('Profiler.setSamplingInterval', { interval: 500 });
+    await cdp.send('Profiler.start');
+  }
   const start = Date.now();
   await page.goto(url);
   for (;;) {
     const shown = await page.evaluate(() => {
       const cy = window.lumen?.cy;
-      return cy ? { nodes: cy.nodes('[id ^= "workload|"]').length, edges: cy.edges().length } : { nodes: 0, edges: 0 };
+      return cy
+        ? { nodes: cy.nodes('[id ^= "workload|"]').length, edges: cy.edges().length, settled: window.lumen.settled() }
+        : { nodes: 0, edges: 0, settled: false };
     });
-    if (shown.nodes >= workloads && shown.edges >= edges) break;
+    if (shown.nodes >= workloads && shown.edges >= edges && shown.settled) break;
     if (Date.now() - start > 120_000) throw new Error(`no full map after 120 s: ${JSON.stringify(shown)}`);
     await page.waitForTimeout(50);
   }
@@ -59,11 +66,6 @@ try {
   const heapStart = await heap();
   const bytesStart = bytes;
   const runStart = Date.now();
-  if (profileFile) {
-    await cdp.send('Profiler.enable');
-    await cdp.send('Profiler.setSamplingInterval', { interval: 500 });
-    await cdp.send('Profiler.start');
-  }
   const heaps = [heapStart];
   let heapMinute = heapStart;
   while (Date.now() - runStart < secs * 1000) {

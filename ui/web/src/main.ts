@@ -313,4 +313,4 @@ renderHealth();
 connect();
 
 // For the browser tests and the curious: the map (Cytoscape), the view, the table.
-(window as unknown as { lumen: unknown }).lumen = { cy: map.cy, store, table };
+(window as unknown as { lumen: unknown }).lumen = { cy: map.cy, store, table, settled: () => map.settled() };

@@ -6,12 +6,11 @@
 // a few seconds; the selected node or edge comes exact.
 
 import cytoscape from 'cytoscape';
-import fcose from 'cytoscape-fcose';
 import { rate } from './dom';
+import type { LayoutReply, LayoutRequest, Position } from './layout';
 import type { View } from './store';
+import { LAYOUT, STYLE } from './style';
 import type { MapEdge, MapNode } from './types';
-
-cytoscape.use(fcose);
 
 const NS_PREFIX = 'ns:';
 const COLOURS: Record<string, string> = {
@@ -44,13 +43,6 @@ function edgeLabel(e: MapEdge, detailed: boolean): string {
 
 const LABELLED_EDGES = 300;
 
-/**
- * Labels that would be drawn smaller than this (in screen pixels, at the
- * current zoom) are not drawn: they cannot be read, and drawing thousands
- * of them was most of the first frames of a large map. Zooming in shows them.
- */
-const MIN_DRAWN_FONT_PX = 6;
-
 /** Whether a node of this kind sits in its namespace's box. */
 function boxed(n: MapNode): boolean {
   return n.namespace !== '' && n.kind !== 'namespace';
@@ -62,6 +54,17 @@ export class MapView {
   private laidOut = '';
   /** What each element was last drawn from (its data and classes). */
   private drawn = new Map<string, string>();
+  /** Lays the map out off the main thread (./layout.ts). */
+  private worker = new Worker('/layout.js', { type: 'module' });
+  /** The last layout asked for, and the last answered. */
+  private asked = 0;
+  private answered = 0;
+  /** The node set of the last layout asked for. */
+  private askedKey = '';
+  /** Where the last layout put each node. */
+  private positions = new Map<string, Position>();
+  /** A map to draw once it is laid out (a new one is drawn laid out, not piled up). */
+  private waiting: { elements: cytoscape.ElementDefinition[]; view: View } | null = null;
 
   constructor(container: HTMLElement, on: MapHandlers) {
     this.cy = cytoscape({
@@ -69,62 +72,9 @@ export class MapView {
       wheelSensitivity: 0.3,
       minZoom: 0.2,
       maxZoom: 3,
-      style: [
-        {
-          selector: 'node',
-          style: {
-            label: 'data(label)',
-            'font-size': 11,
-            'min-zoomed-font-size': MIN_DRAWN_FONT_PX,
-            'text-valign': 'bottom',
-            'text-margin-y': 3,
-            'background-color': '#4a6fa5',
-            width: 26,
-            height: 26,
-          },
-        },
-        { selector: 'node[kind = "reserved"]', style: { 'background-color': '#8e6bbf', shape: 'diamond' } },
-        { selector: 'node[kind = "world"]', style: { 'background-color': '#7f8c8d', shape: 'hexagon' } },
-        { selector: 'node[kind = "ip"]', style: { 'background-color': '#95a5a6', shape: 'round-rectangle' } },
-        {
-          selector: 'node.namespace',
-          style: {
-            shape: 'round-rectangle',
-            'background-color': '#eef2fb',
-            'background-opacity': 0.6,
-            'border-color': '#4a6fa5',
-            'border-width': 1.5,
-            'text-valign': 'top',
-            'text-halign': 'center',
-            'font-weight': 'bold',
-            'font-size': 12,
-            padding: '14px',
-          },
-        },
-        { selector: 'node.namespace.collapsed', style: { width: 60, height: 40, 'text-valign': 'center' } },
-        { selector: 'node.has-drops', style: { 'border-color': '#d62728', 'border-width': 3 } },
-        {
-          selector: 'edge',
-          style: {
-            width: 2,
-            'curve-style': 'bezier',
-            'target-arrow-shape': 'triangle',
-            'line-color': 'data(colour)',
-            'target-arrow-color': 'data(colour)',
-            label: 'data(label)',
-            'font-size': 9,
-            'min-zoomed-font-size': MIN_DRAWN_FONT_PX,
-            'text-rotation': 'autorotate',
-            'text-background-color': '#fff',
-            'text-background-opacity': 0.85,
-            'text-background-padding': '1px',
-          },
-        },
-        { selector: 'edge[health = "all-dropped"]', style: { 'line-style': 'dashed', width: 3 } },
-        { selector: 'edge[health = "some-drops"]', style: { width: 3 } },
-        { selector: '.selected', style: { 'overlay-color': '#1d4ed8', 'overlay-opacity': 0.18, 'overlay-padding': 6 } },
-      ],
+      style: STYLE,
     });
+    this.worker.onmessage = (ev: MessageEvent<LayoutReply>) => this.placed(ev.data);
     this.cy.on('tap', 'node', (ev) => {
       const id = ev.target.id() as string;
       if (id.startsWith(NS_PREFIX)) on.namespace(id.slice(NS_PREFIX.length));
@@ -204,7 +154,105 @@ export class MapView {
     this.apply(elements, view);
   }
 
+  /** Whether no layout is on its way (the map is drawn where it stays). */
+  settled(): boolean {
+    return this.asked === this.answered && this.waiting === null;
+  }
+
   private apply(elements: cytoscape.ElementDefinition[], view: View): void {
+    const nodes = elements.filter((e) => e.group === 'nodes');
+    const known = nodes.filter((e) => this.cy.getElementById(e.data.id as string).nonempty()).length;
+    if (nodes.length === 0) {
+      // Nothing to lay out (a filter nothing passes).
+      this.waiting = null;
+      this.update(elements, view);
+      this.laidOut = '';
+      return;
+    }
+    if (this.laidOut === '' || known < nodes.length / 2) {
+      // A new map (the first, another unit): drawn once laid out.
+      if (this.laidOut !== '') {
+        this.cy.elements().remove();
+        this.drawn.clear();
+        this.laidOut = '';
+      }
+      this.waiting = { elements, view };
+      // One layout at a time: the newest map waits for the one asked for.
+      if (this.asked === this.answered) this.ask(elements, null);
+      return;
+    }
+    const { added, key } = this.update(elements, view);
+    if (added && key !== this.laidOut) this.relayout(key);
+  }
+
+  /**
+   * Lays the map out again from where its nodes are, so that a new node
+   * does not reshuffle it; `key` is its node set.
+   */
+  private relayout(key: string): void {
+    this.laidOut = key;
+    const now = this.cy.elements().map((e) => ({ group: e.group(), data: e.data(), classes: e.classes().join(' ') }));
+    const from: Record<string, Position> = {};
+    this.cy.nodes().forEach((n) => {
+      from[n.id()] = { ...n.position() };
+    });
+    this.ask(now, from);
+  }
+
+  private ask(elements: cytoscape.ElementDefinition[], positions: Record<string, Position> | null): void {
+    this.asked += 1;
+    this.askedKey = keyOf(elements);
+    const request: LayoutRequest = {
+      seq: this.asked,
+      elements: elements.map((e) => ({ group: e.group, data: e.data, classes: e.classes })),
+      positions,
+    };
+    this.worker.postMessage(request);
+  }
+
+  /** A layout's answer: a new map drawn where it was laid out, or the map's nodes moved. */
+  private placed(reply: LayoutReply): void {
+    if (reply.seq !== this.asked) return;
+    this.answered = reply.seq;
+    this.positions = new Map(Object.entries(reply.positions));
+    const waiting = this.waiting;
+    if (waiting) {
+      // A layout of another map (the one before): this one is laid out anew.
+      const nodes = waiting.elements.filter((e) => e.group === 'nodes');
+      if (nodes.filter((e) => this.positions.has(e.data.id as string)).length < nodes.length / 2) {
+        this.ask(waiting.elements, null);
+        return;
+      }
+      this.waiting = null;
+      this.laidOut = this.askedKey;
+      const { key } = this.update(waiting.elements, waiting.view);
+      this.cy.fit(undefined, LAYOUT.padding);
+      // Nodes that came while it was laid out: laid out in turn.
+      if (key !== this.laidOut) this.relayout(key);
+      return;
+    }
+    this.cy.batch(() => {
+      for (const [id, p] of this.positions) {
+        const n = this.cy.getElementById(id);
+        if (n.nonempty() && !n.isParent()) n.position(p);
+      }
+    });
+    // As fcose does after a layout on the page: the whole map in view.
+    this.cy.fit(undefined, LAYOUT.padding);
+  }
+
+  /** Where a node is first drawn: where the layout put it, else in its box, else mid-map. */
+  private where(def: cytoscape.ElementDefinition): Position {
+    const laid = this.positions.get(def.data.id as string);
+    if (laid) return laid;
+    const box = def.data.parent ? this.cy.getElementById(def.data.parent as string) : null;
+    if (box && box.nonempty()) return { ...box.position() };
+    const e = this.cy.extent();
+    return { x: (e.x1 + e.x2) / 2, y: (e.y1 + e.y2) / 2 };
+  }
+
+  /** Brings Cytoscape's elements to `elements`: whether any was added, and the set's key. */
+  private update(elements: cytoscape.ElementDefinition[], view: View): { added: boolean; key: string } {
     const cy = this.cy;
     const want = new Set(elements.map((e) => e.data.id as string));
     let added = false;
@@ -246,7 +294,7 @@ export class MapView {
           }
         } else {
           if (moved) existing.remove();
-          cy.add(def);
+          cy.add(def.group === 'nodes' ? { ...def, position: this.where(def) } : def);
           added = true;
         }
         this.drawn.set(id, drawn);
@@ -259,21 +307,11 @@ export class MapView {
       cy.$('.selected').difference(selected).removeClass('selected');
       selected.addClass('selected');
     });
-    const key = [...want].sort().join('\n');
-    if (added && key !== this.laidOut) {
-      // The first layout starts from scratch, later ones from where the
-      // nodes are, so that a new node does not reshuffle the map.
-      const first = this.laidOut === '';
-      this.laidOut = key;
-      cy.layout({
-        name: 'fcose',
-        animate: false,
-        randomize: first,
-        nodeRepulsion: () => 9000,
-        idealEdgeLength: () => 120,
-        nestingFactor: 0.6,
-        padding: 30,
-      } as cytoscape.LayoutOptions).run();
-    }
+    return { added, key: [...want].sort().join('\n') };
   }
+}
+
+/** The key of a set of elements: their ids. */
+function keyOf(elements: cytoscape.ElementDefinition[]): string {
+  return elements.map((e) => e.data.id as string).sort().join('\n');
 }

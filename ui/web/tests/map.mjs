@@ -3,11 +3,16 @@
 
 import assert from 'node:assert/strict';
 
-/** The map's nodes (id, label, kind, parent box) and edges (ends, health, label). */
+/**
+ * The map's nodes (id, label, kind, parent box) and edges (ends, health,
+ * label), and whether it is settled (no layout on its way: drawn where it
+ * stays).
+ */
 export function graph(page) {
   return page.evaluate(() => {
     const cy = window.lumen.cy;
     return {
+      settled: window.lumen.settled(),
       nodes: cy.nodes().map((n) => ({
         id: n.id(), label: n.data('label'), kind: n.data('kind'), parent: n.data('parent') ?? null,
       })),
@@ -18,12 +23,12 @@ export function graph(page) {
   });
 }
 
-/** The map once `ok` holds of it, polled; fails saying `what` never came. */
+/** The settled map once `ok` holds of it, polled; fails saying `what` never came. */
 export async function waitGraph(page, what, ok, timeout = 30000) {
   const deadline = Date.now() + timeout;
   for (;;) {
     const g = await graph(page);
-    if (ok(g)) return g;
+    if (g.settled && ok(g)) return g;
     if (Date.now() > deadline) assert.fail(`${what}: never came; the map has ${JSON.stringify(g)}`);
     await page.waitForTimeout(250);
   }
