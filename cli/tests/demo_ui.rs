@@ -7,7 +7,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,24 +31,6 @@ impl Drop for Demo {
     }
 }
 
-fn free_port() -> String {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string()
-}
-
-/// `target/ui-artifacts-demo`, emptied.
-fn artifacts() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let target = exe.ancestors().nth(3).expect("target/<profile>/deps/<test>");
-    let dir = target.join("ui-artifacts-demo");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[test]
 #[ignore = "needs root, a BPF-capable kernel, Chromium and ui/web/node_modules: run scripts/test.sh"]
 fn the_demo_in_a_real_browser() {
@@ -56,7 +38,10 @@ fn the_demo_in_a_real_browser() {
     support::ui_binary();
     let node = format!("uidemo{}", std::process::id());
     let dir = support::temp("demo-ui");
-    let (relay, ui) = (free_port(), free_port());
+    let (relay, ui) = (
+        lumen_testbed::free_loopback_address(),
+        lumen_testbed::free_loopback_address(),
+    );
     let mut demo = Demo(
         Command::new(env!("CARGO_BIN_EXE_lumen"))
             .args(["demo", "--duration", "5m", "--policy-after", "3s", "--node-name", &node])
@@ -88,7 +73,7 @@ fn the_demo_in_a_real_browser() {
         .arg("tests/demo.mjs")
         .current_dir(&web)
         .env("LUMEN_UI_URL", format!("http://{ui}/"))
-        .env("LUMEN_ARTIFACTS", artifacts())
+        .env("LUMEN_ARTIFACTS", lumen_testbed::artifacts_dir("ui-artifacts-demo"))
         .stdout(Stdio::piped())
         .spawn()
         .expect("node (ui/setup.sh installs it)");

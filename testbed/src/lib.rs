@@ -144,6 +144,27 @@ pub use process::Process;
 pub use topology::{Node, Pod, PodSpec, Testbed, GATEWAY_V4, GATEWAY_V6};
 pub use traffic::{PingResult, ServerGuard};
 
+/// A loopback TCP address (`127.0.0.1:port`) nothing listens on now, for a
+/// server a test starts: the system's pick.
+pub fn free_loopback_address() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a loopback port to bind")
+        .to_string()
+}
+
+/// `target/<name>`, emptied: where a test leaves what a person looks at
+/// afterwards (screenshots). Found from the test's own executable,
+/// `target/<profile>/deps/<test>`.
+pub fn artifacts_dir(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test's executable");
+    let target = exe.ancestors().nth(3).expect("target/<profile>/deps/<test>");
+    let dir = target.join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("an artifacts directory");
+    dir
+}
+
 /// Everything that can go wrong while building or using a testbed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -173,24 +173,6 @@ fn relay(listen: &str, peer_service: &str) -> RelayHandle {
     ]))
 }
 
-fn free_port() -> String {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string()
-}
-
-/// `target/ui-artifacts`, emptied.
-fn artifacts() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let target = exe.ancestors().nth(3).expect("target/<profile>/deps/<test>");
-    let dir = target.join("ui-artifacts");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[test]
 #[ignore = "needs root, a BPF-capable kernel, Chromium and ui/web/node_modules: run ui/setup.sh, then scripts/test.sh"]
 fn the_map_and_the_flows_in_a_real_browser() {
@@ -205,7 +187,7 @@ fn the_map_and_the_flows_in_a_real_browser() {
     let mut cluster = testing::Cluster::new(spec);
     cluster.start_all();
     let n3_name = cluster.name("n3");
-    let relay_listen = free_port();
+    let relay_listen = lumen_testbed::free_loopback_address();
     let peer_service = cluster.api("n1").to_string();
     let mut relay_handle = Some(relay(&relay_listen, &peer_service));
     let pod = |p: &str| cluster.pods[p].clone();
@@ -223,7 +205,7 @@ fn the_map_and_the_flows_in_a_real_browser() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis();
-    let ui_listen = free_port();
+    let ui_listen = lumen_testbed::free_loopback_address();
     let ui = Killed(
         Command::new(env!("CARGO_BIN_EXE_lumen-ui"))
             .args(["--listen", &ui_listen, "--server", &relay_listen, "--history", "0s"])
@@ -241,7 +223,7 @@ fn the_map_and_the_flows_in_a_real_browser() {
             .arg("tests/browser.mjs")
             .current_dir(&web)
             .env("LUMEN_UI_URL", format!("http://{ui_listen}/"))
-            .env("LUMEN_ARTIFACTS", artifacts())
+            .env("LUMEN_ARTIFACTS", lumen_testbed::artifacts_dir("ui-artifacts"))
             .env("LUMEN_HTML_LABEL", HTML_LABEL)
             .env("LUMEN_UI_HTML_URL", &html_ui.url)
             .env("LUMEN_UI_STARTED_MS", ui_started_ms.to_string())

@@ -50,7 +50,7 @@ function boxed(n: MapNode): boolean {
 
 export class MapView {
   readonly cy: cytoscape.Core;
-  /** The node set last laid out: a layout runs when it changes. */
+  /** The node set last laid out (keyOf): a layout runs when it changes. */
   private laidOut = '';
   /** What each element was last drawn from (its data and classes). */
   private drawn = new Map<string, string>();
@@ -251,7 +251,7 @@ export class MapView {
     return { x: (e.x1 + e.x2) / 2, y: (e.y1 + e.y2) / 2 };
   }
 
-  /** Brings Cytoscape's elements to `elements`: whether any was added, and the set's key. */
+  /** Brings Cytoscape's elements to `elements`: whether any was added, and their layout's key. */
   private update(elements: cytoscape.ElementDefinition[], view: View): { added: boolean; key: string } {
     const cy = this.cy;
     const want = new Set(elements.map((e) => e.data.id as string));
@@ -307,11 +307,18 @@ export class MapView {
       cy.$('.selected').difference(selected).removeClass('selected');
       selected.addClass('selected');
     });
-    return { added, key: [...want].sort().join('\n') };
+    return { added, key: keyOf(elements) };
   }
 }
 
-/** The key of a set of elements: their ids. */
+/**
+ * The key of a map's layout: its nodes' ids. A new edge between nodes
+ * already placed moves nothing; relaying out for it redrew every element.
+ */
 function keyOf(elements: cytoscape.ElementDefinition[]): string {
-  return elements.map((e) => e.data.id as string).sort().join('\n');
+  return elements
+    .filter((e) => e.group === 'nodes')
+    .map((e) => e.data.id as string)
+    .sort()
+    .join('\n');
 }

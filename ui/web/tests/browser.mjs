@@ -5,7 +5,7 @@
 // lines on stdout and waits for "ok" on stdin. Exits non-zero on the first
 // failed check.
 
-import { launch } from './chromium.mjs';
+import { launch, step, testPage } from './chromium.mjs';
 import { edge, waitGraph as waitMap } from './map.mjs';
 import assert from 'node:assert/strict';
 import readline from 'node:readline';
@@ -28,16 +28,10 @@ async function action(name) {
   return value.slice(3);
 }
 
-function step(name) {
-  console.log(`STEP ${name}`);
-}
-
 const browser = await launch();
 const errors = [];
 try {
-  const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
-  page.on('dialog', (d) => { errors.push(`a dialog opened: ${d.message()}`); void d.dismiss(); });
-  page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
+  const page = await testPage(browser, errors);
 
   const waitGraph = (what, ok, timeout) => waitMap(page, what, ok, timeout);
   const tableRows = () => page.evaluate(() => window.lumen.table.all());
@@ -156,9 +150,7 @@ try {
   await page.waitForFunction(() => document.getElementById('table-title').textContent === 'Flows of data/db');
 
   step('a label holding HTML shows as text');
-  const evil = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
-  evil.on('dialog', (d) => { errors.push(`a dialog opened: ${d.message()}`); void d.dismiss(); });
-  evil.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
+  const evil = await testPage(browser, errors);
   await evil.goto(`${process.env.LUMEN_UI_HTML_URL}?node=${encodeURIComponent('workload|evil|x')}`);
   await evil.waitForFunction(() => document.querySelector('#panel h2')?.textContent === 'evil/x');
   const labels = await evil.locator('#panel ul.labels li').allInnerTexts();

@@ -1,5 +1,6 @@
-// Debian's Chromium, headless, as the browser test and the browser
-// benchmark start it (Playwright's own browser download cannot work here).
+// Debian's Chromium, headless, as the browser tests and the browser
+// benchmark start it (Playwright's own browser download cannot work here),
+// and what the browser tests share of their pages.
 
 import { chromium } from 'playwright-core';
 
@@ -12,4 +13,17 @@ export function launch() {
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
     ],
   });
+}
+
+/** A page of the size the tests look at, its errors and dialogs collected in `errors`. */
+export async function testPage(browser, errors) {
+  const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
+  page.on('dialog', (d) => { errors.push(`a dialog opened: ${d.message()}`); void d.dismiss(); });
+  page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
+  return page;
+}
+
+/** Says which check a test script is at (the Rust side prints it). */
+export function step(name) {
+  console.log(`STEP ${name}`);
 }

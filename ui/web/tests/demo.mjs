@@ -6,7 +6,7 @@
 // first failed check.
 
 import assert from 'node:assert/strict';
-import { launch } from './chromium.mjs';
+import { launch, step, testPage } from './chromium.mjs';
 import { edge, waitGraph } from './map.mjs';
 
 const url = process.env.LUMEN_UI_URL;
@@ -34,15 +34,10 @@ const DENIED = {
   [`${w('shop', 'frontend')}→${w('pay', 'payments')}`]: 'CiliumNetworkPolicy pay/payments-in',
 };
 
-function step(name) {
-  console.log(`STEP ${name}`);
-}
-
 const browser = await launch();
 const errors = [];
 try {
-  const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
-  page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
+  const page = await testPage(browser, errors);
   await page.goto(url);
 
   step('every workload of the shop in its namespace box, and the outside peer');
