@@ -5,7 +5,7 @@
 // lines on stdout and waits for "ok" on stdin. Exits non-zero on the first
 // failed check.
 
-import { launch, step, testPage } from './chromium.mjs';
+import { runChecks, step } from './chromium.mjs';
 import { edge, waitGraph as waitMap } from './map.mjs';
 import assert from 'node:assert/strict';
 import readline from 'node:readline';
@@ -28,10 +28,7 @@ async function action(name) {
   return value.slice(3);
 }
 
-const browser = await launch();
-const errors = [];
-try {
-  const page = await testPage(browser, errors);
+await runChecks(async (page, newPage) => {
 
   const waitGraph = (what, ok, timeout) => waitMap(page, what, ok, timeout);
   const tableRows = () => page.evaluate(() => window.lumen.table.all());
@@ -150,7 +147,7 @@ try {
   await page.waitForFunction(() => document.getElementById('table-title').textContent === 'Flows of data/db');
 
   step('a label holding HTML shows as text');
-  const evil = await testPage(browser, errors);
+  const evil = await newPage();
   await evil.goto(`${process.env.LUMEN_UI_HTML_URL}?node=${encodeURIComponent('workload|evil|x')}`);
   await evil.waitForFunction(() => document.querySelector('#panel h2')?.textContent === 'evil/x');
   const labels = await evil.locator('#panel ul.labels li').allInnerTexts();
@@ -231,14 +228,4 @@ try {
   await page.waitForSelector('[data-testid="unavailable"]', { timeout: 30000 });
   assert.equal(await page.locator('[data-testid="unavailable"]').innerText(), `unavailable: ${node}`);
   await page.screenshot({ path: `${artifacts}/unavailable.png` });
-
-  assert.deepEqual(errors, []);
-  console.log('PASS');
-} catch (e) {
-  console.log(`FAIL ${e.stack ?? e}`);
-  process.exitCode = 1;
-} finally {
-  await browser.close();
-  // stdin (the test's replies) would keep node running.
-  process.exit(process.exitCode ?? 0);
-}
+});

@@ -6,8 +6,8 @@
 // first failed check.
 
 import assert from 'node:assert/strict';
-import { launch, step, testPage } from './chromium.mjs';
-import { edge, waitGraph } from './map.mjs';
+import { runChecks, step } from './chromium.mjs';
+import { waitGraph } from './map.mjs';
 
 const url = process.env.LUMEN_UI_URL;
 const artifacts = process.env.LUMEN_ARTIFACTS;
@@ -34,10 +34,7 @@ const DENIED = {
   [`${w('shop', 'frontend')}→${w('pay', 'payments')}`]: 'CiliumNetworkPolicy pay/payments-in',
 };
 
-const browser = await launch();
-const errors = [];
-try {
-  const page = await testPage(browser, errors);
+await runChecks(async (page) => {
   await page.goto(url);
 
   step('every workload of the shop in its namespace box, and the outside peer');
@@ -84,12 +81,4 @@ try {
     assert.ok(rows.some((r) => r.verdict === 'DROPPED' && r.policy.endsWith(policy)), policy);
   }
   await page.screenshot({ path: `${artifacts}/demo-denied.png` });
-
-  assert.deepEqual(errors, []);
-  console.log('PASS');
-} catch (e) {
-  console.log(`FAIL ${e.stack ?? e}`);
-  process.exitCode = 1;
-} finally {
-  await browser.close();
-}
+});
