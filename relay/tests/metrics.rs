@@ -136,14 +136,32 @@ fn relay(peers: &[SocketAddr], extra: &[&str]) -> (RelayHandle, SocketAddr, Sock
     (RelayHandle::spawn(RelayConfig::parse_from(args)), listen, metrics)
 }
 
-/// Nodes a (5 flows stored) and b (3, interleaved in time), and the
-/// address of a third that is down.
-async fn two_nodes_and_one_down() -> (Node, Node, SocketAddr) {
+/// A node that is down: an address whose port this test holds, bound but
+/// not listening, so that connecting is refused. A port only picked and
+/// let go (`free_port`) may be taken by another test's server meanwhile,
+/// and a relay connecting to that waits on it: a flow then came too late.
+struct Down {
+    address: SocketAddr,
+    _held: tokio::net::TcpSocket,
+}
+
+fn down_node() -> Down {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    Down {
+        address: socket.local_addr().unwrap(),
+        _held: socket,
+    }
+}
+
+/// Nodes a (5 flows stored) and b (3, interleaved in time), and a third
+/// that is down.
+async fn two_nodes_and_one_down() -> (Node, Node, Down) {
     let (a, b) = (start_node("a").await, start_node("b").await);
     let t0 = wall_ns() - 10_000_000_000;
     a.hub.push((0..5).map(|i| record(t0 + i * 1_000)));
     b.hub.push((0..3).map(|i| record(t0 + 500 + i * 1_000)));
-    (a, b, free_port())
+    (a, b, down_node())
 }
 
 async fn connect(address: SocketAddr) -> ObserverClient<Channel> {
@@ -175,7 +193,8 @@ async fn next_flow_ns(stream: &mut Streaming<GetFlowsResponse>) -> i128 {
 /// never runs out, so that flows leave only when the buffer is full.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relay_serves_exact_node_states_flow_counts_and_stream_gauges() {
-    let (a, b, down) = two_nodes_and_one_down().await;
+    let (a, b, down_node) = two_nodes_and_one_down().await;
+    let down = down_node.address;
     let (relay, listen, metrics) = relay(
         &[a.address, b.address, down],
         &[
@@ -324,7 +343,8 @@ fn the_metrics_address_takes_host_port_or_port_only_and_is_off_by_default() {
 #[ignore = "needs Debian's prometheus package: run scripts/test.sh"]
 async fn every_relay_dashboard_query_returns_data_from_a_real_prometheus() {
     use prometheus_support::{dashboard_queries, reads_relay, Prometheus};
-    let (a, b, down) = two_nodes_and_one_down().await;
+    let (a, b, down_node) = two_nodes_and_one_down().await;
+    let down = down_node.address;
     let (relay, listen, metrics) = relay(&[a.address, b.address, down], &[]);
     // A client following: the flows per node and the client gauge have data.
     let mut client = connect(listen).await;
