@@ -153,6 +153,8 @@ await runChecks(async (page, newPage) => {
   const labels = await evil.locator('#panel ul.labels li').allInnerTexts();
   assert.deepEqual(labels, ['k8s:app=x', `k8s:note=${htmlLabel}`]);
   assert.equal(await evil.locator('img, script:not([src])').count(), 0, 'no element was made from the label');
+  // The map too, once laid out, for the screenshot.
+  await waitMap(evil, 'the two evil workloads', (g) => g.edges.length === 1);
   await evil.screenshot({ path: `${artifacts}/html-label.png` });
   await evil.close();
   await page.fill('#filter-input', '');
