@@ -21,36 +21,16 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lumen_observer::parser::{EndpointMeta, RuleMeta, Snapshot};
+use lumen_observer::parser::{RuleMeta, Snapshot};
 use lumen_probes::abi;
 
 const RATE: u64 = 100_000;
 const PODS: u32 = 100;
 const APPS: u32 = 20;
 
-fn pod_ip(p: u32) -> [u8; 4] {
-    [10, 9, (p / 250) as u8, (p % 250 + 1) as u8]
-}
-
+/// The pods, and the rule their forwarded flows name.
 fn snapshot() -> Snapshot {
-    let mut s = Snapshot::default();
-    for p in 0..PODS {
-        let app = p % APPS;
-        let ns = format!("team{}", app % 4);
-        let meta = Arc::new(EndpointMeta {
-            id: p + 1,
-            identity: 1000 + app,
-            namespace: ns.clone(),
-            pod_name: format!("svc{app}-5c8d7f9b4-{p:05}"),
-            labels: vec![
-                format!("k8s:app=svc{app}"),
-                format!("k8s:io.kubernetes.pod.namespace={ns}"),
-            ],
-            ..Default::default()
-        });
-        s.endpoints.insert(std::net::IpAddr::from(pod_ip(p)), meta.clone());
-        s.endpoints_by_id.insert(p + 1, meta);
-    }
+    let mut s = stream::pods(PODS, |p| p % APPS, 4);
     s.rules.insert(
         7,
         Arc::new(RuleMeta {
@@ -66,32 +46,9 @@ fn snapshot() -> Snapshot {
 fn record(i: u64, now_ns: u64) -> abi::Event {
     let src = (i % u64::from(PODS)) as u32;
     let dst = ((i / 7 + 13) % u64::from(PODS)) as u32;
-    let mut ev = abi::Event {
-        timestamp_ns: now_ns,
-        endpoint_id: dst + 1,
-        src_identity: 1000 + src % APPS,
-        dst_identity: 1000 + dst % APPS,
-        rule_id: 7,
-        family: 4,
-        proto: 6,
-        direction: abi::DIR_INGRESS,
-        obs_point: abi::OBS_TO_ENDPOINT,
-        verdict: abi::VERDICT_FORWARDED,
-        ct_state: abi::CT_ESTABLISHED,
-        sport: 30_000 + (i % 20_000) as u16,
-        dport: 8080,
-        tcp_flags: 0x18,
-        pkt_len: 66,
-        ..Default::default()
-    };
-    ev.saddr[..4].copy_from_slice(&pod_ip(src));
-    ev.daddr[..4].copy_from_slice(&pod_ip(dst));
-    if i.is_multiple_of(50) {
-        ev.verdict = abi::VERDICT_DROPPED;
-        ev.drop_reason = abi::DROP_POLICY_DENIED;
-        ev.rule_id = 0;
-        ev.ct_state = abi::CT_NEW;
-        ev.tcp_flags = 0x02;
+    let mut ev = stream::tcp_record(i, now_ns, (src, dst), (1000 + src % APPS, 1000 + dst % APPS));
+    if ev.verdict == abi::VERDICT_FORWARDED {
+        ev.rule_id = 7;
     }
     ev
 }

@@ -10,7 +10,9 @@ mod flows;
 #[path = "otlp/harness.rs"]
 mod harness;
 
-use std::path::PathBuf;
+#[path = "support/pki.rs"]
+mod pki;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -22,6 +24,7 @@ use serde_json::{json, Value};
 
 use flows::{dropped, dropped_attributes, forwarded, forwarded_attributes, i, lost, lost_attributes, s, T0};
 use harness::{wait_until, Receiver};
+use pki::pki;
 
 const WITHIN: Duration = Duration::from_secs(20);
 
@@ -202,32 +205,6 @@ fn log_records_over_http_with_gzip_and_a_header() {
     }
 }
 
-/// A CA, and a certificate it signed for 127.0.0.1 with its key, as PEM
-/// files in `dir`: (CA file, certificate file, key file).
-fn pki(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "collector test CA");
-    let ca = ca.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    leaf.subject_alt_names
-        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-    let leaf = leaf.signed_by(&key, &ca, &ca_key).unwrap();
-    let write = |name: &str, pem: String| {
-        let path = dir.join(name);
-        std::fs::write(&path, pem).unwrap();
-        path
-    };
-    (
-        write("ca.pem", ca.pem()),
-        write("collector.crt", leaf.pem()),
-        write("collector.key", key.serialize_pem()),
-    )
-}
-
 /// A collector behind TLS whose certificate only `--otlp-ca-file` vouches
 /// for: records arrive over gRPC and HTTP with it, and none without it
 /// (what was not delivered is counted).
@@ -235,7 +212,7 @@ fn pki(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
 #[ignore = "needs the OTLP test receiver: run scripts/test.sh"]
 fn log_records_over_tls_with_the_collectors_ca() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = pki(dir.path());
+    let (ca, cert, key) = pki(dir.path(), "collector");
     let receiver = Receiver::start_tls(&cert, &key);
     let with_ca = |endpoint: String, protocol| Target {
         endpoint,

@@ -22,13 +22,10 @@ mod machine;
 mod stream;
 
 use std::io::{BufRead as _, BufReader};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lumen_observer::parser::{EndpointMeta, Snapshot};
 use lumen_probes::abi;
 use serde_json::Value;
 
@@ -38,69 +35,12 @@ const NAMESPACES: u32 = 5;
 /// Each workload talks to this many others: 2,000 edges.
 const PEERS: u32 = 4;
 
-fn pod_ip(p: u32) -> [u8; 4] {
-    [10, 9, (p / 250) as u8, (p % 250 + 1) as u8]
-}
-
-fn snapshot() -> Snapshot {
-    let mut s = Snapshot::default();
-    for p in 0..WORKLOADS {
-        let ns = format!("team{}", p % NAMESPACES);
-        let meta = Arc::new(EndpointMeta {
-            id: p + 1,
-            identity: 1000 + p,
-            namespace: ns.clone(),
-            pod_name: format!("svc{p}-5c8d7f9b4-x{p:04}"),
-            labels: vec![
-                format!("k8s:app=svc{p}"),
-                format!("k8s:io.kubernetes.pod.namespace={ns}"),
-            ],
-            ..Default::default()
-        });
-        s.endpoints.insert(std::net::IpAddr::from(pod_ip(p)), meta.clone());
-        s.endpoints_by_id.insert(p + 1, meta);
-    }
-    s
-}
-
 /// Record `i`: edge `i` modulo 2,000, from its workload to the peer it names.
 fn record(i: u64, now_ns: u64) -> abi::Event {
     let edge = (i % u64::from(WORKLOADS * PEERS)) as u32;
     let src = edge % WORKLOADS;
     let dst = (src + 1 + 97 * (edge / WORKLOADS)) % WORKLOADS;
-    let mut ev = abi::Event {
-        timestamp_ns: now_ns,
-        endpoint_id: dst + 1,
-        src_identity: 1000 + src,
-        dst_identity: 1000 + dst,
-        family: 4,
-        proto: 6,
-        direction: abi::DIR_INGRESS,
-        obs_point: abi::OBS_TO_ENDPOINT,
-        verdict: abi::VERDICT_FORWARDED,
-        ct_state: abi::CT_ESTABLISHED,
-        sport: 30_000 + (i % 20_000) as u16,
-        dport: 8080,
-        tcp_flags: 0x18,
-        pkt_len: 66,
-        ..Default::default()
-    };
-    ev.saddr[..4].copy_from_slice(&pod_ip(src));
-    ev.daddr[..4].copy_from_slice(&pod_ip(dst));
-    if i.is_multiple_of(50) {
-        ev.verdict = abi::VERDICT_DROPPED;
-        ev.drop_reason = abi::DROP_POLICY_DENIED;
-        ev.ct_state = abi::CT_NEW;
-        ev.tcp_flags = 0x02;
-    }
-    ev
-}
-
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    stream::tcp_record(i, now_ns, (src, dst), (1000 + src, 1000 + dst))
 }
 
 /// A child process killed and reaped when dropped, also on a panic.
@@ -126,17 +66,12 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let stream = stream::Stream::start(&rt, snapshot(), RATE, record);
+    let stream = stream::Stream::start(&rt, stream::pods(WORKLOADS, |p| p, NAMESPACES), RATE, record);
 
-    let ui_listen = free_port();
+    let ui_listen = lumen_testbed::free_loopback_address();
     let ui = Killed(
         Command::new(env!("CARGO_BIN_EXE_lumen-ui"))
-            .args([
-                "--listen",
-                &ui_listen.to_string(),
-                "--server",
-                &stream.relay.to_string(),
-            ])
+            .args(["--listen", &ui_listen, "--server", &stream.relay.to_string()])
             .env("LUMEN_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()

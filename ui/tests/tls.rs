@@ -3,41 +3,19 @@
 //! still guards the API, a plain HTTP request gets no page, and files that
 //! are not a certificate and its key stop it at start with the reason.
 
+#[path = "../../export/tests/support/pki.rs"]
+mod pki;
+
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser as _;
+use pki::pki;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
-
-/// A CA, and a certificate it signed for 127.0.0.1 with its key, as PEM
-/// files in `dir`: (CA file, certificate file, key file).
-fn pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "lumen-ui test CA");
-    let ca = ca.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    leaf.subject_alt_names
-        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-    let leaf = leaf.signed_by(&key, &ca, &ca_key).unwrap();
-    let write = |name: &str, pem: String| {
-        let path = dir.join(name);
-        std::fs::write(&path, pem).unwrap();
-        path
-    };
-    (
-        write("ca.pem", ca.pem()),
-        write("ui.crt", leaf.pem()),
-        write("ui.key", key.serialize_pem()),
-    )
-}
 
 fn free_port() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -88,7 +66,7 @@ fn args(listen: SocketAddr, extra: &[&str]) -> lumen_ui::Args {
 #[test]
 fn the_page_and_the_api_over_https_with_the_token() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = pki(dir.path());
+    let (ca, cert, key) = pki(dir.path(), "ui");
     let token = dir.path().join("token");
     std::fs::write(&token, "s3cret\n").unwrap();
     let address = free_port();
@@ -153,12 +131,15 @@ fn the_page_and_the_api_over_https_with_the_token() {
 #[test]
 fn files_that_are_not_a_certificate_and_its_key_stop_it_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, cert, key) = pki(dir.path());
-    let (_, other_cert, _) = pki(&{
-        let other = dir.path().join("other");
-        std::fs::create_dir(&other).unwrap();
-        other
-    });
+    let (_, cert, key) = pki(dir.path(), "ui");
+    let (_, other_cert, _) = pki(
+        &{
+            let other = dir.path().join("other");
+            std::fs::create_dir(&other).unwrap();
+            other
+        },
+        "ui",
+    );
     let missing = dir.path().join("missing.crt");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -12,9 +12,70 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser as _;
 use lumen_observer::hub::Hub;
-use lumen_observer::parser::Snapshot;
+use lumen_observer::parser::{EndpointMeta, Snapshot};
 use lumen_probes::abi;
 use lumen_relay::{RelayConfig, RelayHandle};
+
+/// Pod `p`'s IPv4 address: 10.9.x.y, 250 a /24.
+pub fn pod_ip(p: u32) -> [u8; 4] {
+    [10, 9, (p / 250) as u8, (p % 250 + 1) as u8]
+}
+
+/// `pods` pods, pod `p` of workload `svc<app>` (`app_of(p)`, identity
+/// 1000 + app) in namespace `team<app % namespaces>`, by address and id.
+pub fn pods(pods: u32, app_of: impl Fn(u32) -> u32, namespaces: u32) -> Snapshot {
+    let mut s = Snapshot::default();
+    for p in 0..pods {
+        let app = app_of(p);
+        let ns = format!("team{}", app % namespaces);
+        let meta = Arc::new(EndpointMeta {
+            id: p + 1,
+            identity: 1000 + app,
+            namespace: ns.clone(),
+            pod_name: format!("svc{app}-5c8d7f9b4-{p:05}"),
+            labels: vec![
+                format!("k8s:app=svc{app}"),
+                format!("k8s:io.kubernetes.pod.namespace={ns}"),
+            ],
+            ..Default::default()
+        });
+        s.endpoints.insert(std::net::IpAddr::from(pod_ip(p)), meta.clone());
+        s.endpoints_by_id.insert(p + 1, meta);
+    }
+    s
+}
+
+/// Record `i` at `now_ns`: pod `src` (identity `ids.0`) to pod `dst`
+/// (`ids.1`) on TCP 8080, seen arriving at `dst`, established; every 50th
+/// a SYN dropped by policy.
+pub fn tcp_record(i: u64, now_ns: u64, (src, dst): (u32, u32), ids: (u32, u32)) -> abi::Event {
+    let mut ev = abi::Event {
+        timestamp_ns: now_ns,
+        endpoint_id: dst + 1,
+        src_identity: ids.0,
+        dst_identity: ids.1,
+        family: 4,
+        proto: 6,
+        direction: abi::DIR_INGRESS,
+        obs_point: abi::OBS_TO_ENDPOINT,
+        verdict: abi::VERDICT_FORWARDED,
+        ct_state: abi::CT_ESTABLISHED,
+        sport: 30_000 + (i % 20_000) as u16,
+        dport: 8080,
+        tcp_flags: 0x18,
+        pkt_len: 66,
+        ..Default::default()
+    };
+    ev.saddr[..4].copy_from_slice(&pod_ip(src));
+    ev.daddr[..4].copy_from_slice(&pod_ip(dst));
+    if i.is_multiple_of(50) {
+        ev.verdict = abi::VERDICT_DROPPED;
+        ev.drop_reason = abi::DROP_POLICY_DENIED;
+        ev.ct_state = abi::CT_NEW;
+        ev.tcp_flags = 0x02;
+    }
+    ev
+}
 
 pub struct Stream {
     pub hub: Arc<Hub>,
